@@ -1,0 +1,82 @@
+"""One typed Settings object, read once from the environment (and CLI flags).
+
+Every field maps to exactly one environment variable ``TIDEMQ_<NAME>``;
+``.env.example`` lists them all (a test keeps the two in step). Values are
+parsed here and nowhere else, so ``"0123"`` stays a string where a string is
+meant.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "TIDEMQ_"
+
+
+@dataclass(slots=True)
+class Settings:
+    # network
+    host: str = "0.0.0.0"
+    mqtt_port: int = 1883
+    api_port: int = 8091
+    # store: redis://host:port/db, redis+cluster://host:port, or memory:// (embedded fakeredis)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # worker identity and liveness
+    worker_id: str = ""  # empty: a random id per process
+    # protocol limits (defaults; per-tenant settings may lower them)
+    max_packet_size: int = 268435460
+    max_inflight: int = 32  # server receive-maximum and default outbound window
+    max_session_expiry: int = 86400  # seconds; also the expiry of MQTT 3 persistent sessions
+    min_keep_alive: int = 0
+    server_keep_alive: int = 0  # 0: accept the client's keep alive
+    inbox_size: int = 1000  # SessionInboxSize
+    inbox_drop_oldest: bool = True  # QoS0DropOldest-style policy for a full inbox
+    max_payload: int = 262144  # MaxUserPayloadBytes
+    max_topic_levels: int = 16
+    max_topic_length: int = 255
+    retain_enabled: bool = True
+    # admin API
+    api_token: str = ""
+    # operations
+    log_level: str = "INFO"
+    log_json: str = "auto"  # auto | true | false
+    sweep_interval: float = 5.0  # seconds between session-expiry sweeps
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``), then ``overrides`` (not None)."""
+        env = os.environ if env is None else env
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, raw, hints[f.name])
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        return cls(**values)
+
+    @classmethod
+    def env_names(cls) -> list[str]:
+        return [ENV_PREFIX + f.name.upper() for f in fields(cls)]
+
+
+def _parse(name: str, raw: str, typ: Any) -> Any:
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw, 10)
+        if typ is float:
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}: cannot parse {raw!r} as {typ.__name__}") from exc
+    return raw

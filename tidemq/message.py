@@ -1,0 +1,95 @@
+"""The application message as it travels between processes and sits in Redis.
+
+A message is encoded once per publish (``pack``) and the same bytes go to
+every inbox, retained slot and worker channel: the payload stays binary
+(never JSON), metadata is one small orjson header in front of it.
+
+Layout: ``b"M1"`` | u32 big-endian header length | orjson header | payload.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MAGIC = b"M1"
+_HDR = struct.Struct(">I")
+
+# Publish properties that travel with the message (topic alias and
+# subscription identifiers are per-hop / per-subscriber and never stored).
+FORWARDED_PROPERTIES = (
+    "payload_format_indicator",
+    "content_type",
+    "response_topic",
+    "correlation_data",
+    "user_property",
+)
+
+
+@dataclass(slots=True)
+class Message:
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+    properties: dict[str, Any] = field(default_factory=dict)
+    expire_at_ms: int = 0  # 0: never expires; else wall clock ms when it does
+    sender: str = ""  # client id of the publisher in its tenant ("" for the API), for no-local
+    created_ms: int = 0
+    origin: dict[str, Any] = field(default_factory=dict)  # client_type / client_meta_* for API publishes
+
+    def remaining_expiry(self, now_ms: int) -> int | None:
+        """Seconds left (rounded up, >= 1) or None when it never expires; 0 when expired."""
+        if not self.expire_at_ms:
+            return None
+        left = self.expire_at_ms - now_ms
+        if left <= 0:
+            return 0
+        return max(1, (left + 999) // 1000)
+
+
+def pack(msg: Message) -> bytes:
+    props = {k: v for k, v in msg.properties.items() if k in FORWARDED_PROPERTIES}
+    if "correlation_data" in props:
+        props["correlation_data"] = props["correlation_data"].hex()
+    header: dict[str, Any] = {"t": msg.topic, "q": msg.qos}
+    if msg.retain:
+        header["r"] = 1
+    if props:
+        header["p"] = props
+    if msg.expire_at_ms:
+        header["e"] = msg.expire_at_ms
+    if msg.sender:
+        header["s"] = msg.sender
+    if msg.created_ms:
+        header["c"] = msg.created_ms
+    if msg.origin:
+        header["o"] = msg.origin
+    raw = orjson.dumps(header)
+    return MAGIC + _HDR.pack(len(raw)) + raw + msg.payload
+
+
+def unpack(blob: bytes) -> Message:
+    if blob[:2] != MAGIC:
+        raise ValueError("not a TideMQ message blob")
+    (n,) = _HDR.unpack_from(blob, 2)
+    header = orjson.loads(blob[6 : 6 + n])
+    props = header.get("p") or {}
+    if "correlation_data" in props:
+        props["correlation_data"] = bytes.fromhex(props["correlation_data"])
+    if "user_property" in props:
+        props["user_property"] = [tuple(kv) for kv in props["user_property"]]
+    return Message(
+        topic=header["t"],
+        payload=bytes(blob[6 + n :]),
+        qos=header["q"],
+        retain=bool(header.get("r")),
+        properties=props,
+        expire_at_ms=header.get("e", 0),
+        sender=header.get("s", ""),
+        created_ms=header.get("c", 0),
+        origin=header.get("o") or {},
+    )

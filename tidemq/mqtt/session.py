@@ -1,0 +1,477 @@
+"""Per-connection MQTT state machine (sans-IO, server side).
+
+One ``ServerConnection`` per network connection. The transport feeds it bytes
+(``receive_data``) and writes whatever ``data_to_send`` returns; the machine
+answers on its own what needs no outside decision (PINGRESP, PUBCOMP, duplicate
+QoS 2 PUBRECs, protocol errors) and turns everything else into ``Event``
+objects for the worker, which replies through the ``accept``/``ack_*``/
+``send_publish`` methods once the store has done its part.
+
+Invariants: packet identifiers are per connection (never process-wide); the
+outbound in-flight window never exceeds the client's receive maximum; inbound
+QoS 1/2 publishes above our receive maximum are a protocol error (0x93);
+every protocol error is raised as an ``MQTTError`` from the codec or here and
+turned into DISCONNECT (v5) + close in exactly one place (``_fail``). The
+clock is passed in by the caller (``now`` in seconds, monotonic).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from . import codec
+from .errors import MQTTError, ProtocolViolation
+from .packets import (
+    Auth,
+    Connack,
+    Connect,
+    Disconnect,
+    Packet,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Unsuback,
+    Unsubscribe,
+)
+from .reason_codes import RC, v5_to_v3_connack
+
+
+class State(Enum):
+    AWAIT_CONNECT = "await_connect"
+    CONNECTING = "connecting"  # CONNECT received, waiting for the worker's decision
+    CONNECTED = "connected"
+    CLOSED = "closed"
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(slots=True)
+class ConnectReceived:
+    packet: Connect
+
+
+@dataclass(slots=True)
+class PublishReceived:
+    """An inbound application message; for QoS 1/2 the worker must call ``ack_publish``."""
+
+    packet: Publish  # topic already resolved from a topic alias
+
+
+@dataclass(slots=True)
+class PubackReceived:
+    packet_id: int
+    tag: Any  # what the worker attached at send time
+
+
+@dataclass(slots=True)
+class PubrecReceived:
+    packet_id: int
+    tag: Any
+    reason_code: int = 0
+
+
+@dataclass(slots=True)
+class PubcompReceived:
+    packet_id: int
+    tag: Any
+
+
+@dataclass(slots=True)
+class PubrelReceived:
+    """Inbound QoS 2 released: the packet id is free again (PUBCOMP already queued)."""
+
+    packet_id: int
+
+
+@dataclass(slots=True)
+class SubscribeReceived:
+    packet: Subscribe
+
+
+@dataclass(slots=True)
+class UnsubscribeReceived:
+    packet: Unsubscribe
+
+
+@dataclass(slots=True)
+class AuthReceived:
+    packet: Auth
+
+
+@dataclass(slots=True)
+class DisconnectReceived:
+    reason_code: int
+    session_expiry: int | None  # v5 may change it at DISCONNECT
+    publish_will: bool  # v5 reason 0x04
+
+
+@dataclass(slots=True)
+class ConnectionFailed:
+    """A protocol error: DISCONNECT (v5, when allowed) is queued; the worker closes the transport."""
+
+    error: MQTTError
+
+
+Event = (
+    ConnectReceived | PublishReceived | PubackReceived | PubrecReceived | PubcompReceived
+    | PubrelReceived | SubscribeReceived | UnsubscribeReceived | AuthReceived
+    | DisconnectReceived | ConnectionFailed
+)
+
+
+@dataclass(slots=True)
+class _Inflight:
+    tag: Any
+    qos: int
+    released: bool = False  # QoS 2: PUBREC seen, PUBREL sent
+
+
+@dataclass(slots=True)
+class Limits:
+    max_packet_size: int = 268435460  # what we accept from the client
+    receive_maximum: int = 65535  # how many inbound QoS 1/2 we allow in flight
+    topic_alias_maximum: int = 0  # aliases the client may use towards us
+    server_keep_alive: int = 0  # 0: accept the client's value
+    min_keep_alive: int = 0
+
+
+@dataclass(slots=True)
+class ServerConnection:
+    limits: Limits = field(default_factory=Limits)
+    state: State = State.AWAIT_CONNECT
+    protocol_level: int = 0
+    keep_alive: int = 0
+    requested_keep_alive: int = 0
+    last_received: float = 0.0
+    # negotiated from the client's CONNECT (v5 properties)
+    client_receive_maximum: int = 65535
+    client_max_packet_size: int = 268435460
+    client_topic_alias_maximum: int = 0
+    request_problem_information: bool = True
+    _decoder: codec.Decoder = field(init=False)
+    _out: bytearray = field(default_factory=bytearray)
+    _inflight_out: dict[int, _Inflight] = field(default_factory=dict)
+    _next_pid: int = 1
+    _qos2_in: set[int] = field(default_factory=set)  # inbound QoS 2 ids awaiting PUBREL
+    _inbound_pending: set[int] = field(default_factory=set)  # inbound QoS 1/2 not yet acked by us
+    _aliases_in: dict[int, str] = field(default_factory=dict)
+    bytes_in: int = 0
+    last_drop_reason: str = ""
+
+    def __post_init__(self) -> None:
+        self._decoder = codec.Decoder(max_packet_size=self.limits.max_packet_size)
+
+    # ------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Feed bytes from the network; returns the events they produce, in order."""
+        if self.state is State.CLOSED:
+            return []
+        self.last_received = now
+        self.bytes_in += len(data)
+        self._decoder.feed(data)
+        events: list[Event] = []
+        while self.state is not State.CLOSED:
+            try:
+                packet = self._decoder.next_packet()
+                if packet is None:
+                    break
+                self._handle(packet, events)
+            except MQTTError as exc:
+                events.append(self._fail(exc))
+                break
+        return events
+
+    def _handle(self, p: Packet, events: list[Event]) -> None:
+        if isinstance(p, Connect):
+            if self.state is not State.AWAIT_CONNECT:
+                raise ProtocolViolation("second CONNECT", rule="MQTT-3.1.0-2")
+            self.protocol_level = p.protocol_level
+            self._decoder.protocol_level = p.protocol_level
+            self.state = State.CONNECTING
+            self._negotiate(p)
+            events.append(ConnectReceived(p))
+            return
+        if self.state is State.AWAIT_CONNECT:
+            raise ProtocolViolation("first packet must be CONNECT", rule="MQTT-3.1.0-1")
+        if isinstance(p, Publish):
+            self._on_publish(p, events)
+        elif isinstance(p, Puback):
+            entry = self._take_inflight(p.packet_id, 1)
+            if entry is not None:
+                events.append(PubackReceived(p.packet_id, entry.tag))
+        elif isinstance(p, Pubrec):
+            entry = self._inflight_out.get(p.packet_id)
+            if entry is None or entry.qos != 2:
+                if self.protocol_level == 5:
+                    self._send(Pubrel(p.packet_id, RC.PACKET_IDENTIFIER_NOT_FOUND))
+                return
+            if p.reason_code >= 0x80:  # v5: the receiver refused; the flow ends here [MQTT-4.3.3]
+                del self._inflight_out[p.packet_id]
+                events.append(PubrecReceived(p.packet_id, entry.tag, p.reason_code))
+                return
+            entry.released = True
+            self._send(Pubrel(p.packet_id))
+            events.append(PubrecReceived(p.packet_id, entry.tag, p.reason_code))
+        elif isinstance(p, Pubcomp):
+            entry = self._inflight_out.get(p.packet_id)
+            if entry is not None and entry.qos == 2:
+                del self._inflight_out[p.packet_id]
+                events.append(PubcompReceived(p.packet_id, entry.tag))
+        elif isinstance(p, Pubrel):
+            if p.packet_id in self._qos2_in:
+                self._qos2_in.discard(p.packet_id)
+                self._send(Pubcomp(p.packet_id))
+                events.append(PubrelReceived(p.packet_id))
+            else:
+                rc = RC.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == 5 else 0
+                self._send(Pubcomp(p.packet_id, rc))
+        elif isinstance(p, Subscribe):
+            events.append(SubscribeReceived(p))
+        elif isinstance(p, Unsubscribe):
+            events.append(UnsubscribeReceived(p))
+        elif isinstance(p, Pingreq):
+            self._send(Pingresp())
+        elif isinstance(p, Disconnect):
+            expiry = p.properties.get("session_expiry_interval")
+            events.append(DisconnectReceived(p.reason_code, expiry, p.reason_code == RC.DISCONNECT_WITH_WILL))
+            self.state = State.CLOSED
+        elif isinstance(p, Auth):
+            if self.protocol_level != 5:
+                raise ProtocolViolation("AUTH is MQTT 5 only", rule="MQTT-3.15")
+            events.append(AuthReceived(p))
+        else:  # CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only
+            raise ProtocolViolation(f"unexpected packet from client: {type(p).__name__}", rule="MQTT-2.1.2")
+
+    def _take_inflight(self, packet_id: int, qos: int) -> _Inflight | None:
+        entry = self._inflight_out.get(packet_id)
+        if entry is None or entry.qos != qos:
+            return None  # unknown id: ignore (a late ack after a resend) [MQTT-4.3.2]
+        del self._inflight_out[packet_id]
+        return entry
+
+    def _negotiate(self, p: Connect) -> None:
+        props = p.properties
+        self.client_receive_maximum = props.get("receive_maximum", 65535)
+        self.client_max_packet_size = props.get("maximum_packet_size", 268435460)
+        self.client_topic_alias_maximum = props.get("topic_alias_maximum", 0)
+        self.request_problem_information = bool(props.get("request_problem_information", 1))
+        ka = self.requested_keep_alive = p.keep_alive
+        if self.limits.server_keep_alive and self.protocol_level == 5:
+            ka = self.limits.server_keep_alive
+        elif ka and ka < self.limits.min_keep_alive and self.protocol_level == 5:
+            ka = self.limits.min_keep_alive
+        self.keep_alive = ka
+
+    def _on_publish(self, p: Publish, events: list[Event]) -> None:
+        if self.state is not State.CONNECTED:
+            raise ProtocolViolation("PUBLISH before CONNACK", rule="MQTT-3.1.4-5")
+        alias = p.properties.get("topic_alias")
+        if alias is not None:
+            if alias == 0 or alias > self.limits.topic_alias_maximum:
+                raise ProtocolViolation(
+                    "topic alias out of range", rule="MQTT-3.3.2-9", reason_code=RC.TOPIC_ALIAS_INVALID
+                )
+            if p.topic:
+                self._aliases_in[alias] = p.topic
+            else:
+                known = self._aliases_in.get(alias)
+                if known is None:
+                    raise ProtocolViolation(
+                        "unknown topic alias", rule="MQTT-3.3.4-1", reason_code=RC.TOPIC_ALIAS_INVALID
+                    )
+                p.topic = known
+            p.properties = {k: v for k, v in p.properties.items() if k != "topic_alias"}
+        elif not p.topic:
+            raise ProtocolViolation("empty topic without alias", rule="MQTT-3.3.2-1")
+        if p.qos == 2 and p.packet_id in self._qos2_in:
+            # a resend of a message we already own: answer, never route twice [MQTT-4.3.3-9]
+            if p.packet_id not in self._inbound_pending:
+                self._send(Pubrec(p.packet_id))
+            return
+        if p.qos > 0:
+            if p.packet_id in self._inbound_pending:
+                if p.qos == 1:  # resend while we still route the first copy: the ack will come
+                    return
+            if len(self._inbound_pending) >= self.limits.receive_maximum and self.protocol_level == 5:
+                raise ProtocolViolation(
+                    "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
+                )
+            self._inbound_pending.add(p.packet_id)  # type: ignore[arg-type]
+            if p.qos == 2:
+                self._qos2_in.add(p.packet_id)  # type: ignore[arg-type]
+        events.append(PublishReceived(p))
+
+    # ------------------------------------------------------------ output
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the network since the last call."""
+        if not self._out:
+            return b""
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _send(self, packet: Packet) -> None:
+        self._out += codec.encode(packet, self.protocol_level or 4)
+
+    def accept(self, *, session_present: bool, properties: dict[str, Any] | None = None) -> None:
+        """Answer CONNECT with success [MQTT-3.2.2-2]."""
+        if self.state is not State.CONNECTING:
+            raise RuntimeError("accept() without a pending CONNECT")
+        props = dict(properties or {})
+        if self.protocol_level == 5:
+            props.setdefault("receive_maximum", self.limits.receive_maximum)
+            if self.limits.topic_alias_maximum:
+                props.setdefault("topic_alias_maximum", self.limits.topic_alias_maximum)
+            if self.limits.max_packet_size < 268435460:
+                props.setdefault("maximum_packet_size", self.limits.max_packet_size)
+            if self.keep_alive != self.requested_keep_alive:
+                props.setdefault("server_keep_alive", self.keep_alive)  # [MQTT-3.2.2-22]
+        else:
+            props = {}
+        self._send(Connack(session_present=session_present if self.protocol_level >= 4 else False,
+                           reason_code=0, properties=props))
+        self.state = State.CONNECTED
+
+    def refuse(self, reason_code: int, reason_string: str | None = None) -> None:
+        """Answer CONNECT with a failure and close [MQTT-3.2.2-6]."""
+        if self.protocol_level == 5:
+            props = {"reason_string": reason_string} if reason_string and self.request_problem_information else {}
+            self._send(Connack(False, reason_code, props))
+        else:
+            self._send(Connack(False, v5_to_v3_connack(reason_code)))
+        self.state = State.CLOSED
+
+    def restore_session(self, *, qos2_incoming: list[int] | None = None) -> None:
+        """Resume a stored session: inbound QoS 2 ids that were routed but not yet released."""
+        if qos2_incoming:
+            self._qos2_in.update(qos2_incoming)
+
+    def ack_publish(self, packet_id: int, qos: int, reason_code: int = 0) -> None:
+        """The worker routed an inbound QoS 1/2 message: PUBACK or PUBREC it."""
+        self._inbound_pending.discard(packet_id)
+        if self.state is State.CLOSED:
+            return
+        if self.protocol_level != 5:
+            reason_code = 0
+        if qos == 1:
+            self._send(Puback(packet_id, reason_code))
+        elif qos == 2:
+            if reason_code >= 0x80:
+                self._qos2_in.discard(packet_id)
+            self._send(Pubrec(packet_id, reason_code))
+
+    def ack_subscribe(self, packet_id: int, codes: list[int]) -> None:
+        if self.protocol_level != 5:
+            codes = [c if c <= 2 else 0x80 for c in codes]
+        self._send(Suback(packet_id, codes))
+
+    def ack_unsubscribe(self, packet_id: int, codes: list[int]) -> None:
+        self._send(Unsuback(packet_id, codes if self.protocol_level == 5 else []))
+
+    @property
+    def inflight_count(self) -> int:
+        return len(self._inflight_out)
+
+    @property
+    def window_free(self) -> int:
+        """How many more QoS 1/2 messages may be sent now (receive maximum of the client)."""
+        return max(0, self.client_receive_maximum - len(self._inflight_out))
+
+    def pid_in_use(self, packet_id: int) -> bool:
+        return packet_id in self._inflight_out
+
+    def _allocate_pid(self) -> int:
+        for _ in range(65535):
+            pid = self._next_pid
+            self._next_pid = pid + 1 if pid < 65535 else 1
+            if pid not in self._inflight_out:
+                return pid
+        raise RuntimeError("no free packet identifier")
+
+    def send_publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int,
+        retain: bool = False,
+        dup: bool = False,
+        properties: dict[str, Any] | None = None,
+        packet_id: int | None = None,
+        tag: Any = None,
+    ) -> int | None:
+        """Queue an outbound PUBLISH. Returns its packet id (0 for QoS 0), or None when it
+        cannot be sent now (window full) or must be dropped (too large for the client:
+        ``None`` and ``last_drop_reason == "too_large"``)."""
+        self.last_drop_reason = ""
+        if self.state is not State.CONNECTED:
+            return None
+        props = properties or {}
+        if qos > 0:
+            if packet_id is None:
+                if len(self._inflight_out) >= self.client_receive_maximum:
+                    return None
+                packet_id = self._allocate_pid()
+            elif packet_id in self._inflight_out:
+                return None
+            elif len(self._inflight_out) >= self.client_receive_maximum and not dup:
+                return None
+        else:
+            packet_id = None
+        props = props if self.protocol_level == 5 else {}
+        pkt = Publish(topic, payload, qos, retain, dup and qos > 0, packet_id, props)
+        data = codec.encode(pkt, self.protocol_level)
+        if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
+            self.last_drop_reason = "too_large"
+            return None
+        self._out += data
+        if packet_id is not None:
+            self._inflight_out[packet_id] = _Inflight(tag, qos)
+        return packet_id or 0
+
+    def send_pubrel(self, packet_id: int, tag: Any = None) -> None:
+        """Resume a QoS 2 flow whose PUBREC was received before a reconnect [MQTT-4.4.0-1]."""
+        self._inflight_out[packet_id] = _Inflight(tag, 2, released=True)
+        self._send(Pubrel(packet_id))
+
+    def pending_releases(self) -> list[int]:
+        return [pid for pid, e in self._inflight_out.items() if e.released]
+
+    def disconnect(self, reason_code: int = 0, reason_string: str | None = None) -> None:
+        """Server-initiated close: v5 gets a DISCONNECT with the reason [MQTT-3.14]."""
+        if self.state is State.CLOSED:
+            return
+        if self.protocol_level == 5 and self.state is State.CONNECTED:
+            props = {"reason_string": reason_string} if reason_string else {}
+            self._send(Disconnect(reason_code, props))
+        self.state = State.CLOSED
+
+    def keepalive_expired(self, now: float) -> bool:
+        """True once 1.5 x keep alive passed without a packet [MQTT-3.1.2-24]."""
+        return (
+            self.state is State.CONNECTED
+            and self.keep_alive > 0
+            and now - self.last_received > self.keep_alive * 1.5
+        )
+
+    def _fail(self, exc: MQTTError) -> ConnectionFailed:
+        """The one place a protocol error becomes a (v5) DISCONNECT and a close."""
+        if self.state is State.CONNECTED and self.protocol_level == 5 and exc.reason_code >= 0x80:
+            self._send(Disconnect(exc.reason_code))
+        elif exc.reason_code == RC.UNSUPPORTED_PROTOCOL_VERSION and self.state is not State.CONNECTED:
+            level = self.protocol_level or 4
+            self.protocol_level = level
+            self._send(Connack(False, 0x01 if level < 5 else RC.UNSUPPORTED_PROTOCOL_VERSION))
+        self.state = State.CLOSED
+        return ConnectionFailed(exc)

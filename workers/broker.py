@@ -1,0 +1,249 @@
+"""The MQTT worker process: listeners, the session registry and background loops.
+
+A ``Broker`` holds only live connections (``sessions`` maps
+``(tenant, client id)`` to the connection that owns it here) and caches;
+everything durable is in Redis. It composes the dispatcher (publish routing),
+the inbox reader/acker, the signal listener (deliveries, inbox notifications,
+takeovers and kills sent by other processes on ``tidemq:w:<worker id>``), a
+one-second timer for keep-alive and CONNECT timeouts, and the session-expiry
+sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from tidemq import signals
+from tidemq.auth import AuthProvider, DevOnlyProvider
+from tidemq.config import Settings
+from tidemq.message import Message
+from tidemq.mqtt import session as sm
+from tidemq.mqtt.reason_codes import RC
+from tidemq.store import scripts as store_scripts
+from tidemq.store import sessions as sess_store
+from tidemq.store import signals as signal_store
+
+from .connection import MQTTConnection
+from .dispatch import Dispatcher
+from .inbox import InboxOps, InboxReader
+
+log = logging.getLogger("tidemq.worker")
+
+
+@dataclass(slots=True)
+class TenantSettings:
+    retained_topic_limit: int = 10000
+
+
+class Broker:
+    def __init__(self, settings: Settings, redis: Any, *, auth: AuthProvider | None = None) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.auth: AuthProvider = auth or DevOnlyProvider()
+        self.worker_id = settings.worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.connections: set[MQTTConnection] = set()
+        self.sessions: dict[tuple[str, str], MQTTConnection] = {}
+        self.dispatcher = Dispatcher(self)
+        self.inbox_reader = InboxReader(self)
+        self.inbox_ops = InboxOps(self)
+        self.metrics: Counter[str] = Counter()
+        self.stopping = False
+        self.servers: list[asyncio.base_events.Server] = []
+        self._tenants: set[str] = set()
+        self._bg: set[asyncio.Task[Any]] = set()
+        self._wills: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
+        """Load scripts, start background loops and the TCP listener; returns the bound port."""
+        await store_scripts.load_all(self.redis)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
+                                          reuse_port=reuse_port or None)
+        self.servers.append(server)
+        for coro in (self._listen_signals(), self._timers(), self._sweeper()):
+            self._spawn(coro)
+        bound = server.sockets[0].getsockname()[1]
+        log.info("worker %s listening mqtt=%s:%d", self.worker_id, host, bound)
+        return bound
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Graceful stop: refuse new connections, disconnect clients (0x8B, no wills), flush writes."""
+        self.stopping = True
+        for server in self.servers:
+            server.close()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.publish_will = False
+            conn.close(RC.SERVER_SHUTTING_DOWN, "server shutting down")
+        tasks = [t for c in conns for t in c._tasks]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.dispatcher.drain(), timeout=grace)
+            await asyncio.wait_for(self.inbox_ops.flush_now(), timeout=grace)
+        for task in list(self._bg) + list(self._wills):
+            task.cancel()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+
+    # ------------------------------------------------------------ registry
+
+    def limits(self) -> sm.Limits:
+        s = self.settings
+        return sm.Limits(max_packet_size=s.max_packet_size, receive_maximum=s.max_inflight,
+                         topic_alias_maximum=16, server_keep_alive=s.server_keep_alive,
+                         min_keep_alive=s.min_keep_alive)
+
+    def settings_for(self, tenant: str) -> TenantSettings:
+        return TenantSettings()
+
+    def register(self, conn: MQTTConnection) -> None:
+        key = (conn.tenant, conn.client_id)
+        old = self.sessions.get(key)
+        if old is not None and old is not conn:
+            old.close(RC.SESSION_TAKEN_OVER, "session taken over")
+        self.sessions[key] = conn
+        self.metrics["connections_total"] += 1
+
+    def unregister(self, conn: MQTTConnection) -> None:
+        key = (conn.tenant, conn.client_id)
+        if self.sessions.get(key) is conn:
+            del self.sessions[key]
+
+    def note_tenant(self, tenant: str) -> None:
+        if tenant not in self._tenants:
+            self._tenants.add(tenant)
+            self._spawn(sess_store.tenants_add(self.redis, tenant))
+
+    async def takeover(self, tenant: str, client_id: str, prev_worker: str, prev_epoch: int) -> None:
+        """Close the previous owner of a session (local: in ``register``; remote: a signal)."""
+        if prev_worker == self.worker_id:
+            return
+        body = {"t": tenant, "c": client_id, "e": prev_epoch}
+        await signal_store.publish_signal(self.redis, prev_worker, signals.encode_control("T", body))
+
+    # ------------------------------------------------------------ delivery
+
+    def deliver_local(self, tenant: str, client_id: str, msg: Message, qos: int, sub_ids: tuple[int, ...],
+                      rap: bool, now_ms: int) -> None:
+        conn = self.sessions.get((tenant, client_id))
+        if conn is not None and not conn.persistent:
+            conn.deliver(msg, qos, sub_ids, rap, now_ms)
+
+    def notify_inbox(self, tenant: str, client_id: str) -> None:
+        conn = self.sessions.get((tenant, client_id))
+        if conn is not None and conn.inbox is not None:
+            conn.inbox.wake()
+
+    async def publish_will(self, conn: MQTTConnection) -> None:
+        will = conn.will
+        conn.will = None
+        now_ms = int(time.time() * 1000)
+        props = dict(will.properties)
+        delay = props.pop("will_delay_interval", 0) if conn.machine.protocol_level == 5 else 0
+        expiry = props.get("message_expiry_interval")
+        msg = Message(will.topic, will.payload, will.qos, will.retain, props,
+                      now_ms + expiry * 1000 if expiry else 0, conn.client_id, now_ms)
+        if delay and conn.persistent:
+            task = asyncio.get_running_loop().create_task(
+                self._delayed_will(conn.tenant, conn.client_id, conn.epoch, msg, min(delay, conn.expiry)))
+            self._wills.add(task)
+            task.add_done_callback(self._wills.discard)
+            return
+        if not await self.auth.check_publish(conn.identity, will.topic, will.qos, will.retain):
+            return
+        self.dispatcher.submit(conn.tenant, msg)
+        self.metrics["wills_published"] += 1
+
+    async def _delayed_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
+        await asyncio.sleep(delay)
+        rec = await sess_store.session_get(self.redis, tenant, client_id)
+        if rec is not None and int(rec.get("epoch", 0)) != epoch:
+            return  # the client came back in time: the will is cancelled [MQTT-3.1.3-9]
+        msg.created_ms = int(time.time() * 1000)
+        self.dispatcher.submit(tenant, msg)
+        self.metrics["wills_published"] += 1
+
+    # ------------------------------------------------------------ background loops
+
+    async def _listen_signals(self) -> None:
+        while not self.stopping:
+            try:
+                async for payload in signal_store.listen(self.redis, self.worker_id):
+                    try:
+                        self._on_signal(payload)
+                    except Exception:
+                        log.exception("bad signal")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("signal listener failed, retrying: %s", exc)
+                await asyncio.sleep(1.0)
+
+    def _on_signal(self, payload: bytes) -> None:
+        kind, body = signals.decode(payload)
+        if kind == "D":
+            from tidemq.message import unpack
+
+            now_ms = int(time.time() * 1000)
+            for d in body:
+                msg = unpack(d.blob)
+                for tgt in d.targets:
+                    self.deliver_local(d.tenant, tgt.client_id, msg, tgt.qos, tgt.subscription_ids,
+                                       tgt.retain_as_published, now_ms)
+        elif kind == "N":
+            for tenant, cids in body["s"]:
+                for cid in cids:
+                    self.notify_inbox(tenant, cid)
+        elif kind == "T":
+            conn = self.sessions.get((body["t"], body["c"]))
+            if conn is not None and conn.epoch == body["e"]:
+                conn.close(RC.SESSION_TAKEN_OVER, "session taken over")
+        elif kind in ("K", "X"):
+            self._kill(body, kind)
+
+    def _kill(self, body: dict[str, Any], kind: str) -> int:
+        tenant = body["t"]
+        user, cid = body.get("u"), body.get("c")
+        n = 0
+        for (t, c), conn in list(self.sessions.items()):
+            if t != tenant or (user and conn.user != user) or (cid and c != cid):
+                continue
+            conn.close(RC.ADMINISTRATIVE_ACTION, "killed by admin" if kind == "K" else "session removed")
+            n += 1
+        return n
+
+    async def _timers(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check_timers(now)
+
+    async def _sweeper(self) -> None:
+        interval = self.settings.sweep_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now_ms = int(time.time() * 1000)
+                for tenant in await sess_store.tenants_list(self.redis):
+                    await sess_store.sessions_expire(self.redis, tenant, now_ms=now_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("session sweep failed: %s", exc)

@@ -1,0 +1,500 @@
+"""One client connection: asyncio transport <-> sans-IO state machine <-> store.
+
+``MQTTConnection`` is an ``asyncio.Protocol``: bytes go into the
+``ServerConnection`` state machine, its events are handled here (the only
+place that awaits the store for a connection), and whatever the machine
+queues is written once per event-loop turn. Session lifecycle:
+
+- CONNECT: authenticate, ``session_connect`` in Redis (new epoch, takeover of
+  any previous owner), CONNACK, then resume: PUBRELs for QoS 2 flows past
+  PUBREC, inbox redelivery (DUP on what was sent before);
+- persistent sessions receive every message through their inbox (a Redis
+  stream read by ``InboxCursor``); transient ones straight from the
+  dispatcher or a ``D`` signal, with an in-memory window;
+- close: the will (unless a normal DISCONNECT or a server shutdown), then
+  ``session_disconnect`` with our epoch, so a takeover is never undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from tidemq.auth import ConnectInfo, Identity
+from tidemq.message import Message, unpack
+from tidemq.mqtt import session as sm
+from tidemq.mqtt import topics
+from tidemq.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
+from tidemq.mqtt.reason_codes import RC
+from tidemq.store import sessions as sess_store
+from tidemq.store import subscriptions as sub_store
+
+from .inbox import InboxCursor
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("tidemq.conn")
+
+CONNECT_TIMEOUT = 10.0
+WRITE_HIGH_WATER = 4 * 1024 * 1024  # bytes buffered before QoS 0 is dropped for this client
+
+
+class MQTTConnection(asyncio.Protocol):
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.machine = sm.ServerConnection(limits=broker.limits())
+        self.transport: asyncio.Transport | None = None
+        self.address = ""
+        self.opened = time.monotonic()
+        self.tenant = ""
+        self.user = ""
+        self.client_id = ""
+        self.epoch = 0
+        self.persistent = False
+        self.expiry = 0
+        self.will: Any = None
+        self.registered = False
+        self.closing = False
+        self.publish_will = True
+        self.close_reason = ""
+        self.inbox: InboxCursor | None = None
+        self._flush_scheduled = False
+        self._paused = False
+        self._pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient backlog
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connect_task: asyncio.Task[None] | None = None
+        self._queued: list[sm.Event] = []
+
+    # ------------------------------------------------------------ transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.address = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.broker.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        events = self.machine.receive_data(data, time.monotonic())
+        for ev in events:
+            self._on_event(ev)
+        self.flush()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.broker.connections.discard(self)
+        if self.machine.state is not sm.State.CLOSED:
+            self.machine.state = sm.State.CLOSED
+        if not self.close_reason:
+            self.close_reason = "connection lost" if exc is None else f"connection lost: {exc}"
+        self._spawn(self._cleanup())
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        data = self.machine.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+        if self.machine.state is sm.State.CLOSED and not self.closing:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def close(self, reason_code: int = 0, why: str = "") -> None:
+        """Server-side close (v5 DISCONNECT with ``reason_code`` first)."""
+        if why and not self.close_reason:
+            self.close_reason = why
+        self.machine.disconnect(reason_code)
+        self.flush()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("connection task failed for %s/%s: %r", self.tenant, self.client_id, exc, exc_info=exc)
+            self.close(RC.UNSPECIFIED_ERROR, "internal error")
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.tenant, self.user, self.client_id)
+
+    # ------------------------------------------------------------ events
+
+    def _on_event(self, ev: sm.Event) -> None:
+        if isinstance(ev, sm.PublishReceived):
+            if self._connect_task is not None and not self._connect_task.done():
+                self._queued.append(ev)
+            else:
+                self._on_publish(ev.packet)
+        elif isinstance(ev, sm.PubackReceived):
+            if _is_inbox(ev.tag) and self.inbox is not None:
+                self.inbox.on_puback(ev.packet_id, ev.tag)
+            else:
+                self._drain_pending()
+        elif isinstance(ev, sm.PubcompReceived):
+            if _is_inbox(ev.tag) and self.inbox is not None:
+                self.inbox.on_pubcomp(ev.packet_id, ev.tag)
+            else:
+                self._drain_pending()
+        elif isinstance(ev, sm.PubrecReceived):
+            self._on_pubrec(ev)
+        elif isinstance(ev, sm.PubrelReceived):
+            if self.persistent:
+                self.broker.inbox_ops.q2del(self.tenant, self.client_id, ev.packet_id)
+        elif isinstance(ev, sm.SubscribeReceived):
+            self._spawn(self._on_subscribe(ev.packet))
+        elif isinstance(ev, sm.UnsubscribeReceived):
+            self._spawn(self._on_unsubscribe(ev.packet))
+        elif isinstance(ev, sm.ConnectReceived):
+            self._connect_task = asyncio.get_running_loop().create_task(self._on_connect(ev.packet))
+            self._connect_task.add_done_callback(self._task_done)
+        elif isinstance(ev, sm.DisconnectReceived):
+            self.close_reason = f"client disconnect 0x{ev.reason_code:02x}"
+            self.publish_will = ev.publish_will
+            if ev.session_expiry is not None and self.machine.protocol_level == 5:
+                if self.expiry == 0 and ev.session_expiry > 0:  # [MQTT-3.14.2-2]
+                    self.close(RC.PROTOCOL_ERROR, "session expiry set at DISCONNECT after 0")
+                    self.publish_will = True
+                else:
+                    self.expiry = min(ev.session_expiry, self.broker.settings.max_session_expiry)
+        elif isinstance(ev, sm.AuthReceived):
+            self.close(RC.BAD_AUTHENTICATION_METHOD, "re-authentication not supported")
+        elif isinstance(ev, sm.ConnectionFailed):
+            self.close_reason = f"protocol error: {ev.error}"
+            log.info("closing %s (%s/%s): %s", self.address, self.tenant, self.client_id, ev.error)
+
+    # ------------------------------------------------------------ connect
+
+    async def _on_connect(self, p: Connect) -> None:
+        broker = self.broker
+        m = self.machine
+        level = p.protocol_level
+        client_id = p.client_id
+        assigned = False
+        if not client_id:
+            if level == 5 or (level == 4 and p.clean_start):
+                client_id = f"tidemq-{uuid.uuid4().hex}"
+                assigned = level == 5
+            else:  # [MQTT-3.1.3-8]
+                m.refuse(RC.CLIENT_IDENTIFIER_NOT_VALID)
+                self.flush()
+                return
+        auth = await broker.auth.authenticate(ConnectInfo(
+            client_id, p.username, p.password, level, self.address,
+            p.properties.get("authentication_method"), p.properties.get("authentication_data")))
+        if not auth.ok:
+            m.refuse(auth.reason_code or RC.NOT_AUTHORIZED)
+            self.close_reason = "authentication failed"
+            self.flush()
+            return
+        if p.properties.get("authentication_method"):
+            m.refuse(RC.BAD_AUTHENTICATION_METHOD)
+            self.flush()
+            return
+        settings = broker.settings
+        if level == 5:
+            expiry = p.properties.get("session_expiry_interval", 0)
+        else:
+            expiry = 0 if p.clean_start else settings.max_session_expiry
+        capped = min(expiry, settings.max_session_expiry)
+        self.tenant, self.user, self.client_id = auth.tenant_id, auth.user_id, client_id
+        self.expiry = capped
+        self.persistent = capped > 0
+        self.will = p.will
+        if p.will is not None:
+            try:
+                topics.validate_topic_name(p.will.topic)
+            except topics.TopicError:
+                m.refuse(RC.TOPIC_NAME_INVALID)
+                self.flush()
+                return
+        res = await sess_store.session_connect(
+            broker.redis, self.tenant, client_id, user=self.user, ver=level, clean_start=p.clean_start,
+            persistent=self.persistent, expiry=capped, worker=broker.worker_id, address=self.address,
+            client_type="MQTT", now_ms=int(time.time() * 1000))
+        if self.transport is None or self.transport.is_closing():
+            # the client went away while we were connecting: undo our claim
+            await sess_store.session_disconnect(broker.redis, self.tenant, client_id, res.epoch,
+                                                now_ms=int(time.time() * 1000))
+            return
+        self.epoch = res.epoch
+        if res.prev_worker:
+            await broker.takeover(self.tenant, client_id, res.prev_worker, res.prev_epoch)
+        broker.register(self)
+        self.registered = True
+        broker.note_tenant(self.tenant)
+        props: dict[str, Any] = {}
+        if level == 5:
+            if assigned:
+                props["assigned_client_identifier"] = client_id
+            if capped != expiry:
+                props["session_expiry_interval"] = capped
+            if not settings.retain_enabled:
+                props["retain_available"] = 0
+        present = res.present and not p.clean_start
+        m.accept(session_present=present, properties=props)
+        log.info("connect tenant=%s user=%s client=%s ver=%d persistent=%s present=%s addr=%s",
+                 self.tenant, self.user, client_id, level, self.persistent, present, self.address)
+        if self.persistent:
+            m.restore_session(qos2_incoming=res.q2in_ids)
+            for pid in res.rel_ids:
+                m.send_pubrel(pid, tag=("rel", pid))
+            self.inbox = InboxCursor(self, sent=res.sent)
+            self.inbox.wake()
+        self.flush()
+        queued, self._queued = self._queued, []
+        for ev in queued:
+            self._on_publish(ev.packet)  # type: ignore[union-attr]
+        self.flush()
+
+    # ------------------------------------------------------------ publish in
+
+    def _on_publish(self, p: Publish) -> None:
+        m = self.machine
+        broker = self.broker
+        settings = broker.settings
+        try:
+            topics.validate_topic_name(p.topic, max_levels=settings.max_topic_levels,
+                                       max_length=settings.max_topic_length)
+        except topics.TopicError as exc:
+            self.close(RC.TOPIC_NAME_INVALID, f"bad topic: {exc}")
+            return
+        if p.topic.startswith("$SYS"):
+            self._reject_publish(p, RC.NOT_AUTHORIZED)
+            return
+        if len(p.payload) > settings.max_payload:
+            self._reject_publish(p, RC.PACKET_TOO_LARGE)
+            return
+        if p.retain and not settings.retain_enabled:
+            self.close(RC.RETAIN_NOT_SUPPORTED, "retain not supported")
+            return
+        now_ms = int(time.time() * 1000)
+        props = p.properties
+        expiry = props.get("message_expiry_interval")
+        msg = Message(p.topic, p.payload, p.qos, p.retain, props, now_ms + expiry * 1000 if expiry else 0,
+                      self.client_id, now_ms)
+        if p.qos == 0:
+            broker.dispatcher.submit(self.tenant, msg)
+        else:
+            pid, qos = p.packet_id, p.qos
+            if self.persistent and qos == 2:
+                broker.inbox_ops.q2add(self.tenant, self.client_id, pid)
+
+            def done(rc: int, pid: int = pid, qos: int = qos) -> None:
+                if rc == RC.NO_MATCHING_SUBSCRIBERS or rc == RC.SUCCESS:
+                    m.ack_publish(pid, qos, rc)  # type: ignore[arg-type]
+                else:
+                    m.ack_publish(pid, qos, RC.UNSPECIFIED_ERROR)  # type: ignore[arg-type]
+                self.flush_soon()
+
+            broker.dispatcher.submit(self.tenant, msg, done)
+        if broker.dispatcher.backlog > broker.dispatcher.HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            broker.dispatcher.pause_until_drained(self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _reject_publish(self, p: Publish, rc: int) -> None:
+        if p.qos > 0 and self.machine.protocol_level == 5:
+            self.machine.ack_publish(p.packet_id, p.qos, rc)  # type: ignore[arg-type]
+        elif p.qos > 0:
+            self.machine.ack_publish(p.packet_id, p.qos, 0)  # v3: silently dropped  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ publish out
+
+    def deliver(self, msg: Message, qos: int, sub_ids: tuple[int, ...], rap: bool, now_ms: int,
+                retained: bool = False) -> None:
+        """A message for this transient session (local route or ``D`` signal)."""
+        if self.machine.state is not sm.State.CONNECTED:
+            return
+        if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
+            return
+        retain = retained or (rap and msg.retain)
+        if qos == 0:
+            if self.transport is not None and self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                self.broker.metrics["dropped_qos0"] += 1
+                return
+            self._send(msg, 0, retain, sub_ids, now_ms)
+        elif self._pending or self.machine.window_free == 0:
+            if len(self._pending) >= self.broker.settings.inbox_size:
+                self._pending.popleft()
+                self.broker.metrics["dropped_backlog"] += 1
+            self._pending.append((msg, qos, sub_ids, retain))
+        else:
+            self._send(msg, qos, retain, sub_ids, now_ms)
+        self.flush_soon()
+
+    def _send(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], now_ms: int,
+              *, packet_id: int | None = None, dup: bool = False, tag: Any = None) -> int | None:
+        props = self.out_properties(msg, sub_ids, now_ms)
+        pid = self.machine.send_publish(msg.topic, msg.payload, qos=qos, retain=retain, dup=dup,
+                                        properties=props, packet_id=packet_id,
+                                        tag=tag if tag is not None else msg)
+        if pid is not None:
+            self.broker.metrics["messages_out"] += 1
+        return pid
+
+    def out_properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:
+        if self.machine.protocol_level != 5:
+            return {}
+        props = dict(msg.properties)
+        left = msg.remaining_expiry(now_ms)
+        if left is not None:
+            props["message_expiry_interval"] = left
+        if sub_ids:
+            props["subscription_identifier"] = list(sub_ids)
+        return props
+
+    def _on_pubrec(self, ev: sm.PubrecReceived) -> None:
+        if _is_inbox(ev.tag):
+            if self.inbox is not None:
+                self.inbox.on_pubrec(ev.packet_id, ev.tag, ev.reason_code)
+        elif ev.reason_code >= 0x80:
+            self._drain_pending()
+
+    def _drain_pending(self) -> None:
+        now_ms = int(time.time() * 1000)
+        while self._pending and self.machine.window_free > 0:
+            msg, qos, sub_ids, retain = self._pending.popleft()
+            if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
+                continue
+            self._send(msg, qos, retain, sub_ids, now_ms)
+        self.flush_soon()
+
+    # ------------------------------------------------------------ subscribe
+
+    async def _on_subscribe(self, p: Subscribe) -> None:
+        await self._wait_connected()
+        broker = self.broker
+        settings = broker.settings
+        v5 = self.machine.protocol_level == 5
+        sub_id = p.properties.get("subscription_identifier")
+        if isinstance(sub_id, list):
+            sub_id = sub_id[0] if sub_id else None
+        codes: list[int] = []
+        accepted: list[tuple[str, sub_store.SubOpts]] = []
+        positions: list[int] = []
+        for s in p.subscriptions:
+            try:
+                topics.validate_topic_filter(s.topic_filter, max_levels=settings.max_topic_levels,
+                                             max_length=settings.max_topic_length)
+            except topics.TopicError:
+                codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
+            kind, _group, _real = topics.parse_shared(s.topic_filter)
+            if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
+                self.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
+                return
+            if not await broker.auth.check_subscribe(self.identity, s.topic_filter, s.qos):
+                codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
+                continue
+            qos = min(s.qos, 2)
+            positions.append(len(codes))
+            codes.append(qos)
+            accepted.append((s.topic_filter, sub_store.SubOpts(
+                qos=qos, no_local=s.no_local, retain_as_published=s.retain_as_published,
+                retain_handling=s.retain_handling, subscription_id=sub_id)))
+        existed: list[bool] = []
+        if accepted:
+            existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
+                                                epoch=self.epoch)
+        self.machine.ack_subscribe(p.packet_id, codes)
+        self.flush()
+        for (flt, opts), was in zip(accepted, existed, strict=True):
+            if opts.retain_handling == 2 or (opts.retain_handling == 1 and was):
+                continue
+            if topics.parse_shared(flt)[0] is not None:
+                continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
+            await self._send_retained(flt, opts)
+
+    async def _send_retained(self, flt: str, opts: Any) -> None:
+        from tidemq.store import retained as retained_store
+
+        blobs = await retained_store.retain_match(self.broker.redis, self.tenant, flt)
+        now_ms = int(time.time() * 1000)
+        sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
+        for blob in blobs:
+            msg = unpack(blob)
+            if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
+                continue
+            qos = min(msg.qos, opts.qos)
+            if self.persistent and qos > 0:
+                msg.retain = True
+                msg.origin = {**msg.origin, "replay": 1}
+                self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos)
+            else:
+                self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+
+    async def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        await self._wait_connected()
+        existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
+        codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
+        self.machine.ack_unsubscribe(p.packet_id, codes)
+        self.flush()
+
+    async def _wait_connected(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            await asyncio.shield(self._connect_task)
+
+    # ------------------------------------------------------------ close
+
+    async def _cleanup(self) -> None:
+        if self._connect_task is not None and not self._connect_task.done():
+            try:
+                await asyncio.shield(self._connect_task)
+            except Exception:
+                pass
+        if not self.registered:
+            return
+        broker = self.broker
+        broker.unregister(self)
+        log.info("disconnect tenant=%s user=%s client=%s reason=%s", self.tenant, self.user, self.client_id,
+                 self.close_reason or "closed")
+        if self.will is not None and self.publish_will and not broker.stopping:
+            await broker.publish_will(self)
+        if self.inbox is not None:
+            self.inbox.stop()
+        await broker.inbox_ops.flush_now()
+        try:
+            await sess_store.session_disconnect(broker.redis, self.tenant, self.client_id, self.epoch,
+                                                now_ms=int(time.time() * 1000), expiry=self.expiry)
+        except Exception as exc:
+            log.error("session_disconnect failed for %s/%s: %s", self.tenant, self.client_id, exc)
+
+    def check_timers(self, now: float) -> None:
+        """Called about once a second by the broker: CONNECT timeout and keep alive."""
+        st = self.machine.state
+        if st is sm.State.AWAIT_CONNECT and now - self.opened > CONNECT_TIMEOUT:
+            self.close_reason = "no CONNECT in time"
+            self.machine.state = sm.State.CLOSED
+            self.flush()
+        elif self.machine.keepalive_expired(now):
+            self.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+
+
+def _is_inbox(tag: Any) -> bool:
+    """Tags of persistent-session flows: ("inbox", seq) or ("rel", packet id)."""
+    return isinstance(tag, tuple) and bool(tag) and tag[0] in ("inbox", "rel")

@@ -1,0 +1,229 @@
+"""Publish routing for one worker: batch, match, fan out.
+
+Every inbound PUBLISH (from a client, a will, or a retained-on-subscribe
+replay for an inbox) is queued here. One flush runs at a time and takes
+everything queued so far, so a busy worker makes one pipelined round trip per
+batch, never one per message or per subscriber:
+
+1. route versions of the batch's tenants (one pipelined GET each) — the
+   freshness check that makes the in-memory trie safe to trust; a stale
+   tenant's routes are reloaded before matching;
+2. match each message against the tenant trie; split targets into local
+   transient sessions, transient sessions on other workers (one ``D`` signal
+   per worker) and persistent sessions (one inbox-append script per message,
+   the blob passed once);
+3. notify owners of inboxes that received entries, deliver locally, then
+   complete the publishers' acknowledgements — only after the store wrote.
+
+Ordering: flushes are serial and batches keep arrival order, so messages of
+one publisher reach every subscriber in the order they were published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from tidemq import signals
+from tidemq.message import Message, pack
+from tidemq.mqtt.reason_codes import RC
+from tidemq.routing.trie import Route, TenantRoutes
+from tidemq.store import inbox as inbox_store
+from tidemq.store import retained as retained_store
+from tidemq.store import signals as signal_store
+from tidemq.store import subscriptions as sub_store
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("tidemq.dispatch")
+
+# publish completion: called with RC.SUCCESS, RC.NO_MATCHING_SUBSCRIBERS or an error code
+Done = Callable[[int], None]
+
+
+@dataclass(slots=True)
+class Pending:
+    tenant: str
+    msg: Message
+    done: Done | None = None
+    only: str | None = None  # deliver to this one client only (retained replay into an inbox)
+    only_qos: int = 0
+    blob: bytes = b""
+
+
+@dataclass(slots=True)
+class _Inbox:
+    targets: list[tuple[str, int, tuple[int, ...]]] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Batches publishes per event-loop turn and routes them (see module doc)."""
+
+    HIGH_WATER = 20000  # queued publishes before publishers are paused
+    LOW_WATER = 5000
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.routes: dict[str, TenantRoutes] = {}
+        self._queue: list[Pending] = []
+        self._task: asyncio.Task[None] | None = None
+        self._paused: set[Callable[[], None]] = set()
+        self.stats_in = [0, 0, 0]
+        self.stats_routed = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
+
+    def submit(self, tenant: str, msg: Message, done: Done | None = None) -> None:
+        self._queue.append(Pending(tenant, msg, done))
+        self.stats_in[msg.qos] += 1
+        self._kick()
+
+    def submit_to(self, tenant: str, client_id: str, msg: Message, qos: int) -> None:
+        """Queue ``msg`` for one session's inbox only (retained replay for persistent sessions)."""
+        self._queue.append(Pending(tenant, msg, None, client_id, qos))
+        self._kick()
+
+    def pause_until_drained(self, resume: Callable[[], None]) -> None:
+        self._paused.add(resume)
+
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._route(batch)
+            except Exception as exc:  # store down: fail the publishers, keep serving
+                log.error("routing batch of %d failed: %s", len(batch), exc)
+                for p in batch:
+                    if p.done:
+                        p.done(RC.UNSPECIFIED_ERROR)
+            if self._paused and len(self._queue) < self.LOW_WATER:
+                resumes, self._paused = self._paused, set()
+                for resume in resumes:
+                    resume()
+
+    async def drain(self) -> None:
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    # ------------------------------------------------------------------ routing
+
+    async def _fresh_routes(self, tenants: set[str]) -> None:
+        r = self.broker.redis
+        versions = await sub_store.route_versions(r, list(tenants))
+        stale = [t for t in tenants if t not in self.routes or self.routes[t].version != versions.get(t, 0)]
+        if not stale:
+            return
+        loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
+        for t, (version, routes) in zip(stale, loaded, strict=True):
+            tr = self.routes.get(t)
+            if tr is None:
+                tr = self.routes[t] = TenantRoutes()
+            tr.replace_all(version, routes)
+
+    async def _route(self, batch: list[Pending]) -> None:
+        broker = self.broker
+        me = broker.worker_id
+        now_ms = int(time.time() * 1000)
+        await self._fresh_routes({p.tenant for p in batch if p.only is None})
+
+        appends: list[inbox_store.InboxAppend] = []
+        append_owner: list[int] = []  # index into batch per append
+        remote: dict[str, list[signals.Delivery]] = defaultdict(list)
+        local: list[tuple[Pending, Route, int]] = []
+        matched = [False] * len(batch)
+        settings = broker.settings
+
+        for i, p in enumerate(batch):
+            if p.msg.retain and p.only is None:
+                await self._retain(p)
+            p.blob = pack(p.msg)
+            if p.only is not None:
+                appends.append(inbox_store.InboxAppend(
+                    p.tenant, p.blob, [(p.only, p.only_qos, ())], settings.inbox_size, settings.inbox_drop_oldest))
+                append_owner.append(i)
+                continue
+            tr = self.routes.get(p.tenant)
+            if tr is None:
+                continue
+            routes = tr.trie.match(p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
+            if not routes:
+                continue
+            matched[i] = True
+            persistent: list[tuple[str, int, tuple[int, ...]]] = []
+            by_worker: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
+            for rt in routes:
+                qos = min(p.msg.qos, rt.qos)
+                sids = _sub_ids(rt)
+                if rt.persistent:
+                    persistent.append((rt.client_id, qos, sids))
+                elif rt.worker == me:
+                    local.append((p, rt, qos))
+                elif rt.worker:
+                    by_worker[rt.worker].append(
+                        signals.DeliverTarget(rt.client_id, qos, sids, rt.retain_as_published))
+            if persistent:
+                appends.append(inbox_store.InboxAppend(
+                    p.tenant, p.blob, persistent, settings.inbox_size, settings.inbox_drop_oldest))
+                append_owner.append(i)
+            for w, targets in by_worker.items():
+                remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
+
+        r = broker.redis
+        results: list[inbox_store.AppendResult] = []
+        aws = []
+        if appends:
+            aws.append(inbox_store.inbox_append_many(r, appends))
+        if remote:
+            aws.append(signal_store.publish_signals_many(
+                r, [(w, signals.encode_deliveries(items)) for w, items in remote.items()]))
+        if aws:
+            out = await asyncio.gather(*aws)
+            if appends:
+                results = out[0]
+
+        # inbox owners: notify local sessions directly, remote workers by signal
+        notify_remote: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for k, res in enumerate(results):
+            item = appends[k]
+            for owner in res.owners:
+                for cid, _q, _s in item.targets:
+                    if owner == me:
+                        broker.notify_inbox(item.tenant, cid)
+                    else:
+                        notify_remote[owner][item.tenant].add(cid)
+        if notify_remote:
+            await signal_store.publish_signals_many(r, [
+                (w, signals.encode_control("N", {"s": [[t, sorted(cs)] for t, cs in per_t.items()]}))
+                for w, per_t in notify_remote.items()
+            ])
+
+        for p, rt, qos in local:
+            broker.deliver_local(p.tenant, rt.client_id, p.msg, qos, _sub_ids(rt), rt.retain_as_published, now_ms)
+        self.stats_routed += len(batch)
+        for i, p in enumerate(batch):
+            if p.done:
+                p.done(RC.SUCCESS if matched[i] else RC.NO_MATCHING_SUBSCRIBERS)
+
+    async def _retain(self, p: Pending) -> None:
+        limit = self.broker.settings_for(p.tenant).retained_topic_limit
+        blob = pack(p.msg) if p.msg.payload else b""
+        await retained_store.retain_set(self.broker.redis, p.tenant, p.msg.topic, blob, limit=limit)
+
+
+def _sub_ids(rt: Route) -> tuple[int, ...]:
+    ids = getattr(rt, "subscription_ids", None)
+    if ids:
+        return tuple(ids)
+    return (rt.subscription_id,) if rt.subscription_id else ()
