@@ -1,0 +1,412 @@
+"""The subscription trie: one tenant's routes, matched against topic names without a full scan.
+
+A ``TopicTrie`` is a tree of ``_Node`` objects keyed by topic level: literal levels in a
+dict, ``+`` and ``#`` in their own slots. A route lives at the node of its (real) filter:
+non-shared routes in ``node.subs`` keyed by client id (one route per client per filter),
+shared routes in ``node.groups`` keyed by ``(kind, group)``. Matching a topic of L levels
+visits only the branches that can match (at most 2^L in the worst all-``+`` case, a
+handful in practice), never all N routes. Invariants: ``_index`` holds exactly the routes
+stored in the tree, keyed ``(client_id, topic_filter)``; empty nodes are pruned on removal;
+filters are assumed valid (``validate_topic_filter`` runs before a route is created).
+
+``match`` applies MQTT 5 section 4.7/4.8: the ``$`` rule [MQTT-4.7.2-1], no-local
+[MQTT-3.8.3-3], one merged route per client for overlapping non-shared subscriptions
+[MQTT-3.3.4-2..5] and exactly one member per matching shared group (4.8.2):
+``$share`` round-robin, ``$oshare`` sticky by a stable hash of the publisher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from sys import intern
+from zlib import crc32
+
+from tidemq.mqtt.topics import parse_shared
+
+__all__ = ["MemberFilter", "Route", "TenantRoutes", "TopicTrie", "sticky_hash"]
+
+MemberFilter = Callable[["Route"], bool]
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    """One subscription of one session, as the router needs it.
+
+    ``subscription_ids`` holds every subscription identifier the delivery must carry: a
+    stored route gets ``(subscription_id,)`` (or ``()``) automatically; a route returned by
+    ``TopicTrie.match`` for a client with several overlapping subscriptions is a *merged*
+    route (see ``TopicTrie.match``) whose ``subscription_ids`` lists all of them and whose
+    ``subscription_id`` is that of its primary route. Delivery code should read
+    ``subscription_ids``, never ``subscription_id``.
+    """
+
+    client_id: str  # subscriber session key inside the tenant
+    topic_filter: str  # as subscribed, including any $share/$oshare prefix
+    qos: int
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    subscription_id: int | None = None
+    worker: str = ""  # owning worker id for transient sessions ("" for persistent: they go to the inbox)
+    persistent: bool = False
+    subscription_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.subscription_id is not None and not self.subscription_ids:
+            object.__setattr__(self, "subscription_ids", (self.subscription_id,))
+
+
+class _Group:
+    """Members of one shared subscription ``(kind, group, real_filter)`` and its pick state."""
+
+    __slots__ = ("counter", "kind", "members", "order")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.members: dict[str, Route] = {}
+        self.order: list[Route] | None = None  # members sorted by client id; None = stale
+        self.counter = 0  # $share round-robin position
+
+    def pick(self, key_hash: int, member_filter: MemberFilter | None) -> Route:
+        order = self.order
+        if order is None:
+            order = self.order = [self.members[c] for c in sorted(self.members)]
+        n = len(order)
+        if self.kind == "share":
+            start = self.counter % n
+            self.counter = start + 1
+        else:
+            start = key_hash % n
+        if member_filter is None or n == 1:
+            return order[start]
+        for k in range(n):
+            i = (start + k) % n
+            r = order[i]
+            if member_filter(r):
+                if self.kind == "share":
+                    self.counter = i + 1
+                return r
+        return order[start]  # nobody passes: fall back to the plain choice
+
+
+class _Node:
+    __slots__ = ("children", "groups", "hash", "plus", "subs")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] | None = None  # dicts are created on first use (memory)
+        self.plus: _Node | None = None
+        self.hash: _Node | None = None
+        self.subs: dict[str, Route] | None = None
+        self.groups: dict[tuple[str, str], _Group] | None = None
+
+    def empty(self) -> bool:
+        return not (self.children or self.plus or self.hash or self.subs or self.groups)
+
+
+def _merge(routes: list[Route]) -> Route:
+    """One route for a client's overlapping subscriptions [MQTT-3.3.4-2..5].
+
+    The primary is the first route with the highest QoS (its filter, worker, options are
+    kept); ``qos`` is the maximum, ``subscription_ids`` the union in match order, and
+    ``retain_as_published`` is true if any of the routes asks for it.
+    """
+    primary = routes[0]
+    ids: list[int] = []
+    rap = False
+    for r in routes:
+        if r.qos > primary.qos:
+            primary = r
+        rap = rap or r.retain_as_published
+        for sid in r.subscription_ids:
+            if sid not in ids:
+                ids.append(sid)
+    return Route(
+        client_id=primary.client_id,
+        topic_filter=primary.topic_filter,
+        qos=primary.qos,
+        no_local=primary.no_local,
+        retain_as_published=rap,
+        retain_handling=primary.retain_handling,
+        subscription_id=primary.subscription_id,
+        worker=primary.worker,
+        persistent=primary.persistent,
+        subscription_ids=tuple(ids),
+    )
+
+
+def sticky_hash(key: str) -> int:
+    """The stable (cross-process) hash ``$oshare`` uses: CRC-32 of the UTF-8 bytes."""
+    return crc32(key.encode("utf-8", "surrogatepass"))
+
+
+class TopicTrie:
+    """The routes of one tenant, indexed by filter level. Not thread-safe (one event loop)."""
+
+    __slots__ = ("_groups", "_index", "_root")
+
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self._root = _Node()
+        self._index: dict[tuple[str, str], Route] = {}
+        self._groups: dict[tuple[str, str, str], _Group] = {}
+        for r in routes:
+            self.add(r)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def get(self, client_id: str, topic_filter: str) -> Route | None:
+        return self._index.get((client_id, topic_filter))
+
+    def routes(self) -> Iterator[Route]:
+        """Every stored route (in insertion order)."""
+        return iter(list(self._index.values()))
+
+    def add(self, route: Route) -> None:
+        """Store ``route``, replacing the route with the same ``(client_id, topic_filter)``."""
+        kind, group, real = parse_shared(route.topic_filter)
+        node = self._root
+        for level in real.split("/"):
+            if level == "+":
+                nxt = node.plus
+                if nxt is None:
+                    nxt = node.plus = _Node()
+            elif level == "#":
+                nxt = node.hash
+                if nxt is None:
+                    nxt = node.hash = _Node()
+            else:
+                children = node.children
+                if children is None:
+                    children = node.children = {}
+                nxt = children.get(level)
+                if nxt is None:
+                    nxt = children[intern(level)] = _Node()  # one copy of "cmd", "status", ...
+            node = nxt
+        if kind is None:
+            if node.subs is None:
+                node.subs = {}
+            node.subs[route.client_id] = route
+        else:
+            assert group is not None
+            groups = node.groups
+            if groups is None:
+                groups = node.groups = {}
+            g = groups.get((kind, group))
+            if g is None:
+                g = groups[(kind, group)] = self._groups[(kind, group, real)] = _Group(kind)
+            g.members[route.client_id] = route
+            g.order = None
+        self._index[(route.client_id, route.topic_filter)] = route
+
+    def remove(self, client_id: str, topic_filter: str) -> bool:
+        """Remove the route ``(client_id, topic_filter)``; False if there was none."""
+        if self._index.pop((client_id, topic_filter), None) is None:
+            return False
+        kind, group, real = parse_shared(topic_filter)
+        path: list[tuple[_Node, str]] = []
+        node = self._root
+        for level in real.split("/"):
+            path.append((node, level))
+            if level == "+":
+                nxt = node.plus
+            elif level == "#":
+                nxt = node.hash
+            else:
+                nxt = node.children.get(level) if node.children is not None else None
+            assert nxt is not None, "index and trie out of step"
+            node = nxt
+        if kind is None:
+            assert node.subs is not None
+            del node.subs[client_id]
+            if not node.subs:
+                node.subs = None
+        else:
+            assert node.groups is not None and group is not None
+            g = node.groups[(kind, group)]
+            del g.members[client_id]
+            g.order = None
+            if not g.members:
+                del node.groups[(kind, group)]
+                del self._groups[(kind, group, real)]
+                if not node.groups:
+                    node.groups = None
+        # prune empty nodes bottom-up
+        for parent, level in reversed(path):
+            if not node.empty():
+                break
+            if level == "+":
+                parent.plus = None
+            elif level == "#":
+                parent.hash = None
+            else:
+                assert parent.children is not None
+                del parent.children[level]
+                if not parent.children:
+                    parent.children = None
+            node = parent
+        return True
+
+    def clear(self) -> None:
+        """Remove every route (and every shared group's round-robin state)."""
+        self._root = _Node()
+        self._index.clear()
+        self._groups.clear()
+
+    def replace_all(self, routes: Iterable[Route]) -> None:
+        """Replace the content with ``routes``; ``$share`` groups that survive keep their counters."""
+        counters = {k: g.counter for k, g in self._groups.items()}
+        self.clear()
+        for r in routes:
+            self.add(r)
+        for k, g in self._groups.items():
+            c = counters.get(k)
+            if c is not None:
+                g.counter = c
+
+    def _matching_nodes(self, topic: str) -> list[_Node]:
+        """Nodes whose filter matches ``topic`` (each at most once, never an empty one)."""
+        levels = topic.split("/")
+        root = self._root
+        hit: list[_Node] = []
+        if topic[:1] == "$":  # [MQTT-4.7.2-1]: no '+' or '#' first level for '$' topics
+            first = root.children.get(levels[0]) if root.children is not None else None
+            if first is None:
+                return hit
+            nodes = [first]
+            levels = levels[1:]
+        else:
+            nodes = [root]
+        for level in levels:
+            nxt: list[_Node] = []
+            for n in nodes:
+                if n.hash is not None:
+                    hit.append(n.hash)
+                ch = n.children
+                if ch is not None:
+                    c = ch.get(level)
+                    if c is not None:
+                        nxt.append(c)
+                if n.plus is not None:
+                    nxt.append(n.plus)
+            nodes = nxt
+            if not nodes:
+                return hit
+        for n in nodes:
+            if n.subs or n.groups:
+                hit.append(n)
+            if n.hash is not None:  # "a/#" matches "a"
+                hit.append(n.hash)
+        return hit
+
+    def match(
+        self,
+        topic: str,
+        *,
+        publisher: str = "",
+        sticky_key: str = "",
+        member_filter: MemberFilter | None = None,
+    ) -> list[Route]:
+        """The routes a message published on ``topic`` by ``publisher`` must reach.
+
+        - Non-shared routes whose filter matches, minus the publisher's own no-local routes
+          [MQTT-3.8.3-3]; ONE route per client id: the stored route itself when only one
+          matches, else a merged ``Route`` (max QoS, all ``subscription_ids``, see
+          ``_merge``) [MQTT-3.3.4-2..5].
+        - Then exactly one member route per matching shared group: ``$share`` round-robin
+          (one counter per group, advanced per call), ``$oshare`` by ``sticky_hash(sticky_key)``
+          modulo the members sorted by client id. Members failing ``member_filter`` are
+          skipped unless none passes. A client may thus appear once as a non-shared route
+          and once per shared group it belongs to (these are separate subscriptions).
+        """
+        hit = self._matching_nodes(topic)
+        if not hit:
+            return []
+        out: list[Route]
+        if len(hit) == 1:
+            node = hit[0]
+            subs = node.subs
+            if subs is None:
+                out = []
+            elif publisher and publisher in subs and subs[publisher].no_local:
+                out = [r for c, r in subs.items() if c != publisher]
+            else:
+                out = list(subs.values())
+            if node.groups:
+                h = sticky_hash(sticky_key) if sticky_key else 0
+                for g in node.groups.values():
+                    out.append(g.pick(h, member_filter))
+            return out
+        seen: dict[str, Route] = {}
+        overlaps: dict[str, list[Route]] = {}
+        groups: list[_Group] = []
+        for node in hit:
+            subs = node.subs
+            if subs is not None:
+                for cid, r in subs.items():
+                    if r.no_local and cid == publisher:
+                        continue
+                    prev = seen.setdefault(cid, r)
+                    if prev is not r:
+                        lst = overlaps.get(cid)
+                        if lst is None:
+                            overlaps[cid] = [prev, r]
+                        else:
+                            lst.append(r)
+            if node.groups:
+                groups.extend(node.groups.values())
+        for cid, lst in overlaps.items():
+            seen[cid] = _merge(lst)
+        out = list(seen.values())
+        if groups:
+            h = sticky_hash(sticky_key) if sticky_key else 0
+            for g in groups:
+                out.append(g.pick(h, member_filter))
+        return out
+
+    def shared_groups(self) -> list[tuple[str, str, str]]:
+        """``(kind, group, real_filter)`` of every shared group (for stats and tests)."""
+        return list(self._groups)
+
+
+class TenantRoutes:
+    """A tenant's trie plus the route ``version`` it reflects (compared with Redis before use)."""
+
+    __slots__ = ("trie", "version")
+
+    def __init__(self, version: int = -1, routes: Iterable[Route] = ()) -> None:
+        self.version = version
+        self.trie = TopicTrie(routes)
+
+    def __len__(self) -> int:
+        return len(self.trie)
+
+    def replace_all(self, version: int, routes: Iterable[Route]) -> None:
+        """Rebuild from a full snapshot taken at ``version`` (round-robin counters survive)."""
+        self.trie.replace_all(routes)
+        self.version = version
+
+    def apply(self, version: int, added: Iterable[Route] = (), removed: Iterable[tuple[str, str]] = ()) -> None:
+        """Apply one incremental change that moved the tenant to ``version``.
+
+        ``removed`` holds ``(client_id, topic_filter)`` keys; removals run before additions.
+        """
+        for client_id, topic_filter in removed:
+            self.trie.remove(client_id, topic_filter)
+        for r in added:
+            self.trie.add(r)
+        self.version = version
+
+    def match(
+        self,
+        topic: str,
+        *,
+        publisher: str = "",
+        sticky_key: str = "",
+        member_filter: MemberFilter | None = None,
+    ) -> list[Route]:
+        """Shortcut for ``self.trie.match`` (the caller checks ``version`` first)."""
+        return self.trie.match(topic, publisher=publisher, sticky_key=sticky_key, member_filter=member_filter)
