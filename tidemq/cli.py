@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--redis-url", help="redis://host:port/db or redis+cluster://host:port (TIDEMQ_REDIS_URL)")
         sp.add_argument("--worker-id", help="worker id (TIDEMQ_WORKER_ID, default random)")
         sp.add_argument("--log-level", help="DEBUG, INFO, WARNING (TIDEMQ_LOG_LEVEL)")
+        if name == "worker":
+            sp.add_argument("--processes", type=int, default=1,
+                            help="run N worker processes on one port (SO_REUSEPORT), default 1")
     return p
 
 
@@ -52,17 +56,59 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"tidemq: {exc}")
     logs.setup(settings.log_level, settings.log_json)
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        uvloop.install()
+    if args.command == "worker" and args.processes > 1:
+        sys.exit(_run_processes(settings, args.processes))
+    _install_uvloop()
     try:
-        asyncio.run(_run(args.command, settings))
+        asyncio.run(_run(args.command, settings, reuse_port=getattr(args, "reuse_port", False)))
     except KeyboardInterrupt:
         pass
 
 
-async def _run(command: str, settings: Settings) -> None:
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+
+def _child(settings: Settings) -> None:
+    logs.setup(settings.log_level, settings.log_json)
+    _install_uvloop()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run("worker", settings, reuse_port=True))
+
+
+def _run_processes(settings: Settings, n: int) -> int:
+    """N worker processes sharing one listening port (SO_REUSEPORT); SIGTERM stops them all."""
+    import dataclasses
+    import multiprocessing as mp
+    import uuid
+
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(n):
+        wid = (settings.worker_id and f"{settings.worker_id}-{i}") or f"w-{uuid.uuid4().hex[:12]}"
+        p = ctx.Process(target=_child, args=(dataclasses.replace(settings, worker_id=wid),), name=wid)
+        p.start()
+        procs.append(p)
+    log.info("started %d worker processes on port %d", n, settings.mqtt_port)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = 0
+    for p in procs:
+        p.join()
+        code = code or (p.exitcode or 0)
+    return code
+
+
+async def _run(command: str, settings: Settings, *, reuse_port: bool = False) -> None:
     from .store.connection import close_redis, open_redis
 
     if command == "standalone":
@@ -79,7 +125,7 @@ async def _run(command: str, settings: Settings) -> None:
             from workers.broker import Broker
 
             broker = Broker(settings, redis)
-            await broker.start(settings.host, settings.mqtt_port)
+            await broker.start(settings.host, settings.mqtt_port, reuse_port=reuse_port)
         if command in ("api", "standalone"):
             try:
                 from app.server import start_api
