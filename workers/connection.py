@@ -32,6 +32,7 @@ from tidemq.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import SubOpts
 
 from .inbox import InboxCursor
 
@@ -395,7 +396,7 @@ class MQTTConnection(asyncio.Protocol):
         if isinstance(sub_id, list):
             sub_id = sub_id[0] if sub_id else None
         codes: list[int] = []
-        accepted: list[tuple[str, sub_store.SubOpts]] = []
+        accepted: list[tuple[str, SubOpts]] = []
         positions: list[int] = []
         for s in p.subscriptions:
             try:
@@ -414,7 +415,7 @@ class MQTTConnection(asyncio.Protocol):
             qos = min(s.qos, 2)
             positions.append(len(codes))
             codes.append(qos)
-            accepted.append((s.topic_filter, sub_store.SubOpts(
+            accepted.append((s.topic_filter, SubOpts(
                 qos=qos, no_local=s.no_local, retain_as_published=s.retain_as_published,
                 retain_handling=s.retain_handling, subscription_id=sub_id)))
         existed: list[bool] = []

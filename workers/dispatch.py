@@ -37,6 +37,7 @@ from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import AppendResult, InboxAppend
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -138,7 +139,7 @@ class Dispatcher:
         now_ms = int(time.time() * 1000)
         await self._fresh_routes({p.tenant for p in batch if p.only is None})
 
-        appends: list[inbox_store.InboxAppend] = []
+        appends: list[InboxAppend] = []
         append_owner: list[int] = []  # index into batch per append
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
         local: list[tuple[Pending, Route, int]] = []
@@ -150,7 +151,7 @@ class Dispatcher:
                 await self._retain(p)
             p.blob = pack(p.msg)
             if p.only is not None:
-                appends.append(inbox_store.InboxAppend(
+                appends.append(InboxAppend(
                     p.tenant, p.blob, [(p.only, p.only_qos, ())], settings.inbox_size, settings.inbox_drop_oldest))
                 append_owner.append(i)
                 continue
@@ -174,14 +175,14 @@ class Dispatcher:
                     by_worker[rt.worker].append(
                         signals.DeliverTarget(rt.client_id, qos, sids, rt.retain_as_published))
             if persistent:
-                appends.append(inbox_store.InboxAppend(
+                appends.append(InboxAppend(
                     p.tenant, p.blob, persistent, settings.inbox_size, settings.inbox_drop_oldest))
                 append_owner.append(i)
             for w, targets in by_worker.items():
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
         r = broker.redis
-        results: list[inbox_store.AppendResult] = []
+        results: list[AppendResult] = []
         aws = []
         if appends:
             aws.append(inbox_store.inbox_append_many(r, appends))

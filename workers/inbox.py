@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidemq.message import unpack
 from tidemq.store import inbox as inbox_store
+from tidemq.store.models import InboxOp
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -166,31 +167,31 @@ class InboxOps:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self._ops: list[inbox_store.InboxOp] = []
+        self._ops: list[InboxOp] = []
         self._task: asyncio.Task[None] | None = None
 
-    def _add(self, op: inbox_store.InboxOp) -> None:
+    def _add(self, op: InboxOp) -> None:
         self._ops.append(op)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def ack(self, t: str, c: str, seq: int) -> None:
-        self._add(inbox_store.InboxOp("ack", t, c, seq=seq))
+        self._add(InboxOp("ack", t, c, seq=seq))
 
     def rec(self, t: str, c: str, seq: int, pid: int) -> None:
-        self._add(inbox_store.InboxOp("rec", t, c, seq=seq, pid=pid))
+        self._add(InboxOp("rec", t, c, seq=seq, pid=pid))
 
     def comp(self, t: str, c: str, pid: int) -> None:
-        self._add(inbox_store.InboxOp("comp", t, c, pid=pid))
+        self._add(InboxOp("comp", t, c, pid=pid))
 
     def mark_sent(self, t: str, c: str, seq: int) -> None:
-        self._add(inbox_store.InboxOp("sent", t, c, seq=seq))
+        self._add(InboxOp("sent", t, c, seq=seq))
 
     def q2add(self, t: str, c: str, pid: int) -> None:
-        self._add(inbox_store.InboxOp("q2add", t, c, pid=pid))
+        self._add(InboxOp("q2add", t, c, pid=pid))
 
     def q2del(self, t: str, c: str, pid: int) -> None:
-        self._add(inbox_store.InboxOp("q2del", t, c, pid=pid))
+        self._add(InboxOp("q2del", t, c, pid=pid))
 
     async def _run(self) -> None:
         while self._ops:

@@ -1,0 +1,14 @@
+-- retain_set: set, replace or clear the retained message of one topic, within the tenant's limit.
+-- KEYS: 1 retain
+-- ARGV: 1 topic, 2 message blob ("" clears), 3 limit (max retained topics of the tenant)
+-- Returns: "CLEARED" (empty blob; whether or not one existed), "RETAINED" (stored or replaced), or
+--          "EXCEED_LIMIT" (a new topic while the tenant already holds `limit` topics; nothing written).
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 'CLEARED'
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 'EXCEED_LIMIT'
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 'RETAINED'

@@ -1,0 +1,67 @@
+-- session_connect: open or resume a session and make the caller its owner (one atomic step).
+-- KEYS: 1 sess, 2 subs, 3 inbox, 4 rel, 5 q2in, 6 routes, 7 rver, 8 sexp, 9 sessidx, 10 epoch counter
+--       (all tagged by the same tenant)
+-- ARGV: 1 client id, 2 clean_start ("1"/"0"), 3 user, 4 protocol version, 5 persistent ("1"/"0"),
+--       6 session expiry (s), 7 worker id, 8 address, 9 client type, 10 now (ms)
+-- Returns: {present (1/0), epoch, prev_worker, prev_epoch, sent, {filter, opts, ...}, {rel pid, ...},
+--           {q2in pid, ...}}; prev_worker is "" and prev_epoch 0 when the session was offline or absent.
+-- Without a session, or with clean_start, the old session (subscriptions and their routes, inbox,
+-- rel, q2in, record) is wiped first. Every kept route is rewritten with the new route value
+-- (worker \0 persistent \0 opts; worker is "" for a persistent session, whose messages go through
+-- its inbox) and rver is bumped only when a route value changed or was removed.
+local client = ARGV[1]
+local persistent = ARGV[5]
+local worker = ARGV[7]
+local sep = '\0'
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+local prev_worker, prev_epoch = '', 0
+if exists then
+  local prev = redis.call('HMGET', KEYS[1], 'worker', 'epoch')
+  if prev[1] and prev[1] ~= '' then
+    prev_worker = prev[1]
+    prev_epoch = tonumber(prev[2]) or 0
+  end
+end
+local present = exists and ARGV[2] ~= '1'
+local changed = false
+if not present then
+  local filters = redis.call('HKEYS', KEYS[2])
+  for i = 1, #filters do
+    if redis.call('HDEL', KEYS[6], client .. sep .. filters[i]) == 1 then
+      changed = true
+    end
+  end
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+end
+local epoch = redis.call('INCR', KEYS[10])
+redis.call('HSET', KEYS[1], 'user', ARGV[3], 'ver', ARGV[4], 'persistent', persistent,
+  'expiry', ARGV[6], 'worker', worker, 'epoch', epoch, 'connected_at', ARGV[10],
+  'disconnected_at', '0', 'address', ARGV[8], 'client_type', ARGV[9])
+local subs, rel, q2in, sent = {}, {}, {}, 0
+if present then
+  subs = redis.call('HGETALL', KEYS[2])
+  local route_worker = worker
+  if persistent == '1' then
+    route_worker = ''
+  end
+  local prefix = route_worker .. sep .. persistent .. sep
+  for i = 1, #subs, 2 do
+    local field = client .. sep .. subs[i]
+    local value = prefix .. subs[i + 1]
+    if redis.call('HGET', KEYS[6], field) ~= value then
+      redis.call('HSET', KEYS[6], field, value)
+      changed = true
+    end
+  end
+  rel = redis.call('SMEMBERS', KEYS[4])
+  q2in = redis.call('SMEMBERS', KEYS[5])
+  sent = tonumber(redis.call('HGET', KEYS[1], 'sent')) or 0
+else
+  redis.call('HSET', KEYS[1], 'seq', '0', 'sent', '0')
+end
+if changed then
+  redis.call('INCR', KEYS[7])
+end
+redis.call('ZREM', KEYS[8], client)
+redis.call('ZADD', KEYS[9], 0, client)
+return {present and 1 or 0, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in}

@@ -1,0 +1,42 @@
+-- session_disconnect: the owner connection `epoch` ended; keep the session offline or remove it.
+-- KEYS: 1 sess, 2 subs, 3 inbox, 4 rel, 5 q2in, 6 routes, 7 rver, 8 sexp, 9 sessidx
+-- ARGV: 1 client id, 2 epoch of the ending connection, 3 now (ms), 4 session expiry (s) or "" for the
+--       stored one (MQTT 5 DISCONNECT may change it)
+-- Returns: "stale" (no session, or another connection owns it: nothing touched), "offline"
+--          (persistent with expiry > 0: worker "", sexp entry at now + expiry; its routes already
+--          name no worker, so they are untouched) or "removed" (record, subs, routes, inbox, rel,
+--          q2in and index entries deleted).
+-- rver is bumped when routes were removed.
+local client = ARGV[1]
+local sep = '\0'
+local rec = redis.call('HMGET', KEYS[1], 'epoch', 'persistent', 'expiry')
+if not rec[1] or tonumber(rec[1]) ~= tonumber(ARGV[2]) then
+  return 'stale'
+end
+local now = tonumber(ARGV[3])
+local expiry = tonumber(rec[3]) or 0
+if ARGV[4] ~= '' then
+  expiry = tonumber(ARGV[4])
+end
+local changed = false
+if rec[2] == '1' and expiry > 0 then
+  redis.call('HSET', KEYS[1], 'worker', '', 'disconnected_at', ARGV[3])
+  if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[1], 'expiry', ARGV[4])
+  end
+  redis.call('ZADD', KEYS[8], now + expiry * 1000, client)
+  return 'offline'
+end
+local filters = redis.call('HKEYS', KEYS[2])
+for i = 1, #filters do
+  if redis.call('HDEL', KEYS[6], client .. sep .. filters[i]) == 1 then
+    changed = true
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('ZREM', KEYS[8], client)
+redis.call('ZREM', KEYS[9], client)
+if changed then
+  redis.call('INCR', KEYS[7])
+end
+return 'removed'

@@ -1,0 +1,39 @@
+-- subscribe: add or replace subscriptions of one session and their routes.
+-- KEYS: 1 sess, 2 subs, 3 routes, 4 rver
+-- ARGV: 1 client id, 2 owner epoch or "" (any), then pairs: topic filter, encoded options
+-- Returns: -1 when there is no session, -2 when `epoch` no longer owns it, else {existed (1/0), ...}
+--          one per pair. The route value is worker \0 persistent \0 opts from the session record
+--          (worker "" for a persistent session);
+--          rver is bumped when any route value changed.
+local rec = redis.call('HMGET', KEYS[1], 'worker', 'persistent', 'epoch')
+if not rec[3] then
+  return -1
+end
+if ARGV[2] ~= '' and tonumber(rec[3]) ~= tonumber(ARGV[2]) then
+  return -2
+end
+local client = ARGV[1]
+local sep = '\0'
+local persistent = rec[2] or '0'
+local route_worker = rec[1] or ''
+if persistent == '1' then
+  route_worker = ''
+end
+local prefix = route_worker .. sep .. persistent .. sep
+local out = {}
+local changed = false
+for i = 3, #ARGV, 2 do
+  local filter = ARGV[i]
+  local opts = ARGV[i + 1]
+  out[#out + 1] = 1 - redis.call('HSET', KEYS[2], filter, opts)
+  local field = client .. sep .. filter
+  local value = prefix .. opts
+  if redis.call('HGET', KEYS[3], field) ~= value then
+    redis.call('HSET', KEYS[3], field, value)
+    changed = true
+  end
+end
+if changed then
+  redis.call('INCR', KEYS[4])
+end
+return out

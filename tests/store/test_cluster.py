@@ -1,0 +1,120 @@
+"""Cluster-only checks: per-tenant slots, batches across nodes, NOSCRIPT on one primary only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from tests.store.helpers import NOW, connect
+from tidemq.store import (
+    InboxAppend,
+    InboxOp,
+    SubOpts,
+    close_redis,
+    inbox_append_many,
+    inbox_apply_many,
+    inbox_read,
+    is_cluster,
+    load_all,
+    open_redis,
+    retain_set,
+    session_disconnect,
+    sessions_expire,
+    subscribe,
+    unsubscribe,
+)
+from tidemq.store import keys as K
+from tidemq.store.scripts import SCRIPTS
+
+pytestmark = pytest.mark.cluster
+
+STORE_SCRIPTS = {"session_connect", "session_disconnect", "session_expire", "subscribe", "unsubscribe",
+                 "inbox_append", "inbox_mark", "retain_set"}
+
+
+@pytest.fixture
+async def rc(redis_cluster: Any) -> AsyncIterator[Any]:
+    from tests.fixtures.redis_servers import flush_port
+
+    for port in redis_cluster.ports:
+        flush_port(port)
+    client = await open_redis(redis_cluster.url)
+    await load_all(client)
+    try:
+        yield client
+    finally:
+        await close_redis(client)
+
+
+def _node_name(rc: Any, tenant: str) -> str:
+    return rc.get_node_from_key(K.routes(tenant)).name
+
+
+def _tenants_on_every_node(rc: Any, per_node: int = 2) -> list[str]:
+    by_node: dict[str, list[str]] = {}
+    i = 0
+    while len(by_node) < 3 or min(len(v) for v in by_node.values()) < per_node:
+        t = f"tenant{{{i}}}"
+        by_node.setdefault(_node_name(rc, t), []).append(t)
+        i += 1
+    return [t for v in by_node.values() for t in v[:per_node]]
+
+
+async def test_cluster_client(rc: Any) -> None:
+    assert is_cluster(rc)
+    assert len(rc.get_primaries()) == 3
+
+
+async def test_every_script_runs_single_slot(rc: Any, _single_slot_scripts: list[str]) -> None:
+    t = "we{ird}%ten}ant{"
+    first = await connect(rc, t, "c{1}")
+    await subscribe(rc, t, "c{1}", [("a/#", SubOpts(qos=1))])
+    await unsubscribe(rc, t, "c{1}", ["a/#"])
+    await inbox_append_many(rc, [InboxAppend(t, b"x", [("c{1}", 1, ())], 5, True)])
+    await inbox_apply_many(rc, [InboxOp("sent", t, "c{1}", seq=1)])
+    await retain_set(rc, t, "a", b"x", limit=10)
+    await session_disconnect(rc, t, "c{1}", first.epoch, now_ms=NOW)
+    await sessions_expire(rc, t, now_ms=NOW + 10**9)
+    assert STORE_SCRIPTS <= set(_single_slot_scripts)
+    slots = {key_slot(k.encode()) for k in [*K.session_keys(t, "c{1}"), *K.tenant_keys(t)]}
+    assert len(slots) == 1
+
+
+async def test_batch_of_appends_spans_every_primary(rc: Any) -> None:
+    tenants = _tenants_on_every_node(rc)
+    assert len({_node_name(rc, t) for t in tenants}) == 3
+    for t in tenants:
+        await connect(rc, t, "c", worker=f"w-{t}")
+    items = [InboxAppend(t, b"%d" % n, [("c", 1, ()), ("none", 1, ())], 10, False)
+             for n in range(3) for t in tenants]
+    results = await inbox_append_many(rc, items)
+    assert [(x.owners, x.missing) for x in results] == [({f"w-{t}"}, 1) for _ in range(3) for t in tenants]
+    for t in tenants:
+        assert [e.blob for e in await inbox_read(rc, t, "c")] == [b"0", b"1", b"2"]
+
+
+async def test_noscript_on_one_primary_only(rc: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidemq.store.scripts import Script
+
+    loads: list[str] = []
+    orig = Script.load
+
+    async def counting_load(self: Script, client: Any) -> None:
+        loads.append(self.name)
+        await orig(self, client)
+
+    monkeypatch.setattr(Script, "load", counting_load)
+    tenants = _tenants_on_every_node(rc, per_node=1)
+    for t in tenants:
+        await connect(rc, t, "c")
+    victim = rc.get_node_from_key(K.routes(tenants[0]))
+    await rc.execute_command("SCRIPT", "FLUSH", target_nodes=victim)
+    assert await rc.execute_command("SCRIPT", "EXISTS", SCRIPTS["inbox_append"].sha, target_nodes=victim) == [0]
+    items = [InboxAppend(t, t.encode() + b"%d" % n, [("c", 1, ())], 10, True) for n in range(2) for t in tenants]
+    await inbox_append_many(rc, items)
+    assert loads == ["inbox_append"]
+    for t in tenants:
+        assert [e.blob for e in await inbox_read(rc, t, "c")] == [t.encode() + b"0", t.encode() + b"1"]

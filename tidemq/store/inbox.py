@@ -1,0 +1,113 @@
+"""Persistent-session inboxes: batched append, read, and delivery-state changes.
+
+An inbox is a stream ``inbox(t, c)`` with entry ids ``<seq>-0`` where ``seq``
+comes from ``HINCRBY sess seq 1``: ids are dense per session, survive
+reconnects, and the worker resumes by reading after a sequence number. Each
+entry carries ``q`` (qos granted for this subscriber), ``i`` (subscription
+ids, comma list) and ``m`` (the message blob, packed once per publish and
+passed once per script call whatever the number of targets).
+
+Everything here is batched: one pipelined round trip for a whole list (one
+script call per message per tenant; a pipeline spans tenants and, on a
+cluster, nodes). Scripts that could recreate keys of a removed session check
+the session record first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tidemq.store import keys
+from tidemq.store.models import AppendResult, InboxAppend, InboxEntry, InboxOp
+from tidemq.store.scripts import Batch, get
+
+_APPEND = get("inbox_append")
+_MARK = get("inbox_mark")
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def queue_append(batch: Batch, item: InboxAppend) -> int:
+    """Queue one append on ``batch`` (to share a round trip with other commands); returns its index."""
+    ks: list[str] = []
+    args: list[Any] = [item.blob, item.limit, "1" if item.drop_oldest else "0"]
+    for client, qos, sub_ids in item.targets:
+        ks.append(keys.sess(item.tenant, client))
+        ks.append(keys.inbox(item.tenant, client))
+        args.append(qos)
+        args.append(",".join(str(i) for i in sub_ids))
+    return batch.script(_APPEND, ks, args)
+
+
+def decode_append(res: Sequence[Any]) -> AppendResult:
+    return AppendResult(owners={_s(w) for w in res[2:]}, dropped=int(res[1]), missing=int(res[0]))
+
+
+async def inbox_append_many(r: Any, items: Sequence[InboxAppend]) -> list[AppendResult]:
+    """Append each message to its targets' inboxes, all in one pipelined round trip."""
+    batch = Batch(r)
+    queued = [queue_append(batch, item) if item.targets else -1 for item in items]
+    results = await batch.execute()
+    return [decode_append(results[i]) if i >= 0 else AppendResult(set(), 0, 0) for i in queued]
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> InboxEntry:
+    seq = int(entry_id.split(b"-", 1)[0])
+    ids = fields.get(b"i", b"")
+    return InboxEntry(
+        seq=seq,
+        qos=int(fields.get(b"q", b"0")),
+        sub_ids=tuple(int(x) for x in ids.split(b",")) if ids else (),
+        blob=fields.get(b"m", b""),
+    )
+
+
+async def inbox_read_many(
+    r: Any, items: Sequence[tuple[str, str, int, int]]
+) -> list[list[InboxEntry]]:
+    """For each ``(t, c, after_seq, count)``: up to ``count`` entries with seq > after_seq, in order."""
+    if not items:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for t, c, after, count in items:
+        pipe.xrange(keys.inbox(t, c), f"{after + 1}-0", "+", count=count)
+    results = await pipe.execute()
+    return [[_entry(eid, fields) for eid, fields in res] for res in results]
+
+
+async def inbox_read(r: Any, t: str, c: str, after_seq: int = 0, count: int = 100) -> list[InboxEntry]:
+    return (await inbox_read_many(r, [(t, c, after_seq, count)]))[0]
+
+
+def queue_op(batch: Batch, op: InboxOp) -> None:
+    """Queue one delivery-state change on ``batch``."""
+    t, c = op.tenant, op.client_id
+    kind = op.kind
+    if kind == "ack":
+        batch.pipe.xdel(keys.inbox(t, c), f"{op.seq}-0")
+    elif kind == "comp":
+        batch.pipe.srem(keys.rel(t, c), op.pid)
+    elif kind == "q2del":
+        batch.pipe.srem(keys.q2in(t, c), op.pid)
+    elif kind in ("rec", "sent", "q2add"):
+        batch.script(_MARK, [keys.sess(t, c), keys.inbox(t, c), keys.rel(t, c), keys.q2in(t, c)],
+                     [kind, op.seq, op.pid])
+    else:
+        raise ValueError(f"unknown inbox op kind {kind!r}")
+
+
+async def inbox_apply_many(r: Any, ops: Sequence[InboxOp]) -> None:
+    """Apply delivery-state changes (ack, rec, comp, sent, q2add, q2del) in one pipelined round trip."""
+    if not ops:
+        return
+    batch = Batch(r)
+    for op in ops:
+        queue_op(batch, op)
+    await batch.execute()
+
+
+async def inbox_len(r: Any, t: str, c: str) -> int:
+    return int(await r.xlen(keys.inbox(t, c)))

@@ -1,0 +1,94 @@
+"""Small value types the store returns, and the one encoding of subscription options.
+
+Subscription options are stored as a compact ASCII string, the same in the
+``subs`` hash and inside route values: ``"qos,nl,rap,rh,sid"`` (five decimal
+integers; ``nl``/``rap`` are 0/1, ``sid`` 0 means no subscription identifier),
+e.g. ``"1,0,0,0,0"``. It is readable with redis-cli and trivially parsed in Lua.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class NoSession(Exception):
+    """The session does not exist (or, with an epoch given, is owned by another connection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubOpts:
+    qos: int = 0
+    no_local: bool = False
+    retain_as_published: bool = False
+    retain_handling: int = 0
+    subscription_id: int | None = None
+
+    def encode(self) -> str:
+        return (f"{self.qos},{int(self.no_local)},{int(self.retain_as_published)},"
+                f"{self.retain_handling},{self.subscription_id or 0}")
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> SubOpts:
+        if isinstance(raw, bytes):
+            raw = raw.decode()
+        q, nl, rap, rh, sid = raw.split(",")
+        return cls(int(q), nl == "1", rap == "1", int(rh), int(sid) or None)
+
+
+@dataclass(slots=True)
+class ConnectResult:
+    present: bool  # a session was resumed (MQTT 5 session present / 3.1.1 SP flag)
+    epoch: int  # this connection's epoch: pass it to session_disconnect / subscribe
+    prev_worker: str  # owner before this connect ("" when offline or new): signal a takeover to it
+    prev_epoch: int  # epoch of that owner connection (0 when none)
+    subscriptions: dict[str, SubOpts] = field(default_factory=dict)
+    rel_ids: list[int] = field(default_factory=list)  # outbound QoS 2 ids awaiting PUBCOMP
+    q2in_ids: list[int] = field(default_factory=list)  # inbound QoS 2 ids awaiting PUBREL
+    sent: int = 0  # highest inbox seq ever sent: entries <= sent are redelivered with DUP
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredSession:
+    client_id: str
+    worker: str  # "" when the session was offline, else its owner worker (signal it)
+
+
+@dataclass(slots=True)
+class InboxAppend:
+    """One message for the inboxes of several sessions of one tenant."""
+
+    tenant: str
+    blob: bytes
+    targets: list[tuple[str, int, tuple[int, ...]]]  # (client id, qos, subscription ids)
+    limit: int
+    drop_oldest: bool
+
+
+@dataclass(slots=True)
+class AppendResult:
+    owners: set[str]  # online owner workers of inboxes that got the message (notify them)
+    dropped: int  # messages dropped by the inbox limit (new or oldest, per policy)
+    missing: int  # targets without a session
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    seq: int
+    qos: int
+    sub_ids: tuple[int, ...]
+    blob: bytes
+
+
+INBOX_OP_KINDS = frozenset({"ack", "rec", "comp", "sent", "q2add", "q2del"})
+
+
+@dataclass(frozen=True, slots=True)
+class InboxOp:
+    """A delivery-state change: ack (XDEL seq), rec (XDEL seq + SADD rel pid), comp (SREM rel pid),
+    sent (sess.sent = max(sent, seq)), q2add / q2del (SADD / SREM q2in pid)."""
+
+    kind: str
+    tenant: str
+    client_id: str
+    seq: int = 0
+    pid: int = 0

@@ -1,0 +1,129 @@
+"""The Lua script registry: SCRIPT LOAD once, EVALSHA always, reload only on NOSCRIPT.
+
+Every ``lua/<name>.lua`` file is read once at import and its SHA1 computed
+locally. ``await load_all(client)`` runs SCRIPT LOAD (redis-py sends it to
+every primary of a cluster). A call uses EVALSHA; on a NOSCRIPT error (a
+restarted or flushed node) it loads the script and retries exactly once. Any
+other error is raised as is and never retried: the script may have done part
+of its work.
+
+``Batch`` is the pipelined form used on the hot path: queue script calls and
+plain commands on one non-transactional pipeline, execute it, and re-run only
+the script calls that failed with NOSCRIPT (after loading them), in their
+original order. The first other error is raised after the whole batch ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
+
+KeyArg = str | bytes
+Arg = str | bytes | int | float
+
+
+class Script:
+    """One Lua file: its source, its SHA1, and how to call it."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"Script({self.name!r}, sha={self.sha[:8]})"
+
+    async def load(self, client: Any) -> None:
+        loaded = await client.script_load(self.source)
+        if isinstance(loaded, bytes):
+            loaded = loaded.decode()
+        if loaded != self.sha:  # pragma: no cover - would mean a hashing bug
+            raise RuntimeError(f"SCRIPT LOAD of {self.name} returned {loaded}, expected {self.sha}")
+
+    async def __call__(self, client: Any, keys: Sequence[KeyArg], args: Sequence[Arg] = ()) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.load(client)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, keys: Sequence[KeyArg], args: Sequence[Arg] = ()) -> None:
+        """Queue an EVALSHA on a pipeline (see ``Batch`` for the NOSCRIPT handling)."""
+        # execute_command: redis-py blocks the evalsha() helper on cluster pipelines, not the command
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+def _read_all(directory: Path) -> dict[str, Script]:
+    scripts: dict[str, Script] = {}
+    for path in sorted(directory.glob("*.lua")):
+        scripts[path.stem] = Script(path.stem, path.read_text(encoding="utf-8"))
+    return scripts
+
+
+SCRIPTS: dict[str, Script] = _read_all(LUA_DIR)
+
+
+def get(name: str) -> Script:
+    """The script loaded from ``lua/<name>.lua``."""
+    try:
+        return SCRIPTS[name]
+    except KeyError:
+        raise KeyError(f"no Lua script {name!r} in {LUA_DIR}") from None
+
+
+async def load_all(client: Any) -> None:
+    """SCRIPT LOAD every script (on every primary of a cluster)."""
+    for script in SCRIPTS.values():
+        await script.load(client)
+
+
+class Batch:
+    """One non-transactional pipeline mixing script calls and plain commands.
+
+    Use ``batch.pipe`` to queue plain commands and ``batch.script(...)`` for
+    script calls; ``await batch.execute()`` returns the results in order.
+    """
+
+    __slots__ = ("_client", "_scripts", "pipe")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.pipe = client.pipeline(transaction=False)
+        self._scripts: dict[int, tuple[Script, Sequence[KeyArg], Sequence[Arg]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pipe)
+
+    def script(self, script: Script, keys: Sequence[KeyArg], args: Sequence[Arg] = ()) -> int:
+        """Queue a script call; returns its index in the results."""
+        index = len(self.pipe)
+        script.queue(self.pipe, keys, args)
+        self._scripts[index] = (script, keys, args)
+        return index
+
+    async def execute(self) -> list[Any]:
+        if not len(self.pipe):
+            return []
+        results = list(await self.pipe.execute(raise_on_error=False))
+        retry = [i for i, res in enumerate(results) if isinstance(res, NoScriptError) and i in self._scripts]
+        if retry:
+            for script in {self._scripts[i][0].name: self._scripts[i][0] for i in retry}.values():
+                await script.load(self._client)
+            again = self._client.pipeline(transaction=False)
+            for i in retry:
+                script, keys, args = self._scripts[i]
+                script.queue(again, keys, args)
+            for i, res in zip(retry, await again.execute(raise_on_error=False), strict=True):
+                results[i] = res
+        for res in results:
+            if isinstance(res, Exception):
+                raise res
+        return results

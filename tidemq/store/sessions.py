@@ -1,0 +1,161 @@
+"""Session records: connect (create/resume/take over), disconnect, read, expire; the tenant set.
+
+A session is owned by one connection at a time, identified by its *epoch*
+(drawn from a per-tenant counter, so an epoch is never reused in a tenant,
+even after the session was removed and recreated). Connect always makes the
+caller the owner and reports the previous owner so the caller can signal a
+takeover; disconnect and every epoch-guarded write from an older connection
+are no-ops ("stale"). Every multi-key change is one Lua script on keys of
+one tenant (one cluster slot).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from tidemq.store import keys
+from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
+from tidemq.store.scripts import get
+
+_CONNECT = get("session_connect")
+_DISCONNECT = get("session_disconnect")
+_EXPIRE = get("session_expire")
+
+EXPIRE_CHUNK = 100
+
+RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at", "seq", "sent")
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _connect_keys(t: str, c: str) -> list[str]:
+    return [*keys.session_keys(t, c), keys.routes(t), keys.rver(t), keys.sexp(t), keys.sessidx(t)]
+
+
+async def session_connect(
+    r: Any,
+    t: str,
+    c: str,
+    *,
+    user: str,
+    ver: int,
+    clean_start: bool,
+    persistent: bool,
+    expiry: int,
+    worker: str,
+    address: str,
+    client_type: str,
+    now_ms: int,
+) -> ConnectResult:
+    """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``."""
+    res = await _CONNECT(
+        r,
+        [*_connect_keys(t, c), keys.epoch(t)],
+        [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
+         client_type, now_ms],
+    )
+    present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in = res
+    return ConnectResult(
+        present=bool(present),
+        epoch=int(epoch),
+        prev_worker=_s(prev_worker),
+        prev_epoch=int(prev_epoch),
+        subscriptions={_s(subs[i]): SubOpts.decode(subs[i + 1]) for i in range(0, len(subs), 2)},
+        rel_ids=sorted(int(x) for x in rel),
+        q2in_ids=sorted(int(x) for x in q2in),
+        sent=int(sent),
+    )
+
+
+async def session_disconnect(
+    r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None
+) -> Literal["stale", "offline", "removed"]:
+    """The connection ``epoch`` ended: keep the session offline until it expires, or remove it."""
+    res = await _DISCONNECT(r, _connect_keys(t, c), [c, epoch, now_ms, "" if expiry is None else expiry])
+    return _s(res)  # type: ignore[return-value]
+
+
+async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:
+    """The decoded session record plus ``subscriptions`` and ``inbox_len``; None when absent."""
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(keys.sess(t, c))
+    pipe.hgetall(keys.subs(t, c))
+    pipe.xlen(keys.inbox(t, c))
+    record, subs, inbox_len = await pipe.execute()
+    if not record:
+        return None
+    out: dict[str, Any] = {_s(k): _s(v) for k, v in record.items()}
+    for name in RECORD_INT_FIELDS:
+        if name in out:
+            out[name] = int(out[name] or 0)
+    out["persistent"] = out.get("persistent") == "1"
+    out["online"] = bool(out.get("worker"))
+    out["subscriptions"] = {_s(f): SubOpts.decode(o) for f, o in subs.items()}
+    out["inbox_len"] = int(inbox_len)
+    return out
+
+
+async def session_owner(r: Any, t: str, c: str) -> tuple[str, int] | None:
+    """``(worker, epoch)`` of the session (worker "" when offline); None when there is no session."""
+    worker, epoch = await r.hmget(keys.sess(t, c), "worker", "epoch")
+    if epoch is None:
+        return None
+    return _s(worker or b""), int(epoch)
+
+
+async def sessions_page(r: Any, t: str, *, after: str = "", limit: int = 100) -> list[str]:
+    """Session client ids of the tenant in lexical order, strictly after ``after``."""
+    low = b"(" + after.encode() if after else b"-"
+    ids = await r.zrangebylex(keys.sessidx(t), low, b"+", start=0, num=limit)
+    return [_s(x) for x in ids]
+
+
+async def sessions_count(r: Any, t: str) -> int:
+    return int(await r.zcard(keys.sessidx(t)))
+
+
+async def _expire_chunk(r: Any, t: str, mode: str, now_ms: int, threshold: int, clients: list[str]
+                        ) -> list[ExpiredSession]:
+    ks = [keys.routes(t), keys.rver(t), keys.sexp(t), keys.sessidx(t)]
+    for c in clients:
+        ks.extend(keys.session_keys(t, c))
+    res = await _EXPIRE(r, ks, [mode, now_ms, threshold, *clients])
+    return [ExpiredSession(_s(res[i]), _s(res[i + 1])) for i in range(0, len(res), 2)]
+
+
+async def sessions_expire(
+    r: Any, t: str, *, now_ms: int, older_than_s: int | None = None, chunk: int = EXPIRE_CHUNK
+) -> list[ExpiredSession]:
+    """Remove sessions of tenant ``t`` and return them (each re-checked atomically by the script).
+
+    - default: offline persistent sessions whose expiry time has passed;
+    - ``older_than_s > 0``: every offline session disconnected at least that long ago;
+    - ``older_than_s == 0``: every session, online ones included (their ``worker`` is set: signal it).
+    """
+    removed: list[ExpiredSession] = []
+    if older_than_s is None:
+        while True:
+            due = await r.zrangebyscore(keys.sexp(t), "-inf", now_ms, start=0, num=chunk)
+            if not due:
+                return removed
+            removed.extend(await _expire_chunk(r, t, "expired", now_ms, 0, [_s(x) for x in due]))
+    mode = "all" if older_than_s <= 0 else "idle"
+    threshold = now_ms - older_than_s * 1000
+    after = ""
+    while True:
+        page = await sessions_page(r, t, after=after, limit=chunk)
+        if not page:
+            return removed
+        removed.extend(await _expire_chunk(r, t, mode, now_ms, threshold, page))
+        after = page[-1]
+
+
+async def tenants_add(r: Any, t: str) -> None:
+    """Remember tenant ``t`` in the global tenant set (idempotent)."""
+    await r.sadd(keys.tenants(), t)
+
+
+async def tenants_list(r: Any) -> list[str]:
+    return sorted(_s(x) for x in await r.smembers(keys.tenants()))

@@ -1,0 +1,105 @@
+"""Subscriptions of a session and the tenant's route table (what every worker's trie replicates).
+
+``subs(t, c)`` holds filter -> options for one session; ``routes(t)`` holds one
+entry per subscription of the tenant: field ``client \\0 filter``, value
+``worker \\0 persistent \\0 opts`` (worker is the owner of a transient
+session; "" for a persistent one, whose messages go to its inbox and whose
+owner the inbox script reports). Both change together in one script, and
+``rver(t)`` is bumped whenever a route changes, so a worker trusts its trie
+replica only while the version it loaded is still current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tidemq.routing.trie import Route
+from tidemq.store import keys
+from tidemq.store.models import NoSession, SubOpts
+from tidemq.store.scripts import get
+
+_SUBSCRIBE = get("subscribe")
+_UNSUBSCRIBE = get("unsubscribe")
+
+SEP = "\0"
+
+
+def _check(res: Any, t: str, c: str) -> list[bool]:
+    if isinstance(res, int):
+        why = "no session" if res == -1 else "session owned by a newer connection"
+        raise NoSession(f"{why}: tenant={t!r} client={c!r}")
+    return [bool(x) for x in res]
+
+
+async def subscribe(
+    r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None
+) -> list[bool]:
+    """Add or replace subscriptions; returns, per filter, whether it existed before.
+
+    Raises NoSession when the session is absent (or ``epoch`` no longer owns it).
+    """
+    if not subs:
+        return []
+    args: list[Any] = [c, "" if epoch is None else epoch]
+    for topic_filter, opts in subs:
+        args.append(topic_filter)
+        args.append(opts.encode())
+    res = await _SUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c), keys.routes(t), keys.rver(t)], args)
+    return _check(res, t, c)
+
+
+async def unsubscribe(
+    r: Any, t: str, c: str, filters: Iterable[str], *, epoch: int | None = None
+) -> list[bool]:
+    """Remove subscriptions; returns, per filter, whether it existed. Raises NoSession."""
+    filters = list(filters)
+    if not filters:
+        return []
+    res = await _UNSUBSCRIBE(
+        r, [keys.sess(t, c), keys.subs(t, c), keys.routes(t), keys.rver(t)],
+        [c, "" if epoch is None else epoch, *filters],
+    )
+    return _check(res, t, c)
+
+
+async def route_versions(r: Any, tenants: Sequence[str]) -> dict[str, int]:
+    """Current route version of each tenant (0 when never set), in one pipelined round trip."""
+    if not tenants:
+        return {}
+    pipe = r.pipeline(transaction=False)
+    for t in tenants:
+        pipe.get(keys.rver(t))
+    values = await pipe.execute()
+    return {t: int(v or 0) for t, v in zip(tenants, values, strict=True)}
+
+
+def decode_route(field: bytes, value: bytes) -> Route:
+    client, _, topic_filter = field.decode().partition(SEP)
+    worker, persistent, raw_opts = value.decode().split(SEP, 2)
+    opts = SubOpts.decode(raw_opts)
+    return Route(
+        client_id=client,
+        topic_filter=topic_filter,
+        qos=opts.qos,
+        no_local=opts.no_local,
+        retain_as_published=opts.retain_as_published,
+        retain_handling=opts.retain_handling,
+        subscription_id=opts.subscription_id,
+        worker=worker,
+        persistent=persistent == "1",
+    )
+
+
+async def load_routes(r: Any, t: str) -> tuple[int, list[Route]]:
+    """``(version, routes)`` of tenant ``t``.
+
+    The version is read before the routes (same pipeline, same node, in order):
+    a change in between makes the version look older than the routes, which
+    only costs one more reload later, never a missed route.
+    """
+    pipe = r.pipeline(transaction=False)
+    pipe.get(keys.rver(t))
+    pipe.hgetall(keys.routes(t))
+    version, raw = await pipe.execute()
+    return int(version or 0), [decode_route(f, v) for f, v in raw.items()]
