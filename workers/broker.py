@@ -59,18 +59,23 @@ class Broker:
         self._tenants: set[str] = set()
         self._bg: set[asyncio.Task[Any]] = set()
         self._wills: set[asyncio.Task[Any]] = set()
+        self.cleanups: set[asyncio.Task[Any]] = set()  # session cleanups of closed connections
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Load scripts, start background loops and the TCP listener; returns the bound port."""
         await store_scripts.load_all(self.redis)
+        ready = asyncio.Event()
+        self._spawn(self._listen_signals(ready))
+        # accept no client before takeover/kill signals can reach us
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        for coro in (self._timers(), self._sweeper()):
+            self._spawn(coro)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
                                           reuse_port=reuse_port or None)
         self.servers.append(server)
-        for coro in (self._listen_signals(), self._timers(), self._sweeper()):
-            self._spawn(coro)
         bound = server.sockets[0].getsockname()[1]
         log.info("worker %s listening mqtt=%s:%d", self.worker_id, host, bound)
         return bound
@@ -89,9 +94,14 @@ class Broker:
         for conn in conns:
             conn.publish_will = False
             conn.close(RC.SERVER_SHUTTING_DOWN, "server shutting down")
-        tasks = [t for c in conns for t in c._tasks]
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        # connection_lost (and so each cleanup) runs on a later loop turn: wait for all of them
+        deadline = asyncio.get_running_loop().time() + grace
+        while (self.connections or self.cleanups) and asyncio.get_running_loop().time() < deadline:
+            pending = list(self.cleanups)
+            if pending:
+                await asyncio.wait(pending, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+            else:
+                await asyncio.sleep(0.01)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.dispatcher.drain(), timeout=grace)
             await asyncio.wait_for(self.inbox_ops.flush_now(), timeout=grace)
@@ -181,10 +191,10 @@ class Broker:
 
     # ------------------------------------------------------------ background loops
 
-    async def _listen_signals(self) -> None:
+    async def _listen_signals(self, ready: asyncio.Event) -> None:
         while not self.stopping:
             try:
-                async for payload in signal_store.listen(self.redis, self.worker_id):
+                async for payload in signal_store.listen(self.redis, self.worker_id, ready=ready):
                     try:
                         self._on_signal(payload)
                     except Exception:

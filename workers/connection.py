@@ -95,6 +95,7 @@ class MQTTConnection(asyncio.Protocol):
         if not self.close_reason:
             self.close_reason = "connection lost" if exc is None else f"connection lost: {exc}"
         self._spawn(self._cleanup())
+        self.broker.cleanups.update(t for t in self._tasks if not t.done())
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -131,6 +132,7 @@ class MQTTConnection(asyncio.Protocol):
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        self.broker.cleanups.discard(task)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("connection task failed for %s/%s: %r", self.tenant, self.client_id, exc, exc_info=exc)

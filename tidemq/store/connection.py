@@ -13,12 +13,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 StoreClient = Any  # Redis | RedisCluster | fakeredis.aioredis.FakeRedis
 
 _memory_servers: dict[str, Any] = {}
+
+MAX_CONNECTIONS = 64  # per process (per node for a cluster); the hot path pipelines, so few are busy
+POOL_TIMEOUT = 10.0  # seconds to wait for a free pooled connection
+CONNECT_TIMEOUT = 5.0
 
 
 def is_cluster(client: Any) -> bool:
@@ -40,7 +44,12 @@ async def open_redis(url: str) -> StoreClient:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
-        return Redis.from_url(url, decode_responses=False)
+        # a bounded pool that waits for a free connection instead of failing a burst of
+        # connects (the default pool raises MaxConnectionsError under a connect storm)
+        pool = BlockingConnectionPool.from_url(
+            url, decode_responses=False, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30)
+        return Redis(connection_pool=pool)
     if scheme in ("redis+cluster", "rediss+cluster"):
         if not parts.hostname:
             raise ValueError(f"cluster URL needs a host: {url!r}")
@@ -51,6 +60,8 @@ async def open_redis(url: str) -> StoreClient:
             username=parts.username,
             ssl=scheme == "rediss+cluster",
             decode_responses=False,
+            max_connections=MAX_CONNECTIONS,
+            socket_connect_timeout=CONNECT_TIMEOUT,
         )
         await cluster.initialize()
         return cluster

@@ -1,0 +1,423 @@
+"""Benchmark scenarios run against one broker address with the raw client in ``mqttload``.
+
+Each scenario is one coroutine ``(host, port, scale, version, run_id) -> ScenarioResult``. Every one is bounded
+twice: by a message/connection count from the :class:`Scale`, and by time (publishing stops at
+``scale.pub_time`` seconds; waiting for deliveries stops after ``scale.idle`` seconds without progress or
+``scale.grace`` seconds after publishing ended). Topics and client ids carry ``run_id`` so runs never collide.
+Invariants: ``lost`` counts messages the broker acknowledged or accepted from us (sent) that never reached a
+subscriber in time; it never counts messages we did not manage to send within the time bound; duplicates are
+counted separately and never hide a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from mqttload import MqttConn, MqttError, connect, publish_qos0, publish_qos1
+
+SEQ_TS = struct.Struct("!IQ")  # sequence number, perf_counter_ns at build time
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes and time bounds of one run; see ``SCALES``."""
+
+    fanin_publishers: int
+    fanin_messages: int
+    fanout_subscribers: int
+    fanout_messages: int
+    p2p_pairs: int
+    p2p_messages: int  # per pair
+    window: int
+    storm_clients: int
+    storm_concurrency: int
+    offline_messages: int
+    latency_messages: int
+    payload_size: int = 32
+    pub_time: float = 10.0
+    grace: float = 10.0
+    idle: float = 3.0
+
+
+SCALES: dict[str, Scale] = {
+    "smoke": Scale(  # a few seconds: checks the harness and both brokers end to end, measures nothing
+        fanin_publishers=4,
+        fanin_messages=2_000,
+        fanout_subscribers=5,
+        fanout_messages=200,
+        p2p_pairs=2,
+        p2p_messages=200,
+        window=20,
+        storm_clients=50,
+        storm_concurrency=20,
+        offline_messages=200,
+        latency_messages=50,
+        pub_time=3.0,
+        grace=3.0,
+        idle=1.5,
+    ),
+    "small": Scale(
+        fanin_publishers=20,
+        fanin_messages=100_000,
+        fanout_subscribers=20,
+        fanout_messages=5_000,
+        p2p_pairs=10,
+        p2p_messages=5_000,
+        window=100,
+        storm_clients=2_000,
+        storm_concurrency=100,
+        offline_messages=10_000,
+        latency_messages=2_000,
+        pub_time=5.0,
+        grace=5.0,
+        idle=2.0,
+    ),
+    "full": Scale(
+        fanin_publishers=20,
+        fanin_messages=500_000,
+        fanout_subscribers=50,
+        fanout_messages=10_000,
+        p2p_pairs=20,
+        p2p_messages=20_000,
+        window=100,
+        storm_clients=5_000,
+        storm_concurrency=100,
+        offline_messages=20_000,
+        latency_messages=10_000,
+        pub_time=20.0,
+        grace=10.0,
+        idle=3.0,
+    ),
+}
+
+
+@dataclass
+class Metric:
+    name: str
+    value: float
+    unit: str
+    higher_is_better: bool = True
+
+
+@dataclass
+class ScenarioResult:
+    scenario: str
+    metrics: list[Metric] = field(default_factory=list)
+    sent: int = 0
+    expected: int = 0
+    received: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    elapsed: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else 0.0
+
+
+def _pct(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    i = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[i]
+
+
+async def _wait_count(get: Callable[[], int], target: int, pub_end: float, scale: Scale) -> None:
+    """Wait until ``get() >= target``, ``scale.idle`` s without progress, or ``scale.grace`` s after pub_end."""
+    hard = pub_end + scale.grace
+    last = get()
+    last_change = time.perf_counter()
+    while last < target:
+        await asyncio.sleep(0.02)
+        now = time.perf_counter()
+        cur = get()
+        if cur != last:
+            last, last_change = cur, now
+        elif now - last_change > scale.idle or now > hard:
+            return
+
+
+async def _close_all(conns: list[MqttConn]) -> None:
+    await asyncio.gather(*(c.disconnect() for c in conns), return_exceptions=True)
+
+
+def _payload(size: int) -> bytes:
+    return (b"tidemq-bench-" * (size // 13 + 1))[:size]
+
+
+async def fan_in(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    res = ScenarioResult("fan-in")
+    base = f"bench/{run_id}/fanin"
+    sub = await connect(host, port, f"{run_id}-fi-sub", version=version)
+    pubs = await asyncio.gather(
+        *(connect(host, port, f"{run_id}-fi-pub{i}", version=version) for i in range(s.fanin_publishers))
+    )
+    try:
+        await sub.subscribe([f"{base}/+"], 0)
+        payload = _payload(s.payload_size)
+        n = s.fanin_publishers
+        counts = [s.fanin_messages // n + (1 if i < s.fanin_messages % n else 0) for i in range(n)]
+        t0 = time.perf_counter()
+        sent = await asyncio.gather(
+            *(publish_qos0(p, f"{base}/{i}", payload, counts[i], t0 + s.pub_time) for i, p in enumerate(pubs))
+        )
+        pub_end = time.perf_counter()
+        res.sent = res.expected = sum(sent)
+        await _wait_count(lambda: sub.received, res.expected, pub_end, s)
+        res.received = sub.received
+        res.elapsed = (sub.last_rx or pub_end) - t0
+        res.lost = max(0, res.expected - res.received)
+        res.duplicated = max(0, res.received - res.expected)
+        res.metrics = [Metric("msgs/s received", _rate(res.received, res.elapsed), "msg/s")]
+        if res.sent < s.fanin_messages:
+            res.notes.append(f"publish time bound hit: sent {res.sent}/{s.fanin_messages}")
+    finally:
+        await _close_all([sub, *pubs])
+    return res
+
+
+async def _fan_out(host: str, port: int, s: Scale, version: int, run_id: str, qos: int) -> ScenarioResult:
+    res = ScenarioResult(f"fan-out-qos{qos}")
+    topic = f"bench/{run_id}/fanout{qos}"
+    subs = await asyncio.gather(
+        *(connect(host, port, f"{run_id}-fo{qos}-sub{i}", version=version) for i in range(s.fanout_subscribers))
+    )
+    pub = await connect(host, port, f"{run_id}-fo{qos}-pub", version=version)
+    try:
+        await asyncio.gather(*(c.subscribe([topic], qos) for c in subs))
+        payload = _payload(s.payload_size)
+        t0 = time.perf_counter()
+        if qos == 0:
+            sent = await publish_qos0(pub, topic, payload, s.fanout_messages, t0 + s.pub_time)
+        else:
+            sent = await publish_qos1(
+                pub, topic, lambda _i: payload, s.fanout_messages, s.window, t0 + s.pub_time, ack_grace=s.grace
+            )
+        pub_end = time.perf_counter()
+        res.sent = sent
+        res.expected = sent * len(subs)
+        await _wait_count(lambda: sum(c.received for c in subs), res.expected, pub_end, s)
+        res.received = sum(c.received for c in subs)
+        res.elapsed = max((c.last_rx for c in subs), default=pub_end) - t0
+        res.lost = sum(max(0, sent - c.received) for c in subs)
+        res.duplicated = sum(max(0, c.received - sent) for c in subs)
+        res.metrics = [Metric("deliveries/s", _rate(res.received, res.elapsed), "msg/s")]
+        if qos:
+            res.metrics.append(Metric("publishes/s acked", _rate(res.sent, pub_end - t0), "msg/s"))
+        if qos and pub.inflight > 0:
+            res.notes.append(f"{pub.inflight} PUBACKs never arrived")
+        if res.sent < s.fanout_messages:
+            res.notes.append(f"publish time bound hit: sent {res.sent}/{s.fanout_messages}")
+    finally:
+        await _close_all([pub, *subs])
+    return res
+
+
+async def fan_out_qos0(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    return await _fan_out(host, port, s, version, run_id, 0)
+
+
+async def fan_out_qos1(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    return await _fan_out(host, port, s, version, run_id, 1)
+
+
+class _SeqSink:
+    """Subscriber-side record of sequence numbers (loss/duplicates) and latencies for one topic."""
+
+    def __init__(self, size: int, latencies: list[float] | None) -> None:
+        self.seen = bytearray(size)
+        self.unique = 0
+        self.dups = 0
+        self.out_of_range = 0
+        self.latencies = latencies
+
+    def __call__(self, payload: bytes | None, qos: int) -> None:
+        assert payload is not None
+        seq, ts = SEQ_TS.unpack_from(payload)
+        if self.latencies is not None:
+            self.latencies.append((time.perf_counter_ns() - ts) / 1e6)
+        if seq >= len(self.seen):
+            self.out_of_range += 1
+        elif self.seen[seq]:
+            self.dups += 1
+        else:
+            self.seen[seq] = 1
+            self.unique += 1
+
+
+def _seq_payload(size: int) -> Callable[[int], bytes]:
+    pad = _payload(max(0, size - SEQ_TS.size))
+
+    def make(seq: int) -> bytes:
+        return SEQ_TS.pack(seq, time.perf_counter_ns()) + pad
+
+    return make
+
+
+async def point_to_point(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    return await _p2p(host, port, s, version, run_id, "p2p", s.p2p_pairs, s.p2p_messages, s.window)
+
+
+async def latency(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """One pair, one message in flight: the unloaded round trip publisher -> broker -> subscriber."""
+    return await _p2p(host, port, s, version, run_id, "latency", 1, s.latency_messages, 1)
+
+
+async def _p2p(
+    host: str, port: int, s: Scale, version: int, run_id: str, name: str, n: int, per_pair: int, window: int
+) -> ScenarioResult:
+    res = ScenarioResult(name)
+    base = f"bench/{run_id}/{name}"
+    subs = await asyncio.gather(*(connect(host, port, f"{run_id}-{name}-sub{i}", version=version) for i in range(n)))
+    pubs = await asyncio.gather(*(connect(host, port, f"{run_id}-{name}-pub{i}", version=version) for i in range(n)))
+    latencies: list[float] = []
+    sinks = [_SeqSink(per_pair, latencies) for _ in range(n)]
+    try:
+        for sub, sink in zip(subs, sinks, strict=True):
+            sub.want_payload = True
+            sub.on_publish = sink
+        await asyncio.gather(*(c.subscribe([f"{base}/{i}"], 1) for i, c in enumerate(subs)))
+        make = _seq_payload(s.payload_size)
+        t0 = time.perf_counter()
+        sent = await asyncio.gather(
+            *(
+                publish_qos1(p, f"{base}/{i}", make, per_pair, window, t0 + s.pub_time, ack_grace=s.grace)
+                for i, p in enumerate(pubs)
+            )
+        )
+        pub_end = time.perf_counter()
+        res.sent = res.expected = sum(sent)
+        await _wait_count(lambda: sum(k.unique for k in sinks), res.expected, pub_end, s)
+        res.received = sum(c.received for c in subs)
+        res.elapsed = max((c.last_rx for c in subs), default=pub_end) - t0
+        res.lost = sum(max(0, sent[i] - sinks[i].unique) for i in range(n))
+        res.duplicated = sum(k.dups for k in sinks)
+        lat = sorted(latencies)
+        res.metrics = [
+            Metric("msgs/s received", _rate(sum(k.unique for k in sinks), res.elapsed), "msg/s"),
+            Metric("latency p50", _pct(lat, 0.50), "ms", higher_is_better=False),
+            Metric("latency p95", _pct(lat, 0.95), "ms", higher_is_better=False),
+            Metric("latency p99", _pct(lat, 0.99), "ms", higher_is_better=False),
+        ]
+        if res.sent < n * per_pair:
+            res.notes.append(f"publish time bound hit: sent {res.sent}/{n * per_pair}")
+    finally:
+        await _close_all([*pubs, *subs])
+    return res
+
+
+async def connect_storm(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    res = ScenarioResult("connect-storm")
+    sem = asyncio.Semaphore(s.storm_concurrency)
+    conns: list[MqttConn] = []
+    lat: list[float] = []
+    failures: list[str] = []
+    last_ok = 0.0
+    deadline = time.perf_counter() + s.pub_time + s.grace
+
+    async def one(i: int) -> None:
+        nonlocal last_ok
+        async with sem:
+            if time.perf_counter() > deadline:
+                failures.append("time bound")
+                return
+            t = time.perf_counter()
+            try:
+                c = await connect(host, port, f"{run_id}-storm{i}", version=version, within=s.grace)
+            except (OSError, MqttError, TimeoutError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}"[:90])
+                return
+            last_ok = time.perf_counter()
+            lat.append((last_ok - t) * 1000)
+            conns.append(c)
+
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(*(one(i) for i in range(s.storm_clients)))
+        res.sent = res.expected = s.storm_clients
+        res.received = len(conns)
+        res.elapsed = (last_ok or time.perf_counter()) - t0
+        res.lost = len(failures)
+        lat.sort()
+        res.metrics = [
+            Metric("connects/s", _rate(len(conns), res.elapsed), "conn/s"),
+            Metric("connect p99", _pct(lat, 0.99), "ms", higher_is_better=False),
+        ]
+        if failures:
+            kinds = sorted(set(failures))
+            more = f" (+{len(kinds) - 3} other reasons)" if len(kinds) > 3 else ""
+            res.notes.append(f"{len(failures)} connects failed: {'; '.join(kinds[:3])}{more}")
+    finally:
+        await _close_all(conns)
+    return res
+
+
+async def offline_queue(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    res = ScenarioResult("offline-queue")
+    topic = f"bench/{run_id}/offline"
+    cid = f"{run_id}-offline-sub"
+    expiry = 3600 if version == 5 else 0
+    sub = await connect(host, port, cid, version=version, clean=False, session_expiry=expiry)
+    await sub.subscribe([topic], 1)
+    await sub.disconnect()
+    pub = await connect(host, port, f"{run_id}-offline-pub", version=version)
+    sink = _SeqSink(s.offline_messages, None)
+    sub2: MqttConn | None = None
+    try:
+        t0 = time.perf_counter()
+        res.sent = res.expected = await publish_qos1(
+            pub,
+            topic,
+            _seq_payload(s.payload_size),
+            s.offline_messages,
+            s.window,
+            t0 + s.pub_time,
+            ack_grace=s.grace,
+        )
+        pub_end = time.perf_counter()
+        if pub.inflight:
+            res.notes.append(f"{pub.inflight} PUBACKs never arrived")
+        # Reconnect and drain; the sink is attached before CONNECT (the queue may follow CONNACK in one read).
+        t1 = time.perf_counter()
+        sub2 = await connect(
+            host, port, cid, version=version, clean=False, session_expiry=expiry, on_publish=sink, want_payload=True
+        )
+        await _wait_count(lambda: sink.unique, res.expected, time.perf_counter(), s)
+        res.received = sub2.received
+        res.elapsed = (sub2.last_rx or time.perf_counter()) - t1
+        res.lost = max(0, res.sent - sink.unique)
+        res.duplicated = sink.dups
+        res.metrics = [
+            Metric("drain msgs/s", _rate(sink.unique, res.elapsed), "msg/s"),
+            Metric("enqueue msgs/s", _rate(res.sent, pub_end - t0), "msg/s"),
+        ]
+        if res.sent < s.offline_messages:
+            res.notes.append(f"publish time bound hit: sent {res.sent}/{s.offline_messages}")
+    finally:
+        await _close_all([pub] + ([sub2] if sub2 else []))
+    return res
+
+
+ScenarioFn = Callable[[str, int, Scale, int, str], Awaitable[ScenarioResult]]
+
+SCENARIOS: dict[str, ScenarioFn] = {
+    "fan-in": fan_in,
+    "fan-out-qos0": fan_out_qos0,
+    "fan-out-qos1": fan_out_qos1,
+    "p2p": point_to_point,
+    "latency": latency,
+    "connect-storm": connect_storm,
+    "offline-queue": offline_queue,
+}
+
+ALIASES: dict[str, list[str]] = {
+    "all": list(SCENARIOS),
+    "fan-out": ["fan-out-qos0", "fan-out-qos1"],
+    "point-to-point": ["p2p"],
+}
