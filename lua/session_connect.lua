@@ -2,7 +2,8 @@
 -- KEYS: 1 sess, 2 subs, 3 inbox, 4 rel, 5 q2in, 6 routes, 7 rver, 8 sexp, 9 sessidx, 10 epoch counter
 --       (all tagged by the same tenant)
 -- ARGV: 1 client id, 2 clean_start ("1"/"0"), 3 user, 4 protocol version, 5 persistent ("1"/"0"),
---       6 session expiry (s), 7 worker id, 8 address, 9 client type, 10 now (ms)
+--       6 session expiry (s), 7 worker id, 8 address, 9 client type, 10 now (ms),
+--       11 will message blob ("" = no will), 12 will delay (s)
 -- Returns: {present (1/0), epoch, prev_worker, prev_epoch, sent, {filter, opts, ...}, {rel pid, ...},
 --           {q2in pid, ...}}; prev_worker is "" and prev_epoch 0 when the session was offline or absent.
 -- Without a session, or with clean_start, the old session (subscriptions and their routes, inbox,
@@ -37,6 +38,12 @@ local epoch = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[1], 'user', ARGV[3], 'ver', ARGV[4], 'persistent', persistent,
   'expiry', ARGV[6], 'worker', worker, 'epoch', epoch, 'connected_at', ARGV[10],
   'disconnected_at', '0', 'address', ARGV[8], 'client_type', ARGV[9])
+-- the will lives with the record so another worker can fire it if this one dies
+if ARGV[11] ~= nil and ARGV[11] ~= '' then
+  redis.call('HSET', KEYS[1], 'will', ARGV[11], 'will_delay', ARGV[12])
+else
+  redis.call('HDEL', KEYS[1], 'will', 'will_delay')
+end
 local subs, rel, q2in, sent = {}, {}, {}, 0
 if present then
   subs = redis.call('HGETALL', KEYS[2])

@@ -21,6 +21,7 @@ end
 local changed = false
 if rec[2] == '1' and expiry > 0 then
   redis.call('HSET', KEYS[1], 'worker', '', 'disconnected_at', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'will', 'will_delay')  -- the ending connection handled its will
   if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[1], 'expiry', ARGV[4])
   end

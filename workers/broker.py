@@ -23,9 +23,10 @@ from typing import Any
 from tidemq import signals
 from tidemq.auth import AuthProvider, DevOnlyProvider
 from tidemq.config import Settings
-from tidemq.message import Message
+from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt.reason_codes import RC
+from tidemq.store import leases
 from tidemq.store import scripts as store_scripts
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
@@ -35,6 +36,9 @@ from .dispatch import Dispatcher
 from .inbox import InboxOps, InboxReader
 
 log = logging.getLogger("tidemq.worker")
+
+LEASE_TTL_MS = 6000  # a worker silent this long is dead: its sessions are reaped
+LEASE_RENEW_S = 2.0
 
 
 @dataclass(slots=True)
@@ -66,11 +70,12 @@ class Broker:
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Load scripts, start background loops and the TCP listener; returns the bound port."""
         await store_scripts.load_all(self.redis)
+        await leases.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=_now_ms())
         ready = asyncio.Event()
         self._spawn(self._listen_signals(ready))
         # accept no client before takeover/kill signals can reach us
         await asyncio.wait_for(ready.wait(), timeout=15)
-        for coro in (self._timers(), self._sweeper()):
+        for coro in (self._timers(), self._sweeper(), self._lease_loop()):
             self._spawn(coro)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
@@ -107,6 +112,8 @@ class Broker:
             await asyncio.wait_for(self.inbox_ops.flush_now(), timeout=grace)
         for task in list(self._bg) + list(self._wills):
             task.cancel()
+        with contextlib.suppress(Exception):
+            await leases.lease_release(self.redis, self.worker_id)
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
@@ -170,15 +177,17 @@ class Broker:
         msg = Message(will.topic, will.payload, will.qos, will.retain, props,
                       now_ms + expiry * 1000 if expiry else 0, conn.client_id, now_ms)
         if delay and conn.persistent:
-            task = asyncio.get_running_loop().create_task(
-                self._delayed_will(conn.tenant, conn.client_id, conn.epoch, msg, min(delay, conn.expiry)))
-            self._wills.add(task)
-            task.add_done_callback(self._wills.discard)
+            self._schedule_will(conn.tenant, conn.client_id, conn.epoch, msg, min(delay, conn.expiry))
             return
         if not await self.auth.check_publish(conn.identity, will.topic, will.qos, will.retain):
             return
         self.dispatcher.submit(conn.tenant, msg)
         self.metrics["wills_published"] += 1
+
+    def _schedule_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._delayed_will(tenant, client_id, epoch, msg, delay))
+        self._wills.add(task)
+        task.add_done_callback(self._wills.discard)
 
     async def _delayed_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
         await asyncio.sleep(delay)
@@ -208,8 +217,6 @@ class Broker:
     def _on_signal(self, payload: bytes) -> None:
         kind, body = signals.decode(payload)
         if kind == "D":
-            from tidemq.message import unpack
-
             now_ms = int(time.time() * 1000)
             for d in body:
                 msg = unpack(d.blob)
@@ -245,6 +252,38 @@ class Broker:
             for conn in list(self.connections):
                 conn.check_timers(now)
 
+    async def _lease_loop(self) -> None:
+        """Renew our lease; reap the sessions of workers whose lease ran out."""
+        while True:
+            await asyncio.sleep(LEASE_RENEW_S)
+            try:
+                await leases.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=_now_ms())
+                for dead in await leases.dead_workers(self.redis, now_ms=_now_ms(), grace_ms=LEASE_TTL_MS):
+                    if dead != self.worker_id and await leases.claim_reap(self.redis, dead, self.worker_id):
+                        await self._reap(dead)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease renewal / reaping failed: %s", exc)
+
+    async def _reap(self, dead: str) -> None:
+        """End every session a dead worker owned: fire wills (honouring will delay), mark offline."""
+        orphans = await leases.orphans(self.redis, dead)
+        log.warning("worker %s is dead: reaping %d sessions", dead, len(orphans))
+        for o in orphans:
+            if o.will:
+                msg = unpack(o.will)
+                msg.created_ms = _now_ms()
+                wexp = msg.origin.pop("wexp", 0)
+                msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
+                if o.will_delay and o.persistent:
+                    self._schedule_will(o.tenant, o.client_id, o.epoch, msg, min(o.will_delay, o.expiry))
+                else:
+                    self.dispatcher.submit(o.tenant, msg)
+                    self.metrics["wills_published"] += 1
+            await leases.end_orphan(self.redis, o, now_ms=_now_ms())
+        await leases.forget_worker(self.redis, dead)
+
     async def _sweeper(self) -> None:
         interval = self.settings.sweep_interval
         while True:
@@ -257,3 +296,7 @@ class Broker:
                 raise
             except Exception as exc:
                 log.warning("session sweep failed: %s", exc)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

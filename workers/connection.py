@@ -25,11 +25,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from tidemq.auth import ConnectInfo, Identity
-from tidemq.message import Message, unpack
+from tidemq.message import Message, pack, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
 from tidemq.mqtt.reason_codes import RC
+from tidemq.store import leases
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import SubOpts
@@ -232,10 +233,15 @@ class MQTTConnection(asyncio.Protocol):
                 m.refuse(RC.TOPIC_NAME_INVALID)
                 self.flush()
                 return
+        will_blob, will_delay = b"", 0
+        if p.will is not None:
+            will_blob, will_delay = _pack_will(p.will, client_id, level)
+        # index first, claim second: a crash in between leaves a harmless extra, never a lost session
+        await leases.track_session(broker.redis, broker.worker_id, self.tenant, client_id)
         res = await sess_store.session_connect(
             broker.redis, self.tenant, client_id, user=self.user, ver=level, clean_start=p.clean_start,
             persistent=self.persistent, expiry=capped, worker=broker.worker_id, address=self.address,
-            client_type="MQTT", now_ms=int(time.time() * 1000))
+            client_type="MQTT", now_ms=int(time.time() * 1000), will=will_blob, will_delay=will_delay)
         if self.transport is None or self.transport.is_closing():
             # the client went away while we were connecting: undo our claim
             await sess_store.session_disconnect(broker.redis, self.tenant, client_id, res.epoch,
@@ -486,6 +492,9 @@ class MQTTConnection(asyncio.Protocol):
                                                 now_ms=int(time.time() * 1000), expiry=self.expiry)
         except Exception as exc:
             log.error("session_disconnect failed for %s/%s: %s", self.tenant, self.client_id, exc)
+            return  # keep the index entry: a reaper ends the session if we die
+        if broker.sessions.get((self.tenant, self.client_id)) is None:
+            await leases.untrack_session(broker.redis, broker.worker_id, self.tenant, self.client_id)
 
     def check_timers(self, now: float) -> None:
         """Called about once a second by the broker: CONNECT timeout and keep alive."""
@@ -496,6 +505,16 @@ class MQTTConnection(asyncio.Protocol):
             self.flush()
         elif self.machine.keepalive_expired(now):
             self.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+
+
+def _pack_will(will: Any, client_id: str, level: int) -> tuple[bytes, int]:
+    """The will as a message blob (stored with the session so any worker can fire it)."""
+    props = dict(will.properties) if level == 5 else {}
+    delay = int(props.pop("will_delay_interval", 0) or 0)
+    wexp = props.pop("message_expiry_interval", 0) or 0
+    msg = Message(will.topic, will.payload, will.qos, will.retain, props, 0, client_id, 0,
+                  {"wexp": wexp} if wexp else {})
+    return pack(msg), delay
 
 
 def _is_inbox(tag: Any) -> bool:

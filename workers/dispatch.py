@@ -137,6 +137,12 @@ class Dispatcher:
         broker = self.broker
         me = broker.worker_id
         now_ms = int(time.time() * 1000)
+        # retained writes come BEFORE the route-version read: a subscriber either finds the
+        # retained message (its retain lookup ran after our write) or its route is visible to us
+        # (its route write preceded its retain lookup, which preceded our write)
+        for p in batch:
+            if p.msg.retain and p.only is None:
+                await self._retain(p)
         await self._fresh_routes({p.tenant for p in batch if p.only is None})
 
         appends: list[InboxAppend] = []
@@ -147,8 +153,6 @@ class Dispatcher:
         settings = broker.settings
 
         for i, p in enumerate(batch):
-            if p.msg.retain and p.only is None:
-                await self._retain(p)
             p.blob = pack(p.msg)
             if p.only is not None:
                 appends.append(InboxAppend(

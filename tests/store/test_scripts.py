@@ -20,9 +20,14 @@ def test_every_lua_file_is_registered_with_a_header() -> None:
     files = sorted(p.stem for p in LUA_DIR.glob("*.lua"))
     assert files == sorted(SCRIPTS) and len(files) >= 8
     for name, script in SCRIPTS.items():
-        head = script.source.split("\n", 6)
-        assert head[0].startswith(f"-- {name}:"), name
-        text = "\n".join(head[:6])
+        lines = script.source.split("\n")
+        assert lines[0].startswith(f"-- {name}:"), name
+        header = []
+        for line in lines:  # the leading comment block is the header
+            if not line.startswith("--"):
+                break
+            header.append(line)
+        text = "\n".join(header)
         for word in ("KEYS:", "ARGV:", "Returns:"):
             assert word in text, f"{name}: header lacks {word}"
 

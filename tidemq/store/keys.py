@@ -125,3 +125,26 @@ def tenants() -> str:
 def worker_channel(worker_id: str) -> str:
     """Pub/sub channel (sharded on a cluster) on which one worker receives its signals."""
     return f"{PREFIX}w:{worker_id}"
+
+
+# --- worker liveness (global, untagged: each touched by single-key commands only) -------------
+
+
+def lease(worker_id: str) -> str:
+    """String with a TTL: the worker is alive while it exists."""
+    return f"{PREFIX}lease:{worker_id}"
+
+
+def workers() -> str:
+    """Sorted set: worker id -> last heartbeat (ms); where reapers look for dead workers."""
+    return PREFIX + "workers"
+
+
+def worker_sessions(worker_id: str) -> str:
+    """Set of ``tenant \\0 client id`` the worker owns (may hold stale extras; checked on reap)."""
+    return f"{PREFIX}wsess:{worker_id}"
+
+
+def reap_lock(worker_id: str) -> str:
+    """String NX lock: one reaper cleans up after a dead worker."""
+    return f"{PREFIX}reap:{worker_id}"

@@ -23,7 +23,7 @@ _EXPIRE = get("session_expire")
 
 EXPIRE_CHUNK = 100
 
-RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at", "seq", "sent")
+RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at", "seq", "sent", "will_delay")
 
 
 def _s(value: Any) -> str:
@@ -48,13 +48,15 @@ async def session_connect(
     address: str,
     client_type: str,
     now_ms: int,
+    will: bytes = b"",
+    will_delay: int = 0,
 ) -> ConnectResult:
     """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``."""
     res = await _CONNECT(
         r,
         [*_connect_keys(t, c), keys.epoch(t)],
         [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
-         client_type, now_ms],
+         client_type, now_ms, will, will_delay],
     )
     present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in = res
     return ConnectResult(
@@ -86,7 +88,7 @@ async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:
     record, subs, inbox_len = await pipe.execute()
     if not record:
         return None
-    out: dict[str, Any] = {_s(k): _s(v) for k, v in record.items()}
+    out: dict[str, Any] = {_s(k): (v if k == b"will" else _s(v)) for k, v in record.items()}
     for name in RECORD_INT_FIELDS:
         if name in out:
             out[name] = int(out[name] or 0)

@@ -1,0 +1,1 @@
+"""Raw-bytes MQTT conformance tests (numbered by feature, like mosquitto's suite)."""

@@ -1,0 +1,1 @@
+"""End-to-end interop tests with real MQTT clients (paho-mqtt, gmqtt, mosquitto_pub/sub)."""

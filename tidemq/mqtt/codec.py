@@ -1,0 +1,175 @@
+"""The sans-IO MQTT codec: ``Decoder`` (bytes in, packets out) and ``encode``.
+
+``Decoder.feed`` only buffers; ``Decoder.next_packet`` returns one complete,
+validated packet or ``None`` when more bytes are needed. It reads straight out
+of one ``bytearray`` with a read offset (consumed bytes are dropped on the
+next ``feed``), so decoding many packets from one large feed is linear. The
+fixed header is checked as soon as it is buffered: a reserved packet type or
+flag, a non-CONNECT first packet (server side) and a remaining length above
+``max_packet_size`` (fixed header included) fail at once, without waiting
+for the body. Only ``MQTTError`` subclasses ever escape, and the first one
+is sticky: the decoder re-raises it on every later call (the connection is
+to be closed). ``encode`` raises ``ValueError`` for packets that cannot be
+put on the wire.
+"""
+
+from __future__ import annotations
+
+from .codec_decode import DECODERS, decode_connect
+from .codec_encode import ENCODERS
+from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
+from .packets import Connect, Packet, PacketType
+from .primitives import RULE_VARINT, Reader, encode_varint
+
+__all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "packet_size"]
+
+MAX_PACKET_SIZE = 268_435_460  # 1 type byte + 4 length bytes + 268435455 bytes of body
+
+_CONNECT = PacketType.CONNECT
+_AUTH = PacketType.AUTH
+_PUBLISH = PacketType.PUBLISH
+# Fixed-header flags each packet type must carry (PUBLISH is checked on its own).
+_FLAGS = {t: 0 for t in PacketType}
+_FLAGS[PacketType.PUBREL] = _FLAGS[PacketType.SUBSCRIBE] = _FLAGS[PacketType.UNSUBSCRIBE] = 0b0010
+_FLAG_RULES = {
+    PacketType.PUBREL: "MQTT-3.6.1-1",
+    PacketType.SUBSCRIBE: "MQTT-3.8.1-1",
+    PacketType.UNSUBSCRIBE: "MQTT-3.10.1-1",
+}
+
+
+class Decoder:
+    """Incremental packet decoder for one connection direction."""
+
+    __slots__ = ("_buf", "_connect_seen", "_error", "_pos", "max_packet_size", "protocol_level", "server_side")
+
+    def __init__(
+        self,
+        *,
+        max_packet_size: int = MAX_PACKET_SIZE,
+        protocol_level: int | None = None,
+        server_side: bool = True,
+    ) -> None:
+        if protocol_level not in (None, 3, 4, 5):
+            raise ValueError(f"protocol_level must be None, 3, 4 or 5, got {protocol_level!r}")
+        if protocol_level is None and not server_side:
+            raise ValueError("a client-side Decoder needs the protocol_level it connected with")
+        self.max_packet_size = max_packet_size
+        self.protocol_level = protocol_level
+        self.server_side = server_side
+        self._buf = bytearray()
+        self._pos = 0
+        self._error: MQTTError | None = None
+        self._connect_seen = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as packets."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data``; parsing happens in ``next_packet``."""
+        if self._pos:
+            del self._buf[: self._pos]  # amortised O(1) in CPython: bytearray drops its head in place
+            self._pos = 0
+        self._buf += data
+
+    def next_packet(self) -> Packet | None:
+        """Return the next complete packet, or ``None`` if more bytes are needed."""
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next()
+        except MQTTError as exc:
+            self._error = exc
+            raise
+
+    def _check_type(self, ptype: int, flags: int) -> None:
+        if self.server_side:
+            if ptype == _CONNECT:
+                if self._connect_seen:
+                    raise ProtocolViolation("second CONNECT on one connection", rule="MQTT-3.1.0-2")
+            elif self.protocol_level is None and not self._connect_seen:
+                raise ProtocolViolation("the first packet must be CONNECT", rule="MQTT-3.1.0-1")
+        if ptype == 0 or (ptype == _AUTH and self.protocol_level != 5):
+            raise MalformedPacket(f"reserved packet type {ptype}", rule="MQTT-2.1.2")
+        if ptype == PacketType.PUBLISH:
+            qos = (flags >> 1) & 0x03
+            if qos == 3:
+                raise MalformedPacket("PUBLISH with QoS 3", rule="MQTT-3.3.1-4")
+            if flags & 0x08 and not qos:
+                raise MalformedPacket("PUBLISH with DUP set and QoS 0", rule="MQTT-3.3.1-2")
+        elif flags != _FLAGS[ptype]:  # type: ignore[index]
+            raise MalformedPacket(
+                f"{PacketType(ptype).name} fixed header flags are 0b{flags:04b}",
+                rule=_FLAG_RULES.get(ptype, "MQTT-2.1.3-1"),  # type: ignore[call-overload]
+            )
+
+    def _next(self) -> Packet | None:
+        buf = self._buf
+        pos = self._pos
+        n = len(buf)
+        if pos >= n:
+            return None
+        b0 = buf[pos]
+        ptype = b0 >> 4
+        flags = b0 & 0x0F
+        self._check_type(ptype, flags)
+        i = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if i >= n:
+                return None
+            b = buf[i]
+            i += 1
+            length |= (b & 0x7F) << shift
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift == 28:
+                raise MalformedPacket("remaining length is longer than four bytes", rule=RULE_VARINT)
+        if b == 0 and i - pos > 2:
+            raise MalformedPacket("remaining length is not minimally encoded", rule=RULE_VARINT)
+        total = i - pos + length
+        if total > self.max_packet_size:
+            raise PacketTooLarge(
+                f"packet of {total} bytes exceeds the maximum packet size {self.max_packet_size}",
+                rule="MQTT-3.2.2-15" if self.server_side else "MQTT-3.1.2-24",
+            )
+        end = i + length
+        if end > n:
+            return None
+        r = Reader(buf, i, end)
+        if ptype == _CONNECT:
+            packet: Packet = decode_connect(r, flags, self.protocol_level)
+            self.protocol_level = packet.protocol_level
+            self._connect_seen = True
+        else:
+            packet = DECODERS[ptype](r, flags, self.protocol_level)  # type: ignore[arg-type]
+            if self.server_side and ptype == _PUBLISH and "subscription_identifier" in packet.properties:
+                raise ProtocolViolation("PUBLISH from a client carries a subscription identifier",
+                                        rule="MQTT-3.3.4-6")
+        self._pos = end
+        return packet
+
+
+def encode(packet: Packet, protocol_level: int) -> bytes:
+    """Encode ``packet`` for ``protocol_level`` (3, 4 or 5); ``ValueError`` if it cannot be encoded."""
+    if protocol_level not in (3, 4, 5):
+        raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
+    encoder = ENCODERS.get(getattr(packet, "type", None))  # type: ignore[arg-type]
+    if encoder is None:
+        raise ValueError(f"not an MQTT packet: {packet!r}")
+    if isinstance(packet, Connect) and packet.protocol_level not in (3, 4, 5):
+        raise ValueError(f"Connect.protocol_level must be 3, 4 or 5, got {packet.protocol_level!r}")
+    first, chunks = encoder(packet, protocol_level)
+    size = sum(map(len, chunks))
+    if size > 268_435_455:
+        raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
+    return b"".join((bytes((first,)), encode_varint(size), *chunks))
+
+
+def packet_size(packet: Packet, protocol_level: int) -> int:
+    """Total encoded size of ``packet`` in bytes, fixed header included."""
+    return len(encode(packet, protocol_level))

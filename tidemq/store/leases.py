@@ -1,0 +1,112 @@
+"""Worker liveness: leases, the per-worker session index, and reaping dead workers.
+
+Each worker renews ``lease:<id>`` (a key with a TTL) and its heartbeat score
+in the ``workers`` sorted set every few seconds, and keeps the set of
+sessions it owns in ``wsess:<id>`` (added *before* ``session_connect`` claims
+a session, removed after ``session_disconnect``, so a crash can leave
+extras but never miss a session). A worker whose lease expired is dead: one
+reaper (``reap:<id>`` NX lock) takes its session list, and each session still
+naming the dead worker as owner is ended exactly as its connection would have
+ended — through ``session_disconnect`` with the recorded epoch, which a
+concurrent reconnect turns into a harmless "stale".
+
+These keys are global (untagged); each command touches one key, so they run
+unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import keys
+from .sessions import session_disconnect
+
+SEP = "\0"
+
+
+@dataclass(slots=True)
+class OrphanSession:
+    tenant: str
+    client_id: str
+    epoch: int
+    will: bytes  # b"" when none
+    will_delay: int
+    expiry: int
+    persistent: bool
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def lease_renew(r: Any, worker_id: str, *, ttl_ms: int, now_ms: int) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.set(keys.lease(worker_id), str(now_ms), px=ttl_ms)
+    pipe.zadd(keys.workers(), {worker_id: now_ms})
+    await pipe.execute()
+
+
+async def lease_release(r: Any, worker_id: str) -> None:
+    """Graceful exit: the worker's sessions were already ended one by one."""
+    pipe = r.pipeline(transaction=False)
+    pipe.delete(keys.lease(worker_id))
+    pipe.zrem(keys.workers(), worker_id)
+    pipe.delete(keys.worker_sessions(worker_id))
+    await pipe.execute()
+
+
+async def track_session(r: Any, worker_id: str, t: str, c: str) -> None:
+    await r.sadd(keys.worker_sessions(worker_id), t + SEP + c)
+
+
+async def untrack_session(r: Any, worker_id: str, t: str, c: str) -> None:
+    await r.srem(keys.worker_sessions(worker_id), t + SEP + c)
+
+
+async def dead_workers(r: Any, *, now_ms: int, grace_ms: int) -> list[str]:
+    """Workers whose heartbeat is older than ``grace_ms`` and whose lease key is gone."""
+    stale = await r.zrangebyscore(keys.workers(), "-inf", now_ms - grace_ms)
+    out = []
+    for wid in stale:
+        w = _s(wid)
+        if not await r.exists(keys.lease(w)):
+            out.append(w)
+    return out
+
+
+async def claim_reap(r: Any, dead: str, me: str, *, ttl_ms: int = 60000) -> bool:
+    return bool(await r.set(keys.reap_lock(dead), me, nx=True, px=ttl_ms))
+
+
+async def orphans(r: Any, dead: str) -> list[OrphanSession]:
+    """Sessions the dead worker still owns (per their records), with their wills."""
+    members = await r.smembers(keys.worker_sessions(dead))
+    pairs = [(_s(m).split(SEP, 1)) for m in members]
+    pairs = [p for p in pairs if len(p) == 2]
+    if not pairs:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for t, c in pairs:
+        pipe.hmget(keys.sess(t, c), "worker", "epoch", "will", "will_delay", "expiry", "persistent")
+    recs = await pipe.execute()
+    out = []
+    for (t, c), rec in zip(pairs, recs, strict=True):
+        worker, epoch, will, delay, expiry, persistent = rec
+        if worker is None or _s(worker) != dead:
+            continue
+        out.append(OrphanSession(t, c, int(epoch or 0), will or b"", int(delay or 0), int(expiry or 0),
+                                 _s(persistent or b"0") == "1"))
+    return out
+
+
+async def end_orphan(r: Any, o: OrphanSession, *, now_ms: int) -> str:
+    """End one orphaned session as its connection would have ended ("stale" if it reconnected)."""
+    return await session_disconnect(r, o.tenant, o.client_id, o.epoch, now_ms=now_ms)
+
+
+async def forget_worker(r: Any, dead: str) -> None:
+    pipe = r.pipeline(transaction=False)
+    pipe.delete(keys.worker_sessions(dead))
+    pipe.zrem(keys.workers(), dead)
+    await pipe.execute()
