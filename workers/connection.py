@@ -451,8 +451,6 @@ class MQTTConnection(asyncio.Protocol):
                 continue
             qos = min(msg.qos, opts.qos)
             if self.persistent and qos > 0:
-                msg.retain = True
-                msg.origin = {**msg.origin, "replay": 1}
                 self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos)
             else:
                 self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)

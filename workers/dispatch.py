@@ -26,7 +26,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tidemq import signals
@@ -56,11 +56,6 @@ class Pending:
     only: str | None = None  # deliver to this one client only (retained replay into an inbox)
     only_qos: int = 0
     blob: bytes = b""
-
-
-@dataclass(slots=True)
-class _Inbox:
-    targets: list[tuple[str, int, tuple[int, ...]]] = field(default_factory=list)
 
 
 class Dispatcher:
@@ -154,9 +149,10 @@ class Dispatcher:
 
         for i, p in enumerate(batch):
             p.blob = pack(p.msg)
-            if p.only is not None:
+            if p.only is not None:  # a retained replay: delivered with RETAIN set
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, [(p.only, p.only_qos, ())], settings.inbox_size, settings.inbox_drop_oldest))
+                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", ())], settings.inbox_size,
+                    settings.inbox_drop_oldest))
                 append_owner.append(i)
                 continue
             tr = self.routes.get(p.tenant)
@@ -166,13 +162,14 @@ class Dispatcher:
             if not routes:
                 continue
             matched[i] = True
-            persistent: list[tuple[str, int, tuple[int, ...]]] = []
+            persistent: list[tuple[str, int | str, tuple[int, ...]]] = []
             by_worker: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
             for rt in routes:
                 qos = min(p.msg.qos, rt.qos)
                 sids = _sub_ids(rt)
                 if rt.persistent:
-                    persistent.append((rt.client_id, qos, sids))
+                    rap = rt.retain_as_published and p.msg.retain
+                    persistent.append((rt.client_id, f"{qos}r" if rap else qos, sids))
                 elif rt.worker == me:
                     local.append((p, rt, qos))
                 elif rt.worker:

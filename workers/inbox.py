@@ -82,7 +82,7 @@ class InboxCursor:
                 ops.ack(t, c, seq)
                 self.read_after = seq
                 continue
-            retain = bool(msg.origin.get("replay"))
+            retain = e.retain
             if e.qos == 0:
                 conn._send(msg, 0, retain, tuple(e.sub_ids), now_ms)
                 ops.ack(t, c, seq)

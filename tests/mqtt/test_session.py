@@ -213,3 +213,21 @@ def test_unsupported_protocol_level_v3_connack():
 def test_connect_roundtrip_levels(level):
     conn = connected(level)
     assert conn.protocol_level == level
+
+
+def test_server_assigned_topic_alias():
+    conn = connected(5, properties={"topic_alias_maximum": 1})
+    conn.send_publish("a/long/topic", b"1", qos=0)
+    conn.send_publish("a/long/topic", b"2", qos=0)
+    conn.send_publish("other", b"3", qos=0)  # no alias left: sent in full
+    p1, p2, p3 = packets_out(conn, 5)
+    assert (p1.topic, p1.properties["topic_alias"]) == ("a/long/topic", 1)
+    assert (p2.topic, p2.properties["topic_alias"]) == ("", 1)
+    assert p3.topic == "other" and "topic_alias" not in p3.properties
+
+
+def test_no_alias_when_client_allows_none():
+    conn = connected(5)
+    conn.send_publish("t", b"1", qos=0)
+    conn.send_publish("t", b"2", qos=0)
+    assert all("topic_alias" not in p.properties and p.topic == "t" for p in packets_out(conn, 5))

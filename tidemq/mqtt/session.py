@@ -164,6 +164,7 @@ class ServerConnection:
     _qos2_in: set[int] = field(default_factory=set)  # inbound QoS 2 ids awaiting PUBREL
     _inbound_pending: set[int] = field(default_factory=set)  # inbound QoS 1/2 not yet acked by us
     _aliases_in: dict[int, str] = field(default_factory=dict)
+    _aliases_out: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
     last_drop_reason: str = ""
 
@@ -429,12 +430,27 @@ class ServerConnection:
                 return None
         else:
             packet_id = None
-        props = props if self.protocol_level == 5 else {}
-        pkt = Publish(topic, payload, qos, retain, dup and qos > 0, packet_id, props)
+        new_alias = 0
+        wire_topic = topic
+        if self.protocol_level != 5:
+            props = {}
+        elif self.client_topic_alias_maximum:
+            # server-assigned topic aliases: the first send of a topic carries topic + alias,
+            # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
+            alias = self._aliases_out.get(topic)
+            if alias is not None:
+                props = {**props, "topic_alias": alias}
+                wire_topic = ""
+            elif len(self._aliases_out) < self.client_topic_alias_maximum:
+                new_alias = len(self._aliases_out) + 1
+                props = {**props, "topic_alias": new_alias}
+        pkt = Publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props)
         data = codec.encode(pkt, self.protocol_level)
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
             self.last_drop_reason = "too_large"
             return None
+        if new_alias:
+            self._aliases_out[topic] = new_alias
         self._out += data
         if packet_id is not None:
             self._inflight_out[packet_id] = _Inflight(tag, qos)

@@ -57,9 +57,11 @@ async def inbox_append_many(r: Any, items: Sequence[InboxAppend]) -> list[Append
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> InboxEntry:
     seq = int(entry_id.split(b"-", 1)[0])
     ids = fields.get(b"i", b"")
+    q = fields.get(b"q", b"0")
     return InboxEntry(
         seq=seq,
-        qos=int(fields.get(b"q", b"0")),
+        qos=int(q[:1]),
+        retain=q.endswith(b"r"),
         sub_ids=tuple(int(x) for x in ids.split(b",")) if ids else (),
         blob=fields.get(b"m", b""),
     )

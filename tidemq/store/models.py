@@ -59,7 +59,8 @@ class InboxAppend:
 
     tenant: str
     blob: bytes
-    targets: list[tuple[str, int, tuple[int, ...]]]  # (client id, qos, subscription ids)
+    # (client id, qos, subscription ids); qos may be given as "<qos>r" to deliver with RETAIN set
+    targets: list[tuple[str, int | str, tuple[int, ...]]]
     limit: int
     drop_oldest: bool
 
@@ -77,6 +78,7 @@ class InboxEntry:
     qos: int
     sub_ids: tuple[int, ...]
     blob: bytes
+    retain: bool = False  # deliver with RETAIN set (retain-as-published or a retained replay)
 
 
 INBOX_OP_KINDS = frozenset({"ack", "rec", "comp", "sent", "q2add", "q2del"})

@@ -1,0 +1,131 @@
+"""Publish routing shared by every publisher that is not a connection: plan, then fan out.
+
+``plan_routes`` is pure: given the routes a topic matched (``TopicTrie.match``)
+and the publish QoS, it splits the targets into persistent sessions (one
+inbox-append per message, the blob passed once), transient sessions per owner
+worker (one ``D`` signal per worker) and, when the caller is itself a worker,
+its local transient sessions. ``RouteCache`` keeps per-tenant trie replicas and
+trusts one only after reading the tenant's route version (the freshness check
+of DESIGN.md), so a subscription acknowledged anywhere before the check is
+always matched. ``publish`` is the whole path for a single message from a
+process without connections (the admin API): check, match, plan, append and
+signal in one pipelined round trip each, notify inbox owners.
+
+Invariants: the subscriber QoS is ``min(publish qos, subscription qos)``; a
+message is packed once; nothing here retains (retained messages are
+``tidemq.store.retained``'s business).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidemq import signals
+from tidemq.message import Message, pack
+from tidemq.routing.trie import Route, TenantRoutes
+from tidemq.store import inbox as inbox_store
+from tidemq.store import signals as signal_store
+from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import InboxAppend
+
+InboxTarget = tuple[str, int, tuple[int, ...]]  # (client id, qos, subscription ids)
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """Where one message goes (see module doc)."""
+
+    matched: bool = False
+    inbox: list[InboxTarget] = field(default_factory=list)
+    remote: dict[str, list[signals.DeliverTarget]] = field(default_factory=dict)
+    local: list[tuple[Route, int]] = field(default_factory=list)
+
+
+def sub_ids(route: Route) -> tuple[int, ...]:
+    """Every subscription identifier a delivery through ``route`` must carry."""
+    if route.subscription_ids:
+        return tuple(route.subscription_ids)
+    return (route.subscription_id,) if route.subscription_id else ()
+
+
+def plan_routes(routes: list[Route], qos: int, *, local_worker: str | None = None) -> RoutePlan:
+    """Split matched ``routes`` by destination; ``local_worker`` is the caller's worker id, if any."""
+    out = RoutePlan(matched=bool(routes))
+    remote: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
+    for rt in routes:
+        q = min(qos, rt.qos)
+        ids = sub_ids(rt)
+        if rt.persistent:
+            out.inbox.append((rt.client_id, q, ids))
+        elif local_worker is not None and rt.worker == local_worker:
+            out.local.append((rt, q))
+        elif rt.worker:
+            remote[rt.worker].append(signals.DeliverTarget(rt.client_id, q, ids, rt.retain_as_published))
+    out.remote = dict(remote)
+    return out
+
+
+class RouteCache:
+    """Per-tenant trie replicas, each trusted only while its route version is current."""
+
+    def __init__(self) -> None:
+        self.tenants: dict[str, TenantRoutes] = {}
+
+    async def refresh(self, r: Any, tenants: list[str]) -> None:
+        """One pipelined version read for ``tenants``; reload the stale ones."""
+        versions = await sub_store.route_versions(r, tenants)
+        stale = [t for t in tenants if t not in self.tenants or self.tenants[t].version != versions.get(t, 0)]
+        if not stale:
+            return
+        loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
+        for t, (version, routes) in zip(stale, loaded, strict=True):
+            tr = self.tenants.get(t)
+            if tr is None:
+                tr = self.tenants[t] = TenantRoutes()
+            tr.replace_all(version, routes)
+
+    def match(self, tenant: str, topic: str, *, publisher: str = "", sticky_key: str = "") -> list[Route]:
+        tr = self.tenants.get(tenant)
+        if tr is None:
+            return []
+        return tr.match(topic, publisher=publisher, sticky_key=sticky_key)
+
+
+@dataclass(slots=True)
+class PublishResult:
+    matched: bool
+    inbox_targets: int = 0
+    remote_targets: int = 0
+    dropped: int = 0
+
+
+async def publish(
+    r: Any, cache: RouteCache, tenant: str, msg: Message, *, inbox_limit: int, drop_oldest: bool
+) -> PublishResult:
+    """Route ``msg`` of ``tenant`` like a client publish, from a process that owns no connections."""
+    await cache.refresh(r, [tenant])
+    routes = cache.match(tenant, msg.topic, publisher=msg.sender, sticky_key=msg.sender)
+    plan = plan_routes(routes, msg.qos)
+    if not plan.matched:
+        return PublishResult(False)
+    blob = pack(msg)
+    aws: list[Any] = []
+    if plan.inbox:
+        aws.append(inbox_store.inbox_append_many(r, [InboxAppend(tenant, blob, plan.inbox, inbox_limit, drop_oldest)]))
+    if plan.remote:
+        aws.append(signal_store.publish_signals_many(
+            r, [(w, signals.encode_deliveries([signals.Delivery(tenant, targets, blob)]))
+                for w, targets in plan.remote.items()]))
+    results = await asyncio.gather(*aws)
+    dropped = 0
+    if plan.inbox:
+        appended = results[0][0]
+        dropped = appended.dropped
+        if appended.owners:
+            body = {"s": [[tenant, sorted({c for c, _q, _i in plan.inbox})]]}
+            note = signals.encode_control("N", body)
+            await signal_store.publish_signals_many(r, [(w, note) for w in sorted(appended.owners)])
+    return PublishResult(True, len(plan.inbox), sum(len(v) for v in plan.remote.values()), dropped)
