@@ -184,6 +184,18 @@ class Broker:
         self.dispatcher.submit(conn.tenant, msg)
         self.metrics["wills_published"] += 1
 
+    def stats(self) -> dict[str, int]:
+        """Counters and gauges for /metrics (published to Redis with the lease)."""
+        out = dict(self.metrics)
+        out["connections"] = len(self.connections)
+        out["sessions_online"] = len(self.sessions)
+        out["persistent_online"] = sum(1 for c in self.sessions.values() if c.persistent)
+        for qos, n in enumerate(self.dispatcher.stats_in):
+            out[f"messages_in_qos{qos}"] = n
+        out["messages_routed"] = self.dispatcher.stats_routed
+        out["dispatch_backlog"] = self.dispatcher.backlog
+        return out
+
     def _schedule_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
         task = asyncio.get_running_loop().create_task(self._delayed_will(tenant, client_id, epoch, msg, delay))
         self._wills.add(task)
@@ -258,6 +270,7 @@ class Broker:
             await asyncio.sleep(LEASE_RENEW_S)
             try:
                 await leases.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=_now_ms())
+                await leases.publish_stats(self.redis, self.worker_id, self.stats(), ttl_ms=LEASE_TTL_MS)
                 for dead in await leases.dead_workers(self.redis, now_ms=_now_ms(), grace_ms=LEASE_TTL_MS):
                     if dead != self.worker_id and await leases.claim_reap(self.redis, dead, self.worker_id):
                         await self._reap(dead)

@@ -363,7 +363,7 @@ class MQTTConnection(asyncio.Protocol):
                                         properties=props, packet_id=packet_id,
                                         tag=tag if tag is not None else msg)
         if pid is not None:
-            self.broker.metrics["messages_out"] += 1
+            self.broker.metrics[f"messages_out_qos{qos}"] += 1
         return pid
 
     def out_properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:

@@ -148,3 +148,8 @@ def worker_sessions(worker_id: str) -> str:
 def reap_lock(worker_id: str) -> str:
     """String NX lock: one reaper cleans up after a dead worker."""
     return f"{PREFIX}reap:{worker_id}"
+
+
+def worker_stats(worker_id: str) -> str:
+    """Hash with a TTL: the worker's counters (name -> integer), read by the API's /metrics."""
+    return f"{PREFIX}wstats:{worker_id}"

@@ -110,3 +110,30 @@ async def forget_worker(r: Any, dead: str) -> None:
     pipe.delete(keys.worker_sessions(dead))
     pipe.zrem(keys.workers(), dead)
     await pipe.execute()
+
+
+async def publish_stats(r: Any, worker_id: str, stats: dict[str, int], *, ttl_ms: int) -> None:
+    """Write the worker's counters (overwritten each time; they vanish with the worker)."""
+    if not stats:
+        return
+    key = keys.worker_stats(worker_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.delete(key)
+    pipe.hset(key, mapping={k: str(v) for k, v in stats.items()})
+    pipe.pexpire(key, ttl_ms)
+    await pipe.execute()
+
+
+async def read_stats(r: Any) -> dict[str, dict[str, int]]:
+    """Counters of every live worker: worker id -> {name: value}."""
+    workers = [_s(w) for w in await r.zrange(keys.workers(), 0, -1)]
+    if not workers:
+        return {}
+    pipe = r.pipeline(transaction=False)
+    for w in workers:
+        pipe.hgetall(keys.worker_stats(w))
+    out = {}
+    for w, h in zip(workers, await pipe.execute(), strict=True):
+        if h:
+            out[w] = {_s(k): int(v) for k, v in h.items()}
+    return out
