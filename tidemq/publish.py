@@ -69,10 +69,15 @@ def plan_routes(routes: list[Route], qos: int, *, local_worker: str | None = Non
 
 
 class RouteCache:
-    """Per-tenant trie replicas, each trusted only while its route version is current."""
+    """Per-tenant trie replicas, each trusted only while its route version is current.
 
-    def __init__(self) -> None:
+    At most ``max_tenants`` replicas are kept (the whole cache is dropped past that: a
+    replica is only ever a cache, rebuilt on the next publish of its tenant).
+    """
+
+    def __init__(self, max_tenants: int = 10000) -> None:
         self.tenants: dict[str, TenantRoutes] = {}
+        self.max_tenants = max_tenants
 
     async def refresh(self, r: Any, tenants: list[str]) -> None:
         """One pipelined version read for ``tenants``; reload the stale ones."""
@@ -80,6 +85,8 @@ class RouteCache:
         stale = [t for t in tenants if t not in self.tenants or self.tenants[t].version != versions.get(t, 0)]
         if not stale:
             return
+        if len(self.tenants) + len(stale) > self.max_tenants:
+            self.tenants.clear()
         loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
         for t, (version, routes) in zip(stale, loaded, strict=True):
             tr = self.tenants.get(t)

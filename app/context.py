@@ -1,0 +1,82 @@
+"""What every handler shares: the API state, and the ``endpoint`` decorator that frames a handler.
+
+``ApiState`` (``app.ctx.state``) holds the settings read once at start, the
+store client, the auth provider, the tenant settings provider, the route
+cache and the metrics: caches only, nothing durable. ``endpoint(name)`` turns a handler of
+``(request, state, params)`` into a Sanic handler that validates the headers
+against ``app.spec`` (400 before any store call) and bounds the whole
+store conversation with ``store_timeout`` (a timeout is a 503, see
+``app.errors``), so a request never hangs on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sanic import HTTPResponse, Request
+
+from app.errors import ApiError
+from app.headers import parse
+from app.metrics import Metrics
+from app.spec import BY_NAME, Params
+from tidemq.auth import AuthProvider
+from tidemq.config import Settings
+from tidemq.publish import RouteCache
+from tidemq.tenants import SettingsProvider, TenantSettings
+
+DEFAULT_STORE_TIMEOUT = 3.0  # seconds for the whole store conversation of one request
+
+
+@dataclass(slots=True)
+class ApiState:
+    settings: Settings
+    redis: Any
+    auth: AuthProvider
+    tenants: SettingsProvider
+    store_timeout: float = DEFAULT_STORE_TIMEOUT
+    retained_topic_limit: int | None = None  # overrides the tenant setting RetainedTopicLimit when set
+    routes: RouteCache = field(default_factory=RouteCache)
+    metrics: Metrics = field(default_factory=Metrics)
+    openapi: bytes = b""
+
+
+Handler = Callable[[Request, ApiState, Params], Awaitable[HTTPResponse]]
+
+
+def endpoint(name: str) -> Callable[[Handler], Callable[[Request], Awaitable[HTTPResponse]]]:
+    """Frame a handler of the endpoint ``name`` of ``app.spec`` (see module doc)."""
+    ep = BY_NAME[name]
+
+    def wrap(fn: Handler) -> Callable[[Request], Awaitable[HTTPResponse]]:
+        @functools.wraps(fn)
+        async def handler(request: Request) -> HTTPResponse:
+            if request.ctx.req_id_invalid:
+                raise ApiError(400, "req_id must be a signed 64-bit decimal integer")
+            params = parse(ep, request.ctx.headers, request.ctx.client_meta)
+            state: ApiState = request.app.ctx.state
+            async with asyncio.timeout(state.store_timeout):
+                return await fn(request, state, params)
+
+        return handler
+
+    return wrap
+
+
+def tenant(params: Params) -> str:
+    return str(params["tenant_id"])
+
+
+async def tenant_settings(state: ApiState, t: str) -> TenantSettings:
+    """The tenant's effective settings (process defaults + its Redis overrides, cached briefly)."""
+    return await state.tenants.get(t)
+
+
+def check_body(request: Request, ts: TenantSettings) -> None:
+    """413 when the body is over the tenant's MaxUserPayloadBytes."""
+    size = len(request.body or b"")
+    if size > ts.max_user_payload_bytes:
+        raise ApiError(413, f"body larger than the max payload of {ts.max_user_payload_bytes} bytes")

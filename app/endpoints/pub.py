@@ -1,0 +1,58 @@
+"""``POST /pub``: publish as a client of the tenant would, routed exactly like a client publish.
+
+The message is packed once (payload stays binary) and routed by
+``tidemq.publish.publish``: persistent subscribers' inboxes through the
+inbox-append script, online transient subscribers through one ``D`` signal
+per owning worker. ``OK`` once the store has taken it for at least one
+subscriber, ``NO_MATCH`` otherwise. It never retains.
+"""
+
+from __future__ import annotations
+
+from sanic import Blueprint, HTTPResponse, Request, text
+
+from app.context import ApiState, check_body, endpoint, tenant, tenant_settings
+from app.endpoints.common import check_topic, now_ms
+from app.spec import Params
+from tidemq.message import Message
+from tidemq.publish import publish
+
+bp = Blueprint("pub")
+
+
+def origin_of(params: Params) -> dict[str, object]:
+    """``client_type`` and ``client_meta_*`` of the caller, carried in the message header."""
+    origin: dict[str, object] = {"client_type": params["client_type"]}
+    if params.client_meta:
+        origin["client_meta"] = dict(params.client_meta)
+    return origin
+
+
+def message_of(request: Request, params: Params, *, retain: bool) -> Message:
+    now = now_ms()
+    expiry = params.get("expiry_seconds")
+    return Message(
+        topic=str(params["topic"]),
+        payload=bytes(request.body or b""),
+        qos=int(params["qos"]),  # type: ignore[call-overload]
+        retain=retain,
+        expire_at_ms=now + int(expiry) * 1000 if expiry else 0,  # type: ignore[call-overload]
+        sender="",
+        created_ms=now,
+        origin=origin_of(params),
+    )
+
+
+@bp.post("/pub", name="pub")
+@endpoint("pub")
+async def pub(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    t = tenant(params)
+    ts = await tenant_settings(state, t)
+    check_topic(ts, str(params["topic"]))
+    check_body(request, ts)
+    msg = message_of(request, params, retain=False)
+    res = await publish(state.redis, state.routes, t, msg,
+                        inbox_limit=ts.session_inbox_size, drop_oldest=state.settings.inbox_drop_oldest)
+    result = "OK" if res.matched else "NO_MATCH"
+    state.metrics.outcome("pub", result)
+    return text(result)

@@ -1,0 +1,124 @@
+"""Sessions of a tenant: ``GET /session``, ``DELETE /session``, ``GET /sessions`` and ``DELETE /kill``.
+
+Answers come from the session registry in Redis, never from hope: a session
+is online when its record names an owner worker. Disconnections are signals
+to those workers (``K`` for kills, ``X`` for removed sessions), published
+only after the registry was read (kill) or changed (expire) — the removal of
+a session (routes, inbox, record) is one script per chunk of sessions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request, json
+
+from app.context import ApiState, endpoint, tenant
+from app.endpoints.common import now_ms
+from app.errors import ApiError
+from app.spec import Params
+from tidemq import signals
+from tidemq.store import admin as admin_store
+from tidemq.store import sessions as sess_store
+from tidemq.store import signals as signal_store
+
+bp = Blueprint("session")
+
+
+def _session_json(t: str, c: str, rec: dict[str, Any], queued: int, inflight: int) -> dict[str, Any]:
+    worker = rec.get("worker", "")
+    return {
+        "tenantId": t,
+        "type": "MQTT",
+        "metadata": {
+            "ver": str(rec.get("ver", "")),
+            "userId": rec.get("user", ""),
+            "clientId": c,
+            "channelId": str(rec.get("epoch", "")),
+            "address": rec.get("address", ""),
+            "broker": worker,
+            "sessionType": "p" if rec.get("persistent") else "t",
+        },
+        "online": bool(worker),
+        "connectedAt": rec.get("connected_at", 0),
+        "disconnectedAt": rec.get("disconnected_at", 0) or None,
+        "expirySeconds": rec.get("expiry", 0),
+        "clientType": rec.get("client_type", ""),
+        "subscriptions": [
+            {"topicFilter": f, "qos": o.qos, "noLocal": o.no_local, "retainAsPublished": o.retain_as_published,
+             "retainHandling": o.retain_handling}
+            for f, o in sorted(rec.get("subscriptions", {}).items())
+        ],
+        "inbox": {"queued": queued, "inflight": inflight},
+    }
+
+
+@bp.get("/session", name="session_get")
+@endpoint("session_get")
+async def session_get(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    t, c, user = tenant(params), str(params["client_id"]), str(params["user_id"])
+    rec = await sess_store.session_get(state.redis, t, c)
+    if rec is None or rec.get("user", "") != user:
+        raise ApiError(404, "no session")
+    queued, inflight = await admin_store.inbox_state(state.redis, t, c, int(rec.get("sent", 0)))
+    return json(_session_json(t, c, rec, queued, inflight))
+
+
+@bp.delete("/session", name="session_expire")
+@endpoint("session_expire")
+async def session_expire(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    t = tenant(params)
+    expiry = params.get("expiry_seconds")
+    removed = await sess_store.sessions_expire(
+        state.redis, t, now_ms=now_ms(), older_than_s=None if expiry is None else int(expiry))  # type: ignore[call-overload]
+    online = [(s.worker, signals.encode_control("X", {"t": t, "c": s.client_id})) for s in removed if s.worker]
+    if online:
+        await signal_store.publish_signals_many(state.redis, online)
+    return json({"expired": len(removed)})
+
+
+@bp.get("/sessions", name="sessions")
+@endpoint("sessions")
+async def sessions(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    t = tenant(params)
+    items, nxt = await admin_store.sessions_list(state.redis, t, after=str(params.get("cursor", "")),
+                                                 limit=int(params["limit"]))  # type: ignore[call-overload]
+    out = [{
+        "clientId": s["client_id"],
+        "userId": s["user"],
+        "online": bool(s["worker"]),
+        "broker": s["worker"],
+        "sessionType": "p" if s["persistent"] else "t",
+        "ver": str(s["ver"]),
+        "connectedAt": s["connected_at"],
+        "disconnectedAt": s["disconnected_at"] or None,
+        "expirySeconds": s["expiry"],
+    } for s in items]
+    return json({"sessions": out, "cursor": nxt or None})
+
+
+@bp.delete("/kill", name="kill")
+@endpoint("kill")
+async def kill(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    t = tenant(params)
+    user = params.get("user_id")
+    client = params.get("client_id")
+    if client is not None and user is None:
+        raise ApiError(400, "client_id requires user_id")
+    owners = await admin_store.online_owners(state.redis, t, user=None if user is None else str(user),
+                                             client=None if client is None else str(client))
+    if not owners:
+        raise ApiError(404, "no online connection matched")
+    body: dict[str, Any] = {"t": t}
+    if user is not None:
+        body["u"] = user
+    if client is not None:
+        body["c"] = client
+    payload = signals.encode_control("K", body)
+    workers: dict[str, int] = defaultdict(int)
+    for o in owners:
+        workers[o.worker] += 1
+    await signal_store.publish_signals_many(state.redis, [(w, payload) for w in sorted(workers)])
+    state.metrics.outcome("kill", "killed")
+    return json({"killed": len(owners)})

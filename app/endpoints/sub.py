@@ -1,0 +1,74 @@
+"""``PUT /sub`` and ``DELETE /unsub`` on a session, online or offline persistent.
+
+The session must exist and belong to ``user_id`` (else 404); the auth
+provider decides with the session's identity (else 401). The change is the
+store's subscribe/unsubscribe script, which writes the subscription and its
+route and bumps the tenant's route version before the 200 is sent, so every
+later publish on any worker or API node sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sanic import Blueprint, HTTPResponse, Request, text
+
+from app.context import ApiState, endpoint, tenant, tenant_settings
+from app.endpoints.common import check_filter
+from app.errors import ApiError
+from app.spec import Params
+from tidemq.auth import Identity
+from tidemq.store import sessions as sess_store
+from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import NoSession, SubOpts
+
+bp = Blueprint("sub")
+
+
+async def _session(state: ApiState, params: Params) -> tuple[Identity, dict]:
+    t, c, user = tenant(params), str(params["client_id"]), str(params["user_id"])
+    rec = await sess_store.session_get(state.redis, t, c)
+    if rec is None or rec.get("user", "") != user:
+        raise ApiError(404, "no session")
+    return Identity(t, user, c), rec
+
+
+@bp.put("/sub", name="sub")
+@endpoint("sub")
+async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    topic_filter = str(params["topic_filter"])
+    qos = int(params["sub_qos"])  # type: ignore[call-overload]
+    ts = await tenant_settings(state, tenant(params))
+    check_filter(ts, topic_filter)
+    who, rec = await _session(state, params)
+    if not await state.auth.check_subscribe(who, topic_filter, qos):
+        raise ApiError(401, "subscription denied by the auth provider")
+    current = rec["subscriptions"].get(topic_filter)
+    if current is None and len(rec["subscriptions"]) >= ts.max_topic_filters_per_inbox:
+        raise ApiError(400, "EXCEED_LIMIT")  # MaxTopicFiltersPerInbox (checked on a snapshot, not atomically)
+    opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)
+    try:
+        (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, who.client_id, [(topic_filter, opts)])
+    except NoSession:
+        raise ApiError(404, "no session") from None
+    result = "EXISTS" if existed else "OK"
+    state.metrics.outcome("sub", result)
+    return text(result)
+
+
+@bp.delete("/unsub", name="unsub")
+@endpoint("unsub")
+async def unsub(request: Request, state: ApiState, params: Params) -> HTTPResponse:
+    topic_filter = str(params["topic_filter"])
+    check_filter(await tenant_settings(state, tenant(params)), topic_filter)
+    who, _rec = await _session(state, params)
+    check = getattr(state.auth, "check_unsubscribe", None)
+    if check is not None and not await check(who, topic_filter):
+        raise ApiError(401, "unsubscription denied by the auth provider")
+    try:
+        (existed,) = await sub_store.unsubscribe(state.redis, who.tenant_id, who.client_id, [topic_filter])
+    except NoSession:
+        raise ApiError(404, "no session") from None
+    result = "OK" if existed else "NO_SUB"
+    state.metrics.outcome("unsub", result)
+    return text(result)

@@ -1,0 +1,160 @@
+"""The admin API application: ``create_app`` (the factory) and ``start_api`` (run it in this event loop).
+
+``create_app(settings, redis)`` builds one Sanic app per call (unique name, no
+import-time app), registers one blueprint per resource and the cross-cutting
+middleware: request ids (parsed or generated, echoed on every response),
+header normalisation, the optional bearer token (all but /healthz, /readyz,
+/metrics), metrics, and the single error handler (``app.errors``).
+``start_api`` serves it with ``create_server`` inside the running loop, next
+to an MQTT worker in standalone mode; the returned handle's ``stop()`` closes
+it. The store client belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import socket
+import time
+from typing import Any
+
+from sanic import HTTPResponse, Request, Sanic
+
+from app import openapi
+from app.context import DEFAULT_STORE_TIMEOUT, ApiState
+from app.endpoints import BLUEPRINTS
+from app.errors import ApiError, error_response
+from app.headers import collect, new_req_id, parse_req_id
+from app.spec import OPEN_PATHS
+from tidemq.auth import AuthProvider, make_provider
+from tidemq.config import Settings
+from tidemq.store import admin as admin_store
+from tidemq.tenants import SettingsProvider
+
+log = logging.getLogger("tidemq.api")
+
+_names = itertools.count(1)
+BODY_SLACK = 64 * 1024
+# Sanic's hard cap on a body: above the process max payload (so the handler answers 413 with the
+# tenant's limit itself) and room for tenants whose MaxUserPayloadBytes override is larger.
+BODY_CAP_MIN = 4 * 1024 * 1024
+
+
+def create_app(
+    settings: Settings,
+    redis: Any,
+    *,
+    auth: AuthProvider | None = None,
+    store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    retained_topic_limit: int | None = None,
+    tenants: SettingsProvider | None = None,
+) -> Sanic:
+    """The admin API as a Sanic app bound to ``settings`` and the store client ``redis``.
+
+    ``auth`` defaults to ``make_provider(settings)`` and ``tenants`` to a ``SettingsProvider``
+    on ``redis``; ``retained_topic_limit`` overrides every tenant's RetainedTopicLimit.
+    """
+    app = Sanic(f"tidemq_api_{next(_names)}", configure_logging=False, env_prefix="TIDEMQ_SANIC_")
+    app.config.MOTD = False
+    app.config.TOUCHUP = False  # rewriting handle_request twice (a second app in a process) breaks it
+    app.config.ACCESS_LOG = False
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.REQUEST_MAX_SIZE = max(settings.max_payload, BODY_CAP_MIN) + BODY_SLACK
+    app.config.FALLBACK_ERROR_FORMAT = "text"
+    app.ctx.state = ApiState(settings, redis, auth or make_provider(settings),
+                             tenants or SettingsProvider(redis, settings), store_timeout=store_timeout,
+                             retained_topic_limit=retained_topic_limit, openapi=openapi.document())
+    for bp in BLUEPRINTS:
+        app.blueprint(bp)
+    token = settings.api_token
+
+    @app.on_request
+    async def _before(request: Request) -> HTTPResponse | None:
+        request.ctx.t0 = time.perf_counter()
+        headers, meta = collect(request.headers.items())
+        request.ctx.headers = headers
+        request.ctx.client_meta = meta
+        req_id = parse_req_id(headers.get("req_id"))
+        request.ctx.req_id_invalid = req_id is None
+        request.ctx.req_id = new_req_id() if req_id is None else req_id
+        if token and request.path not in OPEN_PATHS:
+            given = request.headers.get("authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+                raise ApiError(401, "missing or invalid bearer token")
+        return None
+
+    @app.on_response
+    async def _after(request: Request, response: HTTPResponse) -> None:
+        req_id = getattr(request.ctx, "req_id", None)
+        if req_id is None:  # the request failed before our middleware (e.g. a malformed request line)
+            req_id = request.ctx.req_id = new_req_id()
+        response.headers["req_id"] = str(req_id)
+        route = request.route
+        name = route.name.rsplit(".", 1)[-1] if route is not None else "unknown"
+        t0 = getattr(request.ctx, "t0", None)
+        app.ctx.state.metrics.observe(name, request.method, response.status,
+                                      time.perf_counter() - t0 if t0 else 0.0)
+
+    app.error_handler.add(Exception, error_response)
+    return app
+
+
+class ApiHandle:
+    """A running API server: ``port`` it listens on, ``await stop()`` to close it."""
+
+    def __init__(self, app: Sanic, server: Any, port: int) -> None:
+        self.app = app
+        self.server = server
+        self.port = port
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is None:
+            return
+        try:
+            await server.before_stop()
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), timeout=5.0)
+            for conn in list(server.connections):
+                conn.close_if_idle()
+            await server.after_stop()
+        finally:
+            Sanic.unregister_app(self.app)  # type: ignore[attr-defined]
+        log.info("admin API stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_api(settings: Settings, redis: Any, **options: Any) -> ApiHandle:
+    """Serve the admin API on ``settings.host:settings.api_port`` (0 = a free port) in this event loop.
+
+    ``options`` go to ``create_app`` (``auth``, ``store_timeout``, ``retained_topic_limit``, ``tenants``).
+    """
+    app = create_app(settings, redis, **options)
+    try:
+        async with asyncio.timeout(app.ctx.state.store_timeout):
+            await admin_store.ensure_scripts(redis)
+    except Exception as exc:  # the store may come up later: /readyz says so, NOSCRIPT reloads
+        log.warning("admin API: could not load Lua scripts yet: %s", exc)
+    sock = _listen(settings.host, settings.api_port)
+    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
+    if server is None:  # pragma: no cover - Sanic always returns one with return_asyncio_server
+        raise RuntimeError("Sanic did not return a server")
+    await server.startup()
+    await server.before_start()
+    await server.start_serving()
+    await server.after_start()
+    port = sock.getsockname()[1]
+    log.info("admin API listening http=%s:%d", settings.host, port)
+    return ApiHandle(app, server, port)

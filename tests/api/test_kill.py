@@ -1,0 +1,84 @@
+"""``DELETE /kill``: scopes (tenant, user, one client), MQTT 5 reason 0x98, and the failure rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import pub_headers, session_headers
+from tests.interop.clients import uid
+
+pytestmark = pytest.mark.redis
+
+
+def kill(api, tenant, **extra):
+    return api.request("DELETE", "/kill", {"tenant_id": tenant, "client_type": "ops", **extra})
+
+
+def test_kill_one_client(api, mqtt, tenant):
+    target = mqtt(tenant, "u1")
+    same_user = mqtt(tenant, "u1")
+    r = kill(api, tenant, user_id="u1", client_id=target.client_id)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"killed": 1}
+    assert target.wait_disconnected() == 0x98
+    assert not same_user.disconnected.is_set()
+
+
+def test_kill_user(api, mqtt, tenant):
+    a1, a2 = mqtt(tenant, "ann"), mqtt(tenant, "ann", protocol="v311")
+    other = mqtt(tenant, "ben")
+    r = kill(api, tenant, user_id="ann")
+    assert r.json() == {"killed": 2}
+    assert a1.wait_disconnected() == 0x98
+    a2.wait_disconnected()
+    assert not other.disconnected.is_set()
+
+
+def test_kill_tenant(api, mqtt, tenant):
+    clients = [mqtt(tenant, f"u{i}") for i in range(3)]
+    elsewhere = mqtt(tenant + "o", "u0")
+    r = kill(api, tenant, client_meta_reason="maintenance")
+    assert r.json() == {"killed": 3}
+    for c in clients:
+        assert c.wait_disconnected() == 0x98
+    assert not elsewhere.disconnected.is_set()
+
+
+def test_kill_persistent_keeps_inbox(api, mqtt, tenant):
+    cid = f"p{uid()}"
+    c = mqtt(tenant, "kim", client_id=cid, clean=False, session_expiry=600)
+    c.subscribe("keep/t", qos=1)
+    assert kill(api, tenant, user_id="kim", client_id=cid).json() == {"killed": 1}
+    assert c.wait_disconnected() == 0x98
+    assert api.request("POST", "/pub", pub_headers(tenant, "keep/t"), b"kept").text == "OK"
+    again = mqtt(tenant, "kim", client_id=cid, clean=False, session_expiry=600)
+    assert again.connack.session_present
+    assert again.get().payload == b"kept"
+
+
+def test_kill_nothing_matched_404(api, mqtt, tenant):
+    assert kill(api, tenant).status_code == 404
+    c = mqtt(tenant, "lee")
+    assert kill(api, tenant, user_id="nobody").status_code == 404
+    assert kill(api, tenant, user_id="lee", client_id="nope").status_code == 404
+    assert kill(api, tenant, user_id="other", client_id=c.client_id).status_code == 404
+    assert not c.disconnected.is_set()
+
+
+def test_kill_offline_session_is_not_a_kill(api, mqtt, tenant):
+    cid = f"p{uid()}"
+    mqtt(tenant, "max", client_id=cid, clean=False, session_expiry=600).disconnect()
+    assert api.request("GET", "/session", session_headers(tenant, "max", cid)).status_code == 200
+    assert kill(api, tenant, user_id="max", client_id=cid).status_code == 404
+
+
+def test_kill_client_without_user_400(api, tenant):
+    r = kill(api, tenant, client_id="c1")
+    assert r.status_code == 400
+    assert r.text == "client_id requires user_id"
+
+
+def test_kill_client_type_required(api, tenant):
+    r = api.request("DELETE", "/kill", {"tenant_id": tenant})
+    assert r.status_code == 400
+    assert r.text == "missing header: client_type"
