@@ -31,7 +31,8 @@ from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import InboxAppend
 
-InboxTarget = tuple[str, int, tuple[int, ...]]  # (client id, qos, subscription ids)
+# (client id, qos, subscription ids); qos "<n>r" = deliver with RETAIN set (retain as published)
+InboxTarget = tuple[str, int | str, tuple[int, ...]]
 
 
 @dataclass(slots=True)
@@ -51,15 +52,18 @@ def sub_ids(route: Route) -> tuple[int, ...]:
     return (route.subscription_id,) if route.subscription_id else ()
 
 
-def plan_routes(routes: list[Route], qos: int, *, local_worker: str | None = None) -> RoutePlan:
-    """Split matched ``routes`` by destination; ``local_worker`` is the caller's worker id, if any."""
+def plan_routes(
+    routes: list[Route], qos: int, *, local_worker: str | None = None, retain: bool = False
+) -> RoutePlan:
+    """Split matched ``routes`` by destination; ``local_worker`` is the caller's worker id, if any;
+    ``retain`` is the published RETAIN flag (kept for retain-as-published subscriptions)."""
     out = RoutePlan(matched=bool(routes))
     remote: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
     for rt in routes:
         q = min(qos, rt.qos)
         ids = sub_ids(rt)
         if rt.persistent:
-            out.inbox.append((rt.client_id, q, ids))
+            out.inbox.append((rt.client_id, f"{q}r" if retain and rt.retain_as_published else q, ids))
         elif local_worker is not None and rt.worker == local_worker:
             out.local.append((rt, q))
         elif rt.worker:
@@ -115,7 +119,7 @@ async def publish(
     """Route ``msg`` of ``tenant`` like a client publish, from a process that owns no connections."""
     await cache.refresh(r, [tenant])
     routes = cache.match(tenant, msg.topic, publisher=msg.sender, sticky_key=msg.sender)
-    plan = plan_routes(routes, msg.qos)
+    plan = plan_routes(routes, msg.qos, retain=msg.retain)
     if not plan.matched:
         return PublishResult(False)
     blob = pack(msg)

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 from tidemq import signals
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
-from tidemq.routing.trie import Route, TenantRoutes
+from tidemq.publish import RouteCache, plan_routes, sub_ids
+from tidemq.routing.trie import Route
 from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
 from tidemq.store import signals as signal_store
-from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import AppendResult, InboxAppend
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class Pending:
     only: str | None = None  # deliver to this one client only (retained replay into an inbox)
     only_qos: int = 0
     blob: bytes = b""
+    only_sids: tuple[int, ...] = ()  # subscription identifier of the replayed subscription
 
 
 class Dispatcher:
@@ -66,7 +67,7 @@ class Dispatcher:
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.routes: dict[str, TenantRoutes] = {}
+        self.routes = RouteCache()
         self._queue: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._paused: set[Callable[[], None]] = set()
@@ -82,9 +83,11 @@ class Dispatcher:
         self.stats_in[msg.qos] += 1
         self._kick()
 
-    def submit_to(self, tenant: str, client_id: str, msg: Message, qos: int) -> None:
-        """Queue ``msg`` for one session's inbox only (retained replay for persistent sessions)."""
-        self._queue.append(Pending(tenant, msg, None, client_id, qos))
+    def submit_to(self, tenant: str, client_id: str, msg: Message, qos: int,
+                  sub_ids: tuple[int, ...] = (), done: Done | None = None) -> None:
+        """Queue ``msg`` for one session's inbox only (retained replay for persistent sessions);
+        ``done`` is called once the entry is appended (or failed)."""
+        self._queue.append(Pending(tenant, msg, done, client_id, qos, only_sids=sub_ids))
         self._kick()
 
     def pause_until_drained(self, resume: Callable[[], None]) -> None:
@@ -115,19 +118,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ routing
 
-    async def _fresh_routes(self, tenants: set[str]) -> None:
-        r = self.broker.redis
-        versions = await sub_store.route_versions(r, list(tenants))
-        stale = [t for t in tenants if t not in self.routes or self.routes[t].version != versions.get(t, 0)]
-        if not stale:
-            return
-        loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
-        for t, (version, routes) in zip(stale, loaded, strict=True):
-            tr = self.routes.get(t)
-            if tr is None:
-                tr = self.routes[t] = TenantRoutes()
-            tr.replace_all(version, routes)
-
     async def _route(self, batch: list[Pending]) -> None:
         broker = self.broker
         me = broker.worker_id
@@ -138,7 +128,7 @@ class Dispatcher:
         for p in batch:
             if p.msg.retain and p.only is None:
                 await self._retain(p)
-        await self._fresh_routes({p.tenant for p in batch if p.only is None})
+        await self.routes.refresh(broker.redis, sorted({p.tenant for p in batch if p.only is None}))
 
         appends: list[InboxAppend] = []
         append_owner: list[int] = []  # index into batch per append
@@ -151,35 +141,21 @@ class Dispatcher:
             p.blob = pack(p.msg)
             if p.only is not None:  # a retained replay: delivered with RETAIN set
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", ())], settings.inbox_size,
+                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], settings.inbox_size,
                     settings.inbox_drop_oldest))
                 append_owner.append(i)
                 continue
-            tr = self.routes.get(p.tenant)
-            if tr is None:
-                continue
-            routes = tr.trie.match(p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
+            routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
             if not routes:
                 continue
             matched[i] = True
-            persistent: list[tuple[str, int | str, tuple[int, ...]]] = []
-            by_worker: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
-            for rt in routes:
-                qos = min(p.msg.qos, rt.qos)
-                sids = _sub_ids(rt)
-                if rt.persistent:
-                    rap = rt.retain_as_published and p.msg.retain
-                    persistent.append((rt.client_id, f"{qos}r" if rap else qos, sids))
-                elif rt.worker == me:
-                    local.append((p, rt, qos))
-                elif rt.worker:
-                    by_worker[rt.worker].append(
-                        signals.DeliverTarget(rt.client_id, qos, sids, rt.retain_as_published))
-            if persistent:
+            plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain)
+            local.extend((p, rt, qos) for rt, qos in plan.local)
+            if plan.inbox:
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, persistent, settings.inbox_size, settings.inbox_drop_oldest))
+                    p.tenant, p.blob, plan.inbox, settings.inbox_size, settings.inbox_drop_oldest))
                 append_owner.append(i)
-            for w, targets in by_worker.items():
+            for w, targets in plan.remote.items():
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
         r = broker.redis
@@ -212,7 +188,7 @@ class Dispatcher:
             ])
 
         for p, rt, qos in local:
-            broker.deliver_local(p.tenant, rt.client_id, p.msg, qos, _sub_ids(rt), rt.retain_as_published, now_ms)
+            broker.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published, now_ms)
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:
@@ -223,9 +199,3 @@ class Dispatcher:
         blob = pack(p.msg) if p.msg.payload else b""
         await retained_store.retain_set(self.broker.redis, p.tenant, p.msg.topic, blob, limit=limit)
 
-
-def _sub_ids(rt: Route) -> tuple[int, ...]:
-    ids = getattr(rt, "subscription_ids", None)
-    if ids:
-        return tuple(ids)
-    return (rt.subscription_id,) if rt.subscription_id else ()
