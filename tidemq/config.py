@@ -43,6 +43,25 @@ class Settings:
     log_level: str = "INFO"
     log_json: str = "auto"  # auto | true | false
     sweep_interval: float = 5.0  # seconds between session-expiry sweeps
+    # auth and tenant settings
+    auth_provider: str = "devonly"  # devonly | file | webhook
+    auth_file: str = ""  # the StaticFileProvider's JSON/TOML file (auth_provider=file)
+    auth_webhook_url: str = ""  # http(s)://host:port/path the WebhookProvider POSTs to
+    auth_webhook_timeout: float = 2.0  # seconds per webhook call; a timeout denies
+    auth_cache_ttl: float = 10.0  # seconds an auth decision (webhook) or verified password is cached
+    auth_cache_size: int = 10000  # entries per auth decision cache (bounded LRU)
+    tenant_settings_ttl: float = 5.0  # seconds a tenant's settings hash is cached per process
+    max_connections: int = 0  # connections per worker process (0: unlimited)
+    max_connect_rate: float = 0.0  # CONNECTs accepted per second per worker process (0: unlimited)
+    # listeners (TLS / WebSocket): 0 turns a port off; see docs/transports.md
+    tls_port: int = 0  # MQTT over TLS (conventionally 8883)
+    tls_cert: str = ""  # PEM certificate chain for the TLS and WSS listeners
+    tls_key: str = ""  # PEM private key (empty: in tls_cert)
+    tls_ca: str = ""  # PEM CA bundle for client certificates (set: clients may present one)
+    tls_require_client_cert: bool = False  # refuse TLS/WSS clients without a certificate signed by tls_ca
+    ws_port: int = 0  # MQTT over WebSocket (conventionally 8080)
+    ws_path: str = "/mqtt"  # HTTP path of the WebSocket endpoint (WS and WSS)
+    wss_port: int = 0  # MQTT over WebSocket over TLS (conventionally 8443)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:

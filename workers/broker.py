@@ -34,6 +34,7 @@ from tidemq.store import signals as signal_store
 from .connection import MQTTConnection
 from .dispatch import Dispatcher
 from .inbox import InboxOps, InboxReader
+from .transport.listeners import start_listeners
 
 log = logging.getLogger("tidemq.worker")
 
@@ -77,6 +78,8 @@ class Broker:
         await asyncio.wait_for(ready.wait(), timeout=15)
         for coro in (self._timers(), self._sweeper(), self._lease_loop()):
             self._spawn(coro)
+        # TLS / WebSocket listeners (settings tls_port, ws_port, wss_port) first: TCP accepting means all are up
+        self.servers += await start_listeners(self.settings, lambda: MQTTConnection(self), host, reuse_port=reuse_port)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
                                           reuse_port=reuse_port or None)

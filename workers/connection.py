@@ -36,6 +36,7 @@ from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import SubOpts
 
 from .inbox import InboxCursor
+from .transport.tls import cert_subject
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -52,6 +53,7 @@ class MQTTConnection(asyncio.Protocol):
         self.machine = sm.ServerConnection(limits=broker.limits())
         self.transport: asyncio.Transport | None = None
         self.address = ""
+        self.cert_subject: str | None = None
         self.opened = time.monotonic()
         self.tenant = ""
         self.user = ""
@@ -78,6 +80,7 @@ class MQTTConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.address = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.cert_subject = cert_subject(transport.get_extra_info("peercert"))  # TLS client certificate
         self.broker.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -206,7 +209,8 @@ class MQTTConnection(asyncio.Protocol):
                 return
         auth = await broker.auth.authenticate(ConnectInfo(
             client_id, p.username, p.password, level, self.address,
-            p.properties.get("authentication_method"), p.properties.get("authentication_data")))
+            p.properties.get("authentication_method"), p.properties.get("authentication_data"),
+            cert_subject=self.cert_subject))
         if not auth.ok:
             m.refuse(auth.reason_code or RC.NOT_AUTHORIZED)
             self.close_reason = "authentication failed"
@@ -349,8 +353,13 @@ class MQTTConnection(asyncio.Protocol):
             self._send(msg, 0, retain, sub_ids, now_ms)
         elif self._pending or self.machine.window_free == 0:
             if len(self._pending) >= self.broker.settings.inbox_size:
-                self._pending.popleft()
-                self.broker.metrics["dropped_backlog"] += 1
+                # a slow consumer: its QoS 1/2 backlog outgrew the inbox policy; never grow memory
+                self.broker.metrics["slow_consumer_disconnects"] += 1
+                log.warning("slow consumer tenant=%s client=%s backlog=%d: disconnecting",
+                            self.tenant, self.client_id, len(self._pending))
+                self._pending.clear()
+                self.close(RC.QUOTA_EXCEEDED, "slow consumer: backlog over the inbox size")
+                return
             self._pending.append((msg, qos, sub_ids, retain))
         else:
             self._send(msg, qos, retain, sub_ids, now_ms)
@@ -430,30 +439,47 @@ class MQTTConnection(asyncio.Protocol):
         if accepted:
             existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
                                                 epoch=self.epoch)
-        self.machine.ack_subscribe(p.packet_id, codes)
-        self.flush()
+        # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
+        # right behind it: a message published after the client saw its SUBACK can never overtake
+        # the retained one (which would leave the client with stale state last)
+        direct: list[tuple[Message, int, tuple[int, ...]]] = []
         for (flt, opts), was in zip(accepted, existed, strict=True):
             if opts.retain_handling == 2 or (opts.retain_handling == 1 and was):
                 continue
             if topics.parse_shared(flt)[0] is not None:
                 continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
-            await self._send_retained(flt, opts)
+            direct += await self._replay_retained(flt, opts)
+        self.machine.ack_subscribe(p.packet_id, codes)
+        now_ms = int(time.time() * 1000)
+        for msg, qos, sub_ids in direct:
+            self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+        self.flush()
 
-    async def _send_retained(self, flt: str, opts: Any) -> None:
+    async def _replay_retained(self, flt: str, opts: Any) -> list[tuple[Message, int, tuple[int, ...]]]:
+        """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its
+        inbox (awaited); the others are returned for direct delivery."""
         from tidemq.store import retained as retained_store
 
         blobs = await retained_store.retain_match(self.broker.redis, self.tenant, flt)
         now_ms = int(time.time() * 1000)
         sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
+        direct: list[tuple[Message, int, tuple[int, ...]]] = []
+        appended: list[asyncio.Future[int]] = []
         for blob in blobs:
             msg = unpack(blob)
             if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
                 continue
             qos = min(msg.qos, opts.qos)
             if self.persistent and qos > 0:
-                self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos)
+                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos, sub_ids,
+                                                 lambda rc, f=fut: f.done() or f.set_result(rc))
+                appended.append(fut)
             else:
-                self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+                direct.append((msg, qos, sub_ids))
+        if appended:
+            await asyncio.gather(*appended)
+        return direct
 
     async def _on_unsubscribe(self, p: Unsubscribe) -> None:
         await self._wait_connected()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tidemq.message import unpack
@@ -45,6 +46,7 @@ class InboxCursor:
         self.reading = False
         self.want = False
         self.stopped = False
+        conn.machine.defer_pubrel = True  # PUBREL only once the PUBREC is in Redis (see on_pubrec)
 
     def wake(self) -> None:
         """New entries may exist (notify, ack freed the window, or resume)."""
@@ -118,7 +120,13 @@ class InboxCursor:
             ops.ack(self.conn.tenant, self.conn.client_id, tag[1])
             self._after_ack()
         else:
-            ops.rec(self.conn.tenant, self.conn.client_id, tag[1], pid)
+            # the PUBREL goes out only after "rec" is written: were we to die in between, a resume
+            # would resend a PUBLISH the client already completed, and it would deliver it twice
+            ops.rec(self.conn.tenant, self.conn.client_id, tag[1], pid, then=lambda: self._release(pid))
+
+    def _release(self, pid: int) -> None:
+        self.conn.machine.release(pid)
+        self.conn.flush_soon()
 
     def on_pubcomp(self, pid: int, tag: Any) -> None:
         self.conn.broker.inbox_ops.comp(self.conn.tenant, self.conn.client_id, pid)
@@ -168,18 +176,21 @@ class InboxOps:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._ops: list[InboxOp] = []
+        self._after: list[Callable[[], None]] = []  # run once the batch holding their op is written
         self._task: asyncio.Task[None] | None = None
 
-    def _add(self, op: InboxOp) -> None:
+    def _add(self, op: InboxOp, then: Callable[[], None] | None = None) -> None:
         self._ops.append(op)
+        if then is not None:
+            self._after.append(then)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def ack(self, t: str, c: str, seq: int) -> None:
         self._add(InboxOp("ack", t, c, seq=seq))
 
-    def rec(self, t: str, c: str, seq: int, pid: int) -> None:
-        self._add(InboxOp("rec", t, c, seq=seq, pid=pid))
+    def rec(self, t: str, c: str, seq: int, pid: int, then: Callable[[], None] | None = None) -> None:
+        self._add(InboxOp("rec", t, c, seq=seq, pid=pid), then)
 
     def comp(self, t: str, c: str, pid: int) -> None:
         self._add(InboxOp("comp", t, c, pid=pid))
@@ -196,10 +207,17 @@ class InboxOps:
     async def _run(self) -> None:
         while self._ops:
             batch, self._ops = self._ops, []
+            after, self._after = self._after, []
             try:
                 await inbox_store.inbox_apply_many(self.broker.redis, batch)
-            except Exception as exc:
+            except Exception as exc:  # not written: no PUBREL; a resume resends the PUBLISH (DUP)
                 log.error("inbox ops failed (%d): %s", len(batch), exc)
+                continue
+            for fn in after:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("inbox op completion failed")
 
     async def flush_now(self) -> None:
         while self._task is not None and not self._task.done():

@@ -16,13 +16,27 @@ original order. The first other error is raised after the whole batch ran.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
-LUA_DIR = Path(__file__).resolve().parents[2] / "lua"
+
+def _lua_dir() -> Path:
+    """The Lua scripts: ``TIDEMQ_LUA_DIR``, else the source tree's top-level ``lua/``, else the copy
+    an installed wheel ships as the ``tidemq.lua`` package data (pyproject maps ``lua/`` there)."""
+    override = os.environ.get("TIDEMQ_LUA_DIR")
+    if override:
+        return Path(override)
+    source = Path(__file__).resolve().parents[2] / "lua"
+    if source.is_dir():
+        return source
+    return Path(__file__).resolve().parents[1] / "lua"
+
+
+LUA_DIR = _lua_dir()
 
 KeyArg = str | bytes
 Arg = str | bytes | int | float

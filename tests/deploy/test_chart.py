@@ -1,0 +1,330 @@
+"""Offline checks of the Helm chart in ``helm/tidemq``: render, lint, schema, Kubernetes validity.
+
+The chart is rendered and linted by the Helm engine bundled in ``helm-python-sdk``
+(no ``helm`` binary, no cluster, no network) for the default values, for
+``ci/tls-cluster-values.yaml`` (TLS, Redis Cluster, 3 workers) and for a few
+inline variants; every rendered object is validated with
+``kubernetes-validate --strict`` against the oldest Kubernetes the chart
+supports and the newest the package knows. The chart and ``Settings`` are kept in
+step: every ``TIDEMQ_*`` variable the chart sets is a Settings field, and every
+Settings field can be set through the chart. Without those two packages the
+tests skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tidemq.config import ENV_PREFIX, Settings
+
+yaml = pytest.importorskip("yaml")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+try:
+    import helm_python as helm
+except (ImportError, OSError) as exc:  # OSError: the bundled libhelm_c cannot load here
+    pytest.skip(f"helm-python-sdk not usable: {exc}", allow_module_level=True)
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "tidemq"
+CI_VALUES = CHART / "ci" / "tls-cluster-values.yaml"
+RELEASE, NAMESPACE = "mq", "tidemq"
+FULLNAME = f"{RELEASE}-tidemq"
+KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
+# Settings the chart deliberately never sets, with the reason
+NOT_SET = {
+    "TIDEMQ_WORKER_ID": "a fixed id shared by replicas (or reused after a crash) would confuse session ownership",
+}
+
+
+def _ci_values() -> dict[str, Any]:
+    return yaml.safe_load(CI_VALUES.read_text())
+
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "tls-cluster": _ci_values(),
+    "autoscaled": {"workers": {"autoscaling": {"enabled": True}}, "api": {"token": "t"}},
+    "workers-only": {"api": {"enabled": False}, "redis": {"url": "rediss://:pw@redis:6380/2"},
+                     "listeners": {"ws": {"enabled": True}},
+                     "workers": {"service": {"type": "ClusterIP"}, "podDisruptionBudget": {"enabled": False}}},
+    "existing-secrets": {"listeners": {"tls": {"enabled": True}},
+                         "tls": {"existingSecret": "mqtt-cert", "existingSecretCAKey": "ca.crt"},
+                         "api": {"existingSecret": "admin", "existingSecretKey": "token"}},
+}
+
+
+@pytest.fixture(scope="module")
+def chart() -> Any:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object the chart renders for ``values`` (NOTES.txt and empty documents left out)."""
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    for obj in objects:
+        if obj["kind"] == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise AssertionError(f"no {kind} {name} in {[(o['kind'], o['metadata']['name']) for o in objects]}")
+
+
+def container(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    deployment = find(objects, "Deployment", f"{FULLNAME}-{component}")
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def env_names(objects: list[dict[str, Any]]) -> set[str]:
+    """Every TIDEMQ_* name the rendered objects put in a container's environment."""
+    configmaps = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+    names: set[str] = set()
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            names.update(e["name"] for e in c.get("env", []))
+            for source in c.get("envFrom", []):
+                names.update(configmaps[source["configMapRef"]["name"]]["data"])
+    return {n for n in names if n.startswith(ENV_PREFIX)}
+
+
+# ------------------------------------------------------------------ render, lint, validate
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+def test_lint_is_clean(case: str) -> None:
+    report = helm.lint(CHART, VALUE_SETS[case], strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+    problems = [m for m in report["messages"] if m["severity"] >= 2]  # warnings and errors
+    assert problems == []
+
+
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_rendered_objects_are_valid_kubernetes(chart: Any, case: str, kube_version: str) -> None:
+    objects = render(chart, VALUE_SETS[case])
+    assert objects
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} (Kubernetes {kube_version}): {exc.message}")
+
+
+def test_default_objects(chart: Any) -> None:
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in render(chart, {}))
+    assert kinds == sorted([
+        ("ConfigMap", FULLNAME),
+        ("Secret", FULLNAME),
+        ("ServiceAccount", FULLNAME),
+        ("Deployment", f"{FULLNAME}-worker"),
+        ("Deployment", f"{FULLNAME}-api"),
+        ("Service", f"{FULLNAME}-mqtt"),
+        ("Service", f"{FULLNAME}-api"),
+        ("PodDisruptionBudget", f"{FULLNAME}-worker"),
+        ("PodDisruptionBudget", f"{FULLNAME}-api"),
+    ])
+
+
+# ------------------------------------------------------------------ the chart and Settings
+
+
+def test_every_env_var_is_a_settings_field(chart: Any) -> None:
+    known = set(Settings.env_names())
+    for case, values in VALUE_SETS.items():
+        unknown = env_names(render(chart, values)) - known
+        assert not unknown, f"{case}: the chart sets variables Settings does not read: {sorted(unknown)}"
+
+
+def test_every_settings_field_can_be_set(chart: Any) -> None:
+    covered: set[str] = set()
+    for values in VALUE_SETS.values():
+        covered |= env_names(render(chart, values))
+    missing = set(Settings.env_names()) - covered - set(NOT_SET)
+    assert not missing, f"Settings fields the chart cannot set (add them to values.yaml config): {sorted(missing)}"
+    assert not covered & set(NOT_SET)
+
+
+def test_default_config_is_the_settings_defaults(chart: Any) -> None:
+    """values.yaml repeats the Settings defaults (and so .env.example), but for the Redis URL."""
+    configmap = find(render(chart, {}), "ConfigMap", FULLNAME)
+    parsed = Settings.from_env(configmap["data"])
+    default = Settings()
+    for f in fields(Settings):
+        if ENV_PREFIX + f.name.upper() in configmap["data"]:
+            assert getattr(parsed, f.name) == getattr(default, f.name), f.name
+
+
+def test_config_values_reach_the_environment(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["tls-cluster"])
+    data = find(objects, "ConfigMap", FULLNAME)["data"]
+    settings = Settings.from_env(data)
+    assert settings.max_inflight == 64
+    assert settings.max_session_expiry == 604800
+    assert settings.max_packet_size == 268435460  # a big whole number stays a plain integer
+    assert settings.sweep_interval == 2.5
+    assert settings.max_connect_rate == 500.5
+    assert settings.log_json == "true"
+    assert settings.auth_provider == "file"
+    assert data["TIDEMQ_MAX_PACKET_SIZE"] == "268435460"
+
+
+# ------------------------------------------------------------------ workers and API nodes
+
+
+def test_worker_probes_drain_and_listeners(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["tls-cluster"])
+    deployment = find(objects, "Deployment", f"{FULLNAME}-worker")
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(objects, "worker")
+    assert deployment["spec"]["replicas"] == 3
+    assert c["args"] == ["worker", "--processes", "2"]
+    assert c["readinessProbe"]["tcpSocket"] == {"port": "mqtt"}
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "mqtt"}
+    sleep = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep"
+    # the drain (broker.stop: up to 10 s of disconnects, then store flushes) fits after the preStop sleep
+    assert pod["terminationGracePeriodSeconds"] >= int(sleep[1]) + 30
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"mqtt": 1883, "mqtt-tls": 8883, "mqtt-ws": 8080, "mqtt-wss": 8443}
+    env = {e["name"]: e for e in c["env"]}
+    assert env["TIDEMQ_TLS_PORT"]["value"] == "8883"
+    assert env["TIDEMQ_WS_PORT"]["value"] == "8080"
+    assert env["TIDEMQ_WSS_PORT"]["value"] == "8443"
+    assert env["TIDEMQ_WS_PATH"]["value"] == "/ws"
+    assert env["TIDEMQ_TLS_REQUIRE_CLIENT_CERT"]["value"] == "true"
+    assert env["TIDEMQ_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "tidemq-redis", "key": "url"}
+    assert "TIDEMQ_API_TOKEN" not in env
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    tls_files = {env[n]["value"] for n in ("TIDEMQ_TLS_CERT", "TIDEMQ_TLS_KEY", "TIDEMQ_TLS_CA")}
+    assert tls_files == {"/etc/tidemq/tls/tls.crt", "/etc/tidemq/tls/tls.key", "/etc/tidemq/tls/ca.crt"}
+    assert mounts["/etc/tidemq/tls"] == "tls" and mounts["/etc/tidemq/auth"] == "auth"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == f"{FULLNAME}-tls"
+    assert {i["path"] for i in volumes["tls"]["secret"]["items"]} == {"tls.crt", "tls.key", "ca.crt"}
+    tls_secret = find(objects, "Secret", f"{FULLNAME}-tls")
+    assert tls_secret["type"] == "kubernetes.io/tls" and set(tls_secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
+    service = find(objects, "Service", f"{FULLNAME}-mqtt")
+    assert service["spec"]["type"] == "NodePort"
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == ports
+    assert {p["name"]: p.get("nodePort") for p in service["spec"]["ports"]}["mqtt"] == 31883
+
+
+def test_default_worker_has_plain_mqtt_only(chart: Any) -> None:
+    objects = render(chart, {})
+    c = container(objects, "worker")
+    assert [p["name"] for p in c["ports"]] == ["mqtt"]
+    assert not {e["name"] for e in c["env"]} & {"TIDEMQ_TLS_PORT", "TIDEMQ_WS_PORT", "TIDEMQ_WSS_PORT"}
+    service = find(objects, "Service", f"{FULLNAME}-mqtt")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert [p["port"] for p in service["spec"]["ports"]] == [1883]
+    assert not [o for o in objects if o["metadata"]["name"] == f"{FULLNAME}-tls"]
+
+
+def test_api_probes_token_and_service(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["tls-cluster"])
+    c = container(objects, "api")
+    assert c["args"] == ["api"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["ports"] == [{"name": "http", "containerPort": 8091, "protocol": "TCP"}]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["TIDEMQ_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": FULLNAME, "key": "api-token"}
+    assert "TIDEMQ_TLS_CERT" not in env
+    secret = find(objects, "Secret", FULLNAME)
+    assert set(secret["data"]) == {"api-token"}  # the Redis URL comes from redis.existingSecret
+    service = find(objects, "Service", f"{FULLNAME}-api")
+    assert service["spec"]["type"] == "ClusterIP" and service["spec"]["ports"][0]["port"] == 8091
+    # autoscaled: the HPA owns the replica count
+    assert "replicas" not in find(objects, "Deployment", f"{FULLNAME}-api")["spec"]
+    hpa = find(objects, "HorizontalPodAutoscaler", f"{FULLNAME}-api")
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert find(objects, "PodDisruptionBudget", f"{FULLNAME}-api")["spec"] == {
+        "minAvailable": 1, "selector": hpa_selector(objects, "api")}
+
+
+def hpa_selector(objects: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return find(objects, "Deployment", f"{FULLNAME}-{component}")["spec"]["selector"]
+
+
+def test_worker_autoscaling(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["autoscaled"])
+    assert "replicas" not in find(objects, "Deployment", f"{FULLNAME}-worker")["spec"]
+    hpa = find(objects, "HorizontalPodAutoscaler", f"{FULLNAME}-worker")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == f"{FULLNAME}-worker"
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_workers_only_and_existing_secrets(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["workers-only"])
+    assert not [o for o in objects if o["metadata"]["name"].endswith("-api")]
+    assert not [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    worker = container(objects, "worker")
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert env["TIDEMQ_WS_PORT"] == "8080" and env["TIDEMQ_WS_PATH"] == "/mqtt"
+    assert not [n for n in env if n.startswith("TIDEMQ_TLS_")]  # plain WebSocket needs no certificate
+    assert "tls" not in {m["name"] for m in worker["volumeMounts"]}
+    objects = render(chart, VALUE_SETS["existing-secrets"])
+    assert not [o for o in objects if o["metadata"]["name"] == f"{FULLNAME}-tls"]
+    env = {e["name"]: e for e in container(objects, "api")["env"]}
+    assert env["TIDEMQ_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "admin", "key": "token"}
+    pod = find(objects, "Deployment", f"{FULLNAME}-worker")["spec"]["template"]["spec"]
+    (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert tls["secret"]["secretName"] == "mqtt-cert"
+    assert {i["key"]: i["path"] for i in tls["secret"]["items"]}["ca.crt"] == "ca.crt"
+
+
+def test_config_change_rolls_the_pods(chart: Any) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        deployment = find(render(chart, values), "Deployment", f"{FULLNAME}-worker")
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum({}) != checksum({"config": {"maxInflight": 10}})
+
+
+# ------------------------------------------------------------------ bad values are refused
+
+
+@pytest.mark.parametrize("values", [
+    {"redis": {"url": "memory://"}},  # one private store per pod
+    {"redis": {"url": "http://redis:6379"}},
+    {"workers": {"replicas": "three"}},
+    {"workers": {"processes": 0}},
+    {"config": {"logLevel": "LOUD"}},
+    {"config": {"maxInflite": 10}},  # a typo is an error, not silently ignored
+    {"listeners": {"mqtt": {"port": 70000}}},
+    {"workers": {"service": {"type": "Ingress"}}},
+], ids=lambda v: str(v))
+def test_schema_rejects_bad_values(chart: Any, values: dict[str, Any]) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(values))
+    report = helm.lint(CHART, values, namespace=NAMESPACE)
+    assert report["errors"] or [m for m in report["messages"] if m["severity"] >= 3]
+
+
+def test_schema_accepts_the_shipped_values(chart: Any) -> None:
+    for values in VALUE_SETS.values():
+        chart.validate_schema(chart.merge_values(values))
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"listeners": {"tls": {"enabled": True}}}, "tls.cert"),
+    ({"listeners": {"wss": {"enabled": True}}, "tls": {"cert": "c"}}, "tls.cert"),
+    ({"listeners": {"tls": {"enabled": True}}, "tls": {"cert": "c", "key": "k", "requireClientCert": True}},
+     "requireClientCert"),
+])
+def test_tls_without_material_fails_to_render(chart: Any, values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render(chart, values)

@@ -1,0 +1,1 @@
+"""Transport tests: TLS, WebSocket and WSS listeners (framing units, in-process servers, real clients)."""
