@@ -153,3 +153,14 @@ def reap_lock(worker_id: str) -> str:
 def worker_stats(worker_id: str) -> str:
     """Hash with a TTL: the worker's counters (name -> integer), read by the API's /metrics."""
     return f"{PREFIX}wstats:{worker_id}"
+
+
+# tenant settings -----------------------------------------------------------------------------
+
+
+def tenant_settings(tenant: str) -> str:
+    """Hash: BifroMQ setting name -> value (decimal or ``true``/``false``); operators edit it with redis-cli.
+
+    Tagged by tenant like every other tenant key; read by ``tidemq.tenants.SettingsProvider``.
+    """
+    return _tenant_key("settings", tenant)

@@ -1,0 +1,80 @@
+"""Authentication and authorisation: the provider interface and its three implementations.
+
+``from tidemq.auth import ...`` gives the interface and value types
+(``AuthProvider``, ``ConnectInfo``, ``AuthResult``, ``Identity``,
+``AuthStep``), the providers (``DevOnlyProvider``, ``StaticFileProvider``,
+``WebhookProvider``) and ``make_provider(settings)``, which picks one from
+``Settings.auth_provider`` (``devonly`` | ``file`` | ``webhook``). Provider
+modules are imported lazily by the factory and the attribute hook, so a
+worker that runs DevOnly loads no file parser or HTTP client.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import (
+    DEFAULT_TENANT,
+    DEFAULT_USER,
+    AuthProvider,
+    AuthResult,
+    AuthStep,
+    BaseAuthProvider,
+    ConnectInfo,
+    DevOnlyProvider,
+    Identity,
+)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .static import StaticFileProvider
+    from .webhook import WebhookProvider
+
+__all__ = [
+    "DEFAULT_TENANT",
+    "DEFAULT_USER",
+    "AuthProvider",
+    "AuthResult",
+    "AuthStep",
+    "BaseAuthProvider",
+    "ConnectInfo",
+    "DevOnlyProvider",
+    "Identity",
+    "StaticFileProvider",
+    "WebhookProvider",
+    "make_provider",
+]
+
+
+def make_provider(settings: Settings) -> AuthProvider:
+    """The provider ``settings.auth_provider`` names; raises ValueError on a bad name or missing option."""
+    kind = (settings.auth_provider or "devonly").strip().lower()
+    if kind == "devonly":
+        return DevOnlyProvider()
+    if kind == "file":
+        from .static import StaticFileProvider
+
+        if not settings.auth_file:
+            raise ValueError("TIDEMQ_AUTH_PROVIDER=file needs TIDEMQ_AUTH_FILE")
+        return StaticFileProvider(settings.auth_file, cache_ttl=settings.auth_cache_ttl,
+                                  cache_size=settings.auth_cache_size)
+    if kind == "webhook":
+        from .webhook import WebhookProvider
+
+        if not settings.auth_webhook_url:
+            raise ValueError("TIDEMQ_AUTH_PROVIDER=webhook needs TIDEMQ_AUTH_WEBHOOK_URL")
+        return WebhookProvider(settings.auth_webhook_url, timeout=settings.auth_webhook_timeout,
+                               cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
+    raise ValueError(f"unknown auth provider {settings.auth_provider!r} (devonly, file or webhook)")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StaticFileProvider":
+        from .static import StaticFileProvider
+
+        return StaticFileProvider
+    if name == "WebhookProvider":
+        from .webhook import WebhookProvider
+
+        return WebhookProvider
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,120 @@
+"""The auth provider interface, its value types and the DevOnly provider.
+
+A provider binds a connection to ``(tenant_id, user_id)`` at CONNECT
+(``authenticate``) and answers publish/subscribe permission checks for that
+``Identity``; the worker and the admin API call the same interface and
+nothing else decides who a client is. MQTT 5 enhanced authentication (a
+CONNECT with an Authentication Method, then AUTH packets) goes through
+``auth``, which returns one ``AuthStep`` per round: continue with data,
+success with an ``AuthResult``, or failure with a reason code; providers
+that do not implement it inherit ``BaseAuthProvider.auth``, which refuses
+with Bad authentication method (0x8C). ``DevOnlyProvider`` is the
+development default: a username ``tenant/user`` selects that tenant,
+anything else lands in ``DevOnly``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..mqtt.reason_codes import RC
+
+DEFAULT_TENANT = "DevOnly"
+DEFAULT_USER = "DevUser"
+
+
+@dataclass(slots=True)
+class ConnectInfo:
+    client_id: str
+    username: str | None
+    password: bytes | None
+    protocol_level: int
+    address: str = ""
+    auth_method: str | None = None
+    auth_data: bytes | None = None
+    cert_subject: str | None = None
+
+
+@dataclass(slots=True)
+class AuthResult:
+    ok: bool
+    tenant_id: str = ""
+    user_id: str = ""
+    reason_code: int = RC.SUCCESS
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Identity:
+    tenant_id: str
+    user_id: str
+    client_id: str
+
+
+@dataclass(slots=True)
+class AuthStep:
+    """One round of MQTT 5 enhanced authentication.
+
+    ``kind`` is ``continue`` (send AUTH 0x18 with ``data``), ``success`` (CONNACK
+    0x00, or AUTH 0x00 on re-authentication, with ``data``; ``result`` is the
+    identity) or ``failure`` (CONNACK/DISCONNECT with ``reason_code``).
+    """
+
+    kind: Literal["continue", "success", "failure"]
+    reason_code: int = RC.SUCCESS
+    data: bytes | None = None
+    result: AuthResult | None = None
+
+    @classmethod
+    def proceed(cls, data: bytes | None = None) -> AuthStep:
+        return cls("continue", RC.CONTINUE_AUTHENTICATION, data)
+
+    @classmethod
+    def success(cls, result: AuthResult, data: bytes | None = None) -> AuthStep:
+        return cls("success", RC.SUCCESS, data, result)
+
+    @classmethod
+    def failure(cls, reason_code: int = RC.NOT_AUTHORIZED) -> AuthStep:
+        return cls("failure", reason_code)
+
+
+class AuthProvider(Protocol):
+    async def authenticate(self, info: ConnectInfo) -> AuthResult: ...
+
+    async def auth(self, info: ConnectInfo, packet: Any) -> AuthStep:
+        """Enhanced auth: ``packet`` is the CONNECT (first round) or an AUTH packet (later rounds)."""
+        ...
+
+    async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool: ...
+
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool: ...
+
+
+class BaseAuthProvider:
+    """Defaults every provider inherits: enhanced auth is refused; ``close`` releases nothing."""
+
+    async def auth(self, info: ConnectInfo, packet: Any) -> AuthStep:
+        return AuthStep.failure(RC.BAD_AUTHENTICATION_METHOD)
+
+    async def close(self) -> None:
+        return None
+
+
+class DevOnlyProvider(BaseAuthProvider):
+    """Everyone is welcome; ``tenant/user`` usernames pick the tenant."""
+
+    async def authenticate(self, info: ConnectInfo) -> AuthResult:
+        username = info.username or ""
+        if "/" in username:
+            tenant, _, user = username.partition("/")
+            if tenant and user:
+                return AuthResult(True, tenant, user)
+            return AuthResult(False, reason_code=RC.BAD_USER_NAME_OR_PASSWORD)
+        return AuthResult(True, DEFAULT_TENANT, username or DEFAULT_USER)
+
+    async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool:
+        return True
+
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool:
+        return True
