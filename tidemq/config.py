@@ -53,6 +53,13 @@ class Settings:
     tenant_settings_ttl: float = 5.0  # seconds a tenant's settings hash is cached per process
     max_connections: int = 0  # connections per worker process (0: unlimited)
     max_connect_rate: float = 0.0  # CONNECTs accepted per second per worker process (0: unlimited)
+    # process defaults for BifroMQ's per-connection throttles (tenant hashes override; 0: unlimited)
+    msg_pub_per_sec: int = 0  # MsgPubPerSec
+    inbound_bandwidth: int = 0  # InBoundBandWidth, bytes/s
+    outbound_bandwidth: int = 0  # OutBoundBandWidth, bytes/s
+    retain_match_limit: int = 0  # RetainMessageMatchLimit: retained messages per new subscription
+    min_session_expiry: int = 0  # MinSessionExpirySeconds
+    max_will_bytes: int = 65536  # MaxLastWillBytes
     # listeners (TLS / WebSocket): 0 turns a port off; see docs/transports.md
     tls_port: int = 0  # MQTT over TLS (conventionally 8883)
     tls_cert: str = ""  # PEM certificate chain for the TLS and WSS listeners

@@ -187,7 +187,15 @@ PROCESS_DEFAULTS = {
     "max_topic_levels": "max_topic_levels",
     "max_topic_length": "max_topic_length",
     "retain_enabled": "retain_enabled",
+    "msg_pub_per_sec": "msg_pub_per_sec",
+    "inbound_bandwidth": "in_bound_bandwidth",
+    "outbound_bandwidth": "out_bound_bandwidth",
+    "retain_match_limit": "retain_message_match_limit",
+    "min_session_expiry": "min_session_expiry_seconds",
+    "max_will_bytes": "max_last_will_bytes",
 }
+# process knobs where 0 means "unlimited" but the BifroMQ setting must stay positive
+_UNLIMITED_WHEN_ZERO = {"msg_pub_per_sec": INT32_MAX, "retain_message_match_limit": INT32_MAX}
 
 
 def lookup(name: str) -> Spec | None:
@@ -230,6 +238,9 @@ def defaults_from(settings: Settings | None) -> TenantSettings:
     for src, dst in PROCESS_DEFAULTS.items():
         values[dst] = getattr(settings, src)
     values["receiving_maximum"] = max(1, min(65535, values["receiving_maximum"]))
+    for name, unlimited in _UNLIMITED_WHEN_ZERO.items():
+        if not values[name]:
+            values[name] = unlimited
     values["min_session_expiry_seconds"] = max(0, min(base.min_session_expiry_seconds,
                                                       values["max_session_expiry_seconds"]))
     return dataclasses.replace(base, **values)

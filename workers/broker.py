@@ -17,12 +17,12 @@ import logging
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 from tidemq import signals
-from tidemq.auth import AuthProvider, DevOnlyProvider
+from tidemq.auth import AuthProvider, make_provider
 from tidemq.config import Settings
+from tidemq.limits import ConnectionCounter, ConnectRateLimiter
 from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt.reason_codes import RC
@@ -30,6 +30,7 @@ from tidemq.store import leases
 from tidemq.store import scripts as store_scripts
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
+from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .connection import MQTTConnection
 from .dispatch import Dispatcher
@@ -42,16 +43,14 @@ LEASE_TTL_MS = 6000  # a worker silent this long is dead: its sessions are reape
 LEASE_RENEW_S = 2.0
 
 
-@dataclass(slots=True)
-class TenantSettings:
-    retained_topic_limit: int = 10000
-
-
 class Broker:
     def __init__(self, settings: Settings, redis: Any, *, auth: AuthProvider | None = None) -> None:
         self.settings = settings
         self.redis = redis
-        self.auth: AuthProvider = auth or DevOnlyProvider()
+        self.auth: AuthProvider = auth or make_provider(settings)
+        self.tenant_settings = SettingsProvider(redis, settings)
+        self.conn_counter = ConnectionCounter(settings.max_connections)
+        self.connect_rate = ConnectRateLimiter(settings.max_connect_rate)
         self.worker_id = settings.worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.connections: set[MQTTConnection] = set()
         self.sessions: dict[tuple[str, str], MQTTConnection] = {}
@@ -117,6 +116,8 @@ class Broker:
             task.cancel()
         with contextlib.suppress(Exception):
             await leases.lease_release(self.redis, self.worker_id)
+        with contextlib.suppress(Exception):
+            await self.auth.close()  # type: ignore[attr-defined]
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
@@ -130,7 +131,25 @@ class Broker:
                          min_keep_alive=s.min_keep_alive)
 
     def settings_for(self, tenant: str) -> TenantSettings:
-        return TenantSettings()
+        """The tenant's settings from the cache, never awaiting (the hot path)."""
+        return self.tenant_settings.cached(tenant)
+
+    def admit(self, tenant: str, level: int, ts: TenantSettings) -> int:
+        """Connection-level limits at CONNECT: 0 to admit (the counter is then held), else the reason."""
+        now = time.monotonic()
+        if not ts.protocol_enabled(level):
+            return self.refuse("protocol_disabled", tenant, RC.UNSUPPORTED_PROTOCOL_VERSION)
+        if not self.connect_rate.allow(tenant, now, ts.total_connect_per_second):
+            return self.refuse("connect_rate", tenant, RC.CONNECTION_RATE_EXCEEDED)
+        if not self.conn_counter.acquire(tenant, ts.total_connections):
+            return self.refuse("max_connections", tenant, RC.QUOTA_EXCEEDED)
+        return 0
+
+    def refuse(self, reason: str, tenant: str, code: int) -> int:
+        """Count and log a refusal (every limit hit goes through here)."""
+        self.metrics[f"refused_{reason}"] += 1
+        log.warning("refused tenant=%s reason=%s code=0x%02x", tenant, reason, code)
+        return code
 
     def register(self, conn: MQTTConnection) -> None:
         key = (conn.tenant, conn.client_id)

@@ -18,6 +18,7 @@ queues is written once per event-loop turn. Session lifecycle:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -25,6 +26,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from tidemq.auth import ConnectInfo, Identity
+from tidemq.limits import ConnectionLimiter
 from tidemq.message import Message, pack, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidemq.conn")
 
 CONNECT_TIMEOUT = 10.0
+ACK_BARRIER_TIMEOUT = 1.0  # seconds a resuming session waits for this worker's pending inbox acks
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # bytes buffered before QoS 0 is dropped for this client
 
 
@@ -73,6 +76,12 @@ class MQTTConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_task: asyncio.Task[None] | None = None
         self._queued: list[sm.Event] = []
+        self.counted = False  # holds a slot of the broker's connection counter
+        self.limiter: ConnectionLimiter | None = None
+        self.sub_count = 0  # filters of the session (MaxTopicFiltersPerInbox)
+        self._auth_wait: asyncio.Future[Any] | None = None
+        self._pub_gate: deque[Publish] = deque()  # publishes awaiting an async ACL check, in order
+        self._gate_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ transport
 
@@ -84,7 +93,13 @@ class MQTTConnection(asyncio.Protocol):
         self.broker.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        events = self.machine.receive_data(data, time.monotonic())
+        now = time.monotonic()
+        if self.limiter is not None:
+            pause = self.limiter.received(now, len(data))
+            if pause > 0 and self.transport is not None:  # InBoundBandWidth: slow the reader down
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_later(pause, self._resume_reading)
+        events = self.machine.receive_data(data, now)
         for ev in events:
             self._on_event(ev)
         self.flush()
@@ -186,7 +201,10 @@ class MQTTConnection(asyncio.Protocol):
                 else:
                     self.expiry = min(ev.session_expiry, self.broker.settings.max_session_expiry)
         elif isinstance(ev, sm.AuthReceived):
-            self.close(RC.BAD_AUTHENTICATION_METHOD, "re-authentication not supported")
+            if self._auth_wait is not None and not self._auth_wait.done():
+                self._auth_wait.set_result(ev.packet)  # the next step of an enhanced authentication
+            else:
+                self.close(RC.BAD_AUTHENTICATION_METHOD, "re-authentication not supported")
         elif isinstance(ev, sm.ConnectionFailed):
             self.close_reason = f"protocol error: {ev.error}"
             log.info("closing %s (%s/%s): %s", self.address, self.tenant, self.client_id, ev.error)
@@ -207,25 +225,50 @@ class MQTTConnection(asyncio.Protocol):
                 m.refuse(RC.CLIENT_IDENTIFIER_NOT_VALID)
                 self.flush()
                 return
-        auth = await broker.auth.authenticate(ConnectInfo(
+        info = ConnectInfo(
             client_id, p.username, p.password, level, self.address,
             p.properties.get("authentication_method"), p.properties.get("authentication_data"),
-            cert_subject=self.cert_subject))
-        if not auth.ok:
-            m.refuse(auth.reason_code or RC.NOT_AUTHORIZED)
+            cert_subject=self.cert_subject)
+        auth_props: dict[str, Any] = {}
+        if info.auth_method and level == 5:
+            auth, auth_props = await self._enhanced_auth(info, p)
+        else:
+            auth = await broker.auth.authenticate(info)
+        if auth is None or not auth.ok:
+            code = auth.reason_code if auth is not None and auth.reason_code else RC.NOT_AUTHORIZED
+            broker.refuse("auth", auth.tenant_id if auth else "", code)
+            m.refuse(code)
             self.close_reason = "authentication failed"
             self.flush()
             return
-        if p.properties.get("authentication_method"):
-            m.refuse(RC.BAD_AUTHENTICATION_METHOD)
+        ts = await broker.tenant_settings.get(auth.tenant_id)
+        code = broker.admit(auth.tenant_id, level, ts)
+        if code:
+            m.refuse(code)
+            self.close_reason = "refused by a limit"
+            self.flush()
+            return
+        self.counted = True
+        self.tenant = auth.tenant_id
+        if p.will is not None and len(p.will.payload) > ts.max_last_will_bytes:
+            m.refuse(broker.refuse("will_too_large", self.tenant, RC.PACKET_TOO_LARGE))
             self.flush()
             return
         settings = broker.settings
         if level == 5:
             expiry = p.properties.get("session_expiry_interval", 0)
         else:
-            expiry = 0 if p.clean_start else settings.max_session_expiry
-        capped = min(expiry, settings.max_session_expiry)
+            expiry = 0 if p.clean_start else ts.max_session_expiry_seconds
+        if ts.force_transient:
+            expiry = 0
+        capped = min(expiry, ts.max_session_expiry_seconds)
+        if capped > 0:
+            capped = max(capped, ts.min_session_expiry_seconds)
+        m.set_limits(sm.Limits(
+            max_packet_size=settings.max_packet_size, receive_maximum=ts.receiving_maximum,
+            topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
+            min_keep_alive=ts.min_keep_alive_seconds))
+        self.limiter = ConnectionLimiter(ts, time.monotonic())
         self.tenant, self.user, self.client_id = auth.tenant_id, auth.user_id, client_id
         self.expiry = capped
         self.persistent = capped > 0
@@ -242,6 +285,12 @@ class MQTTConnection(asyncio.Protocol):
             will_blob, will_delay = _pack_will(p.will, client_id, level)
         # index first, claim second: a crash in between leaves a harmless extra, never a lost session
         await leases.track_session(broker.redis, broker.worker_id, self.tenant, client_id)
+        if self.persistent and not p.clean_start:
+            # acks that a previous connection of this session sent to this worker are written
+            # before we resume, so an acknowledged message is not sent again (bounded: the ack
+            # loop of a busy worker may never be idle)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(broker.inbox_ops.flush_now(), ACK_BARRIER_TIMEOUT)
         res = await sess_store.session_connect(
             broker.redis, self.tenant, client_id, user=self.user, ver=level, clean_start=p.clean_start,
             persistent=self.persistent, expiry=capped, worker=broker.worker_id, address=self.address,
@@ -257,14 +306,23 @@ class MQTTConnection(asyncio.Protocol):
         broker.register(self)
         self.registered = True
         broker.note_tenant(self.tenant)
-        props: dict[str, Any] = {}
+        self.sub_count = len(res.subscriptions)
+        props: dict[str, Any] = dict(auth_props)
         if level == 5:
             if assigned:
                 props["assigned_client_identifier"] = client_id
             if capped != expiry:
                 props["session_expiry_interval"] = capped
-            if not settings.retain_enabled:
+            if not ts.retain_enabled:
                 props["retain_available"] = 0
+            if ts.maximum_qos < 2:
+                props["maximum_qos"] = ts.maximum_qos
+            if not ts.wildcard_subscription_enabled:
+                props["wildcard_subscription_available"] = 0
+            if not ts.subscription_identifier_enabled:
+                props["subscription_identifier_available"] = 0
+            if not ts.shared_subscription_enabled:
+                props["shared_subscription_available"] = 0
         present = res.present and not p.clean_start
         m.accept(session_present=present, properties=props)
         log.info("connect tenant=%s user=%s client=%s ver=%d persistent=%s present=%s addr=%s",
@@ -281,27 +339,88 @@ class MQTTConnection(asyncio.Protocol):
             self._on_publish(ev.packet)  # type: ignore[union-attr]
         self.flush()
 
+    async def _enhanced_auth(self, info: ConnectInfo, p: Connect) -> tuple[Any, dict[str, Any]]:
+        """MQTT 5 enhanced authentication: AUTH exchanges until the provider decides [MQTT-4.12]."""
+        method = info.auth_method
+        packet: Any = p
+        for _ in range(16):  # a bounded number of round trips
+            step = await self.broker.auth.auth(info, packet)
+            if step.kind == "success" and step.result is not None:
+                props = {"authentication_method": method}
+                if step.data:
+                    props["authentication_data"] = step.data
+                return step.result, props
+            if step.kind != "continue":
+                return _failed(step.reason_code or RC.NOT_AUTHORIZED), {}
+            props = {"authentication_method": method}
+            if step.data:
+                props["authentication_data"] = step.data
+            self.machine.send_auth(RC.CONTINUE_AUTHENTICATION, props)
+            self.flush()
+            self._auth_wait = asyncio.get_running_loop().create_future()
+            try:
+                packet = await asyncio.wait_for(self._auth_wait, timeout=CONNECT_TIMEOUT)
+            except TimeoutError:
+                return _failed(RC.NOT_AUTHORIZED), {}
+            finally:
+                self._auth_wait = None
+            if packet.properties.get("authentication_method") != method:  # [MQTT-4.12.0-5]
+                return _failed(RC.BAD_AUTHENTICATION_METHOD), {}
+            info.auth_data = packet.properties.get("authentication_data")
+        return _failed(RC.NOT_AUTHORIZED), {}
+
     # ------------------------------------------------------------ publish in
 
     def _on_publish(self, p: Publish) -> None:
-        m = self.machine
         broker = self.broker
-        settings = broker.settings
+        ts = broker.settings_for(self.tenant)
         try:
-            topics.validate_topic_name(p.topic, max_levels=settings.max_topic_levels,
-                                       max_length=settings.max_topic_length)
+            topics.validate_topic_name(p.topic, max_levels=ts.max_topic_levels, max_length=ts.max_topic_length,
+                                       max_level_length=ts.max_topic_level_length)
         except topics.TopicError as exc:
             self.close(RC.TOPIC_NAME_INVALID, f"bad topic: {exc}")
             return
         if p.topic.startswith("$SYS"):
             self._reject_publish(p, RC.NOT_AUTHORIZED)
             return
-        if len(p.payload) > settings.max_payload:
-            self._reject_publish(p, RC.PACKET_TOO_LARGE)
+        if p.qos > ts.maximum_qos:  # [MQTT-3.2.2-11]
+            self.close(broker.refuse("qos_not_supported", self.tenant, RC.QOS_NOT_SUPPORTED))
             return
-        if p.retain and not settings.retain_enabled:
-            self.close(RC.RETAIN_NOT_SUPPORTED, "retain not supported")
+        if p.retain and not ts.retain_enabled:  # [MQTT-3.2.2-14]
+            self.close(broker.refuse("retain_disabled", self.tenant, RC.RETAIN_NOT_SUPPORTED))
             return
+        if len(p.payload) > ts.max_user_payload_bytes:
+            self._reject_publish(p, broker.refuse("payload_too_large", self.tenant, RC.PACKET_TOO_LARGE))
+            return
+        if self.limiter is not None and not self.limiter.allow_publish(time.monotonic()):
+            self._reject_publish(p, broker.refuse("publish_rate", self.tenant, RC.MESSAGE_RATE_TOO_HIGH))
+            return
+        allowed = getattr(broker.auth, "allowed_publish", None)
+        if allowed is not None and not self._pub_gate:
+            if not allowed(self.identity, p.topic, p.qos, p.retain):
+                self._reject_publish(p, broker.refuse("publish_denied", self.tenant, RC.NOT_AUTHORIZED))
+                return
+            self._route_publish(p)
+        else:  # an async provider: check in arrival order, so one publisher's messages stay ordered
+            self._pub_gate.append(p)
+            if self._gate_task is None or self._gate_task.done():
+                self._gate_task = asyncio.get_running_loop().create_task(self._drain_gate())
+
+    async def _drain_gate(self) -> None:
+        broker = self.broker
+        while self._pub_gate:
+            p = self._pub_gate[0]
+            ok = await broker.auth.check_publish(self.identity, p.topic, p.qos, p.retain)
+            self._pub_gate.popleft()
+            if ok:
+                self._route_publish(p)
+            else:
+                self._reject_publish(p, broker.refuse("publish_denied", self.tenant, RC.NOT_AUTHORIZED))
+            self.flush_soon()
+
+    def _route_publish(self, p: Publish) -> None:
+        m = self.machine
+        broker = self.broker
         now_ms = int(time.time() * 1000)
         props = p.properties
         expiry = props.get("message_expiry_interval")
@@ -407,7 +526,7 @@ class MQTTConnection(asyncio.Protocol):
     async def _on_subscribe(self, p: Subscribe) -> None:
         await self._wait_connected()
         broker = self.broker
-        settings = broker.settings
+        ts = await broker.tenant_settings.get(self.tenant)
         v5 = self.machine.protocol_level == 5
         sub_id = p.properties.get("subscription_identifier")
         if isinstance(sub_id, list):
@@ -415,21 +534,41 @@ class MQTTConnection(asyncio.Protocol):
         codes: list[int] = []
         accepted: list[tuple[str, SubOpts]] = []
         positions: list[int] = []
-        for s in p.subscriptions:
+        room = ts.max_topic_filters_per_inbox - self.sub_count
+        for i, s in enumerate(p.subscriptions):
+            refusal = 0
             try:
-                topics.validate_topic_filter(s.topic_filter, max_levels=settings.max_topic_levels,
-                                             max_length=settings.max_topic_length)
+                topics.validate_topic_filter(s.topic_filter, max_levels=ts.max_topic_levels,
+                                             max_length=ts.max_topic_length,
+                                             max_level_length=ts.max_topic_level_length)
             except topics.TopicError:
                 codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
+            if i >= ts.max_topic_filters_per_sub or len(accepted) >= room:
+                refusal = broker.refuse("subscription_quota", self.tenant, RC.QUOTA_EXCEEDED)
+            elif not ts.wildcard_subscription_enabled and topics.has_wildcard(topics.parse_shared(s.topic_filter)[2]):
+                refusal = broker.refuse("wildcard_disabled", self.tenant, RC.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif not ts.shared_subscription_enabled and topics.parse_shared(s.topic_filter)[0] is not None:
+                refusal = broker.refuse("shared_disabled", self.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif sub_id and not ts.subscription_identifier_enabled:
+                refusal = broker.refuse("subid_disabled", self.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+            if refusal:
+                codes.append(refusal if v5 else 0x80)
                 continue
             kind, _group, _real = topics.parse_shared(s.topic_filter)
             if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
                 self.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
                 return
-            if not await broker.auth.check_subscribe(self.identity, s.topic_filter, s.qos):
+            allowed_sub = getattr(broker.auth, "allowed_subscribe", None)
+            if allowed_sub is not None:
+                ok = allowed_sub(self.identity, s.topic_filter, s.qos)
+            else:
+                ok = await broker.auth.check_subscribe(self.identity, s.topic_filter, s.qos)
+            if not ok:
+                broker.refuse("subscribe_denied", self.tenant, RC.NOT_AUTHORIZED)
                 codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
                 continue
-            qos = min(s.qos, 2)
+            qos = min(s.qos, ts.maximum_qos)
             positions.append(len(codes))
             codes.append(qos)
             accepted.append((s.topic_filter, SubOpts(
@@ -439,6 +578,7 @@ class MQTTConnection(asyncio.Protocol):
         if accepted:
             existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
                                                 epoch=self.epoch)
+            self.sub_count += sum(1 for e in existed if not e)
         # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
         # right behind it: a message published after the client saw its SUBACK can never overtake
         # the retained one (which would leave the client with stale state last)
@@ -461,6 +601,7 @@ class MQTTConnection(asyncio.Protocol):
         from tidemq.store import retained as retained_store
 
         blobs = await retained_store.retain_match(self.broker.redis, self.tenant, flt)
+        blobs = blobs[: self.broker.settings_for(self.tenant).retain_message_match_limit]
         now_ms = int(time.time() * 1000)
         sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
         direct: list[tuple[Message, int, tuple[int, ...]]] = []
@@ -484,6 +625,7 @@ class MQTTConnection(asyncio.Protocol):
     async def _on_unsubscribe(self, p: Unsubscribe) -> None:
         await self._wait_connected()
         existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
+        self.sub_count = max(0, self.sub_count - sum(1 for e in existed if e))
         codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
         self.machine.ack_unsubscribe(p.packet_id, codes)
         self.flush()
@@ -500,9 +642,12 @@ class MQTTConnection(asyncio.Protocol):
                 await asyncio.shield(self._connect_task)
             except Exception:
                 pass
+        broker = self.broker
+        if self.counted:
+            self.counted = False
+            broker.conn_counter.release(self.tenant)
         if not self.registered:
             return
-        broker = self.broker
         broker.unregister(self)
         log.info("disconnect tenant=%s user=%s client=%s reason=%s", self.tenant, self.user, self.client_id,
                  self.close_reason or "closed")
@@ -529,6 +674,12 @@ class MQTTConnection(asyncio.Protocol):
             self.flush()
         elif self.machine.keepalive_expired(now):
             self.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+
+
+def _failed(code: int) -> Any:
+    from tidemq.auth import AuthResult
+
+    return AuthResult(False, reason_code=code)
 
 
 def _pack_will(will: Any, client_id: str, level: int) -> tuple[bytes, int]:

@@ -135,14 +135,14 @@ class Dispatcher:
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
         local: list[tuple[Pending, Route, int]] = []
         matched = [False] * len(batch)
-        settings = broker.settings
 
         for i, p in enumerate(batch):
+            ts = broker.settings_for(p.tenant)
             p.blob = pack(p.msg)
             if p.only is not None:  # a retained replay: delivered with RETAIN set
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], settings.inbox_size,
-                    settings.inbox_drop_oldest))
+                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], ts.session_inbox_size,
+                    ts.qos0_drop_oldest))
                 append_owner.append(i)
                 continue
             routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
@@ -153,7 +153,7 @@ class Dispatcher:
             local.extend((p, rt, qos) for rt, qos in plan.local)
             if plan.inbox:
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, plan.inbox, settings.inbox_size, settings.inbox_drop_oldest))
+                    p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest))
                 append_owner.append(i)
             for w, targets in plan.remote.items():
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))

@@ -157,6 +157,7 @@ class ServerConnection:
     client_max_packet_size: int = 268435460
     client_topic_alias_maximum: int = 0
     request_problem_information: bool = True
+    connect_session_expiry: int = 0  # v5 CONNECT's session expiry interval (for the DISCONNECT rule)
     _decoder: codec.Decoder = field(init=False)
     _out: bytearray = field(default_factory=bytearray)
     _inflight_out: dict[int, _Inflight] = field(default_factory=dict)
@@ -167,6 +168,9 @@ class ServerConnection:
     _aliases_out: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
     last_drop_reason: str = ""
+    # persistent sessions: PUBREL waits for ``release`` (the worker made the PUBREC durable first), so a
+    # crash can never resend a PUBLISH the client has already completed (QoS 2 exactly once)
+    defer_pubrel: bool = False
 
     def __post_init__(self) -> None:
         self._decoder = codec.Decoder(max_packet_size=self.limits.max_packet_size)
@@ -221,7 +225,8 @@ class ServerConnection:
                 events.append(PubrecReceived(p.packet_id, entry.tag, p.reason_code))
                 return
             entry.released = True
-            self._send(Pubrel(p.packet_id))
+            if not self.defer_pubrel:
+                self._send(Pubrel(p.packet_id))
             events.append(PubrecReceived(p.packet_id, entry.tag, p.reason_code))
         elif isinstance(p, Pubcomp):
             entry = self._inflight_out.get(p.packet_id)
@@ -244,6 +249,8 @@ class ServerConnection:
             self._send(Pingresp())
         elif isinstance(p, Disconnect):
             expiry = p.properties.get("session_expiry_interval")
+            if expiry and self.protocol_level == 5 and not self.connect_session_expiry:
+                raise ProtocolViolation("session expiry set at DISCONNECT after 0", rule="MQTT-3.14.2-2")
             events.append(DisconnectReceived(p.reason_code, expiry, p.reason_code == RC.DISCONNECT_WITH_WILL))
             self.state = State.CLOSED
         elif isinstance(p, Auth):
@@ -266,6 +273,7 @@ class ServerConnection:
         self.client_max_packet_size = props.get("maximum_packet_size", 268435460)
         self.client_topic_alias_maximum = props.get("topic_alias_maximum", 0)
         self.request_problem_information = bool(props.get("request_problem_information", 1))
+        self.connect_session_expiry = props.get("session_expiry_interval", 0)
         ka = self.requested_keep_alive = p.keep_alive
         if self.limits.server_keep_alive and self.protocol_level == 5:
             ka = self.limits.server_keep_alive
@@ -303,7 +311,9 @@ class ServerConnection:
             if p.packet_id in self._inbound_pending:
                 if p.qos == 1:  # resend while we still route the first copy: the ack will come
                     return
-            if len(self._inbound_pending) >= self.limits.receive_maximum and self.protocol_level == 5:
+            # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
+            in_flight = len(self._inbound_pending) + len(self._qos2_in - self._inbound_pending)
+            if in_flight >= self.limits.receive_maximum and self.protocol_level == 5:
                 raise ProtocolViolation(
                     "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
                 )
@@ -352,6 +362,20 @@ class ServerConnection:
         else:
             self._send(Connack(False, v5_to_v3_connack(reason_code)))
         self.state = State.CLOSED
+
+    def set_limits(self, limits: Limits) -> None:
+        """Per-tenant limits, known once the client is authenticated (before ``accept``)."""
+        self.limits = limits
+        ka = self.requested_keep_alive
+        if limits.server_keep_alive and self.protocol_level == 5:
+            ka = limits.server_keep_alive
+        elif ka and ka < limits.min_keep_alive and self.protocol_level == 5:
+            ka = limits.min_keep_alive
+        self.keep_alive = ka
+
+    def send_auth(self, reason_code: int, properties: dict[str, Any]) -> None:
+        """An AUTH packet of an enhanced authentication exchange (MQTT 5 only) [MQTT-4.12]."""
+        self._send(Auth(reason_code, properties))
 
     def restore_session(self, *, qos2_incoming: list[int] | None = None) -> None:
         """Resume a stored session: inbound QoS 2 ids that were routed but not yet released."""
@@ -455,6 +479,12 @@ class ServerConnection:
         if packet_id is not None:
             self._inflight_out[packet_id] = _Inflight(tag, qos)
         return packet_id or 0
+
+    def release(self, packet_id: int) -> None:
+        """Send the deferred PUBREL of a QoS 2 flow whose PUBREC is now durable (``defer_pubrel``)."""
+        entry = self._inflight_out.get(packet_id)
+        if self.state is State.CONNECTED and entry is not None and entry.qos == 2 and entry.released:
+            self._send(Pubrel(packet_id))
 
     def send_pubrel(self, packet_id: int, tag: Any = None) -> None:
         """Resume a QoS 2 flow whose PUBREC was received before a reconnect [MQTT-4.4.0-1]."""
