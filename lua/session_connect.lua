@@ -6,6 +6,7 @@
 --       11 will message blob ("" = no will), 12 will delay (s)
 -- Returns: {present (1/0), epoch, prev_worker, prev_epoch, sent, {filter, opts, ...}, {rel pid, ...},
 --           {q2in pid, ...}}; prev_worker is "" and prev_epoch 0 when the session was offline or absent.
+-- An offline session whose sexp deadline (ARGV 10 = now) has passed counts as absent, swept or not.
 -- Without a session, or with clean_start, the old session (subscriptions and their routes, inbox,
 -- rel, q2in, record) is wiped first. Every kept route is rewritten with the new route value
 -- (worker \0 persistent \0 opts; worker is "" for a persistent session, whose messages go through
@@ -21,6 +22,13 @@ if exists then
   if prev[1] and prev[1] ~= '' then
     prev_worker = prev[1]
     prev_epoch = tonumber(prev[2]) or 0
+  end
+end
+if exists and prev_worker == '' then
+  -- offline and its sexp deadline passed, but not swept yet: it has expired [MQTT-3.1.2-23]
+  local at = redis.call('ZSCORE', KEYS[8], client)
+  if at and tonumber(at) <= tonumber(ARGV[10]) then
+    exists = false
   end
 end
 local present = exists and ARGV[2] ~= '1'

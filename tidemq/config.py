@@ -58,7 +58,7 @@ class Settings:
     inbound_bandwidth: int = 0  # InBoundBandWidth, bytes/s
     outbound_bandwidth: int = 0  # OutBoundBandWidth, bytes/s
     retain_match_limit: int = 0  # RetainMessageMatchLimit: retained messages per new subscription
-    min_session_expiry: int = 0  # MinSessionExpirySeconds
+    min_session_expiry: int = 0  # MinSessionExpirySeconds (0: BifroMQ's default, 60)
     max_will_bytes: int = 65536  # MaxLastWillBytes
     # listeners (TLS / WebSocket): 0 turns a port off; see docs/transports.md
     tls_port: int = 0  # MQTT over TLS (conventionally 8883)

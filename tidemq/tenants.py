@@ -241,7 +241,9 @@ def defaults_from(settings: Settings | None) -> TenantSettings:
     for name, unlimited in _UNLIMITED_WHEN_ZERO.items():
         if not values[name]:
             values[name] = unlimited
-    values["min_session_expiry_seconds"] = max(0, min(base.min_session_expiry_seconds,
+    # TIDEMQ_MIN_SESSION_EXPIRY when set (> 0), else BifroMQ's default; never above the maximum
+    values["min_session_expiry_seconds"] = max(0, min(values["min_session_expiry_seconds"]
+                                                      or base.min_session_expiry_seconds,
                                                       values["max_session_expiry_seconds"]))
     return dataclasses.replace(base, **values)
 

@@ -79,6 +79,7 @@ class MQTTConnection(asyncio.Protocol):
         self.counted = False  # holds a slot of the broker's connection counter
         self.limiter: ConnectionLimiter | None = None
         self.sub_count = 0  # filters of the session (MaxTopicFiltersPerInbox)
+        self.sub_filters: set[str] = set()  # their names: re-subscribing an existing filter takes no quota
         self._auth_wait: asyncio.Future[Any] | None = None
         self._pub_gate: deque[Publish] = deque()  # publishes awaiting an async ACL check, in order
         self._gate_task: asyncio.Task[None] | None = None
@@ -121,6 +122,14 @@ class MQTTConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        if self._pending:
+            self._drain_pending()  # the QoS 1/2 backlog held back while the socket was backed up
+        if self.inbox is not None:
+            self.inbox.wake()
+
+    def _backed_up(self) -> bool:
+        """More than WRITE_HIGH_WATER bytes wait in the transport: a slow consumer; send no more for now."""
+        return self.transport is not None and self.transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
     def flush(self) -> None:
         self._flush_scheduled = False
@@ -307,6 +316,7 @@ class MQTTConnection(asyncio.Protocol):
         self.registered = True
         broker.note_tenant(self.tenant)
         self.sub_count = len(res.subscriptions)
+        self.sub_filters = set(res.subscriptions)
         props: dict[str, Any] = dict(auth_props)
         if level == 5:
             if assigned:
@@ -430,18 +440,24 @@ class MQTTConnection(asyncio.Protocol):
             broker.dispatcher.submit(self.tenant, msg)
         else:
             pid, qos = p.packet_id, p.qos
-            if self.persistent and qos == 2:
-                broker.inbox_ops.q2add(self.tenant, self.client_id, pid)
 
             def done(rc: int, pid: int = pid, qos: int = qos) -> None:
-                if rc == RC.NO_MATCHING_SUBSCRIBERS or rc == RC.SUCCESS:
-                    m.ack_publish(pid, qos, rc)  # type: ignore[arg-type]
-                else:
-                    m.ack_publish(pid, qos, RC.UNSPECIFIED_ERROR)  # type: ignore[arg-type]
+                code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS) else RC.UNSPECIFIED_ERROR
+                if self.persistent and qos == 2 and code < 0x80:
+                    # the id is recorded only once the message is routed, and PUBREC goes out only once
+                    # it is recorded: a crash in between makes the client resend the PUBLISH (routed
+                    # again) instead of the resumed session discarding it as a duplicate (lost)
+                    broker.inbox_ops.q2add(self.tenant, self.client_id, pid,
+                                           then=lambda: done_ack(pid, qos, code))
+                    return
+                done_ack(pid, qos, code)
+
+            def done_ack(pid: int, qos: int, code: int) -> None:
+                m.ack_publish(pid, qos, code)  # type: ignore[arg-type]
                 self.flush_soon()
 
             broker.dispatcher.submit(self.tenant, msg, done)
-        if broker.dispatcher.backlog > broker.dispatcher.HIGH_WATER and self.transport is not None:
+        if broker.dispatcher.overloaded and self.transport is not None:
             self.transport.pause_reading()
             broker.dispatcher.pause_until_drained(self._resume_reading)
 
@@ -470,8 +486,8 @@ class MQTTConnection(asyncio.Protocol):
                 self.broker.metrics["dropped_qos0"] += 1
                 return
             self._send(msg, 0, retain, sub_ids, now_ms)
-        elif self._pending or self.machine.window_free == 0:
-            if len(self._pending) >= self.broker.settings.inbox_size:
+        elif self._pending or self.machine.window_free == 0 or self._backed_up():
+            if len(self._pending) >= self.broker.settings_for(self.tenant).session_inbox_size:
                 # a slow consumer: its QoS 1/2 backlog outgrew the inbox policy; never grow memory
                 self.broker.metrics["slow_consumer_disconnects"] += 1
                 log.warning("slow consumer tenant=%s client=%s backlog=%d: disconnecting",
@@ -514,7 +530,7 @@ class MQTTConnection(asyncio.Protocol):
 
     def _drain_pending(self) -> None:
         now_ms = int(time.time() * 1000)
-        while self._pending and self.machine.window_free > 0:
+        while self._pending and self.machine.window_free > 0 and not self._backed_up():
             msg, qos, sub_ids, retain = self._pending.popleft()
             if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
                 continue
@@ -544,7 +560,9 @@ class MQTTConnection(asyncio.Protocol):
             except topics.TopicError:
                 codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
                 continue
-            if i >= ts.max_topic_filters_per_sub or len(accepted) >= room:
+            fresh = s.topic_filter not in self.sub_filters and all(f != s.topic_filter for f, _ in accepted)
+            if i >= ts.max_topic_filters_per_sub or (fresh and sum(
+                    1 for f, _ in accepted if f not in self.sub_filters) >= room):
                 refusal = broker.refuse("subscription_quota", self.tenant, RC.QUOTA_EXCEEDED)
             elif not ts.wildcard_subscription_enabled and topics.has_wildcard(topics.parse_shared(s.topic_filter)[2]):
                 refusal = broker.refuse("wildcard_disabled", self.tenant, RC.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
@@ -579,6 +597,7 @@ class MQTTConnection(asyncio.Protocol):
             existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
                                                 epoch=self.epoch)
             self.sub_count += sum(1 for e in existed if not e)
+            self.sub_filters.update(f for f, _ in accepted)
         # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
         # right behind it: a message published after the client saw its SUBACK can never overtake
         # the retained one (which would leave the client with stale state last)
@@ -626,6 +645,7 @@ class MQTTConnection(asyncio.Protocol):
         await self._wait_connected()
         existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
         self.sub_count = max(0, self.sub_count - sum(1 for e in existed if e))
+        self.sub_filters.difference_update(p.topic_filters)
         codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
         self.machine.ack_unsubscribe(p.packet_id, codes)
         self.flush()

@@ -64,6 +64,8 @@ class Dispatcher:
 
     HIGH_WATER = 20000  # queued publishes before publishers are paused
     LOW_WATER = 5000
+    HIGH_WATER_BYTES = 16 * 1024 * 1024  # queued (and in-flight) payload bytes before publishers are paused
+    LOW_WATER_BYTES = 4 * 1024 * 1024
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
@@ -73,6 +75,12 @@ class Dispatcher:
         self._paused: set[Callable[[], None]] = set()
         self.stats_in = [0, 0, 0]
         self.stats_routed = 0
+        self.queued_bytes = 0  # payload bytes submitted and not yet routed
+
+    @property
+    def overloaded(self) -> bool:
+        """Publishers should pause reading (too many messages or too many payload bytes waiting)."""
+        return len(self._queue) > self.HIGH_WATER or self.queued_bytes > self.HIGH_WATER_BYTES
 
     @property
     def backlog(self) -> int:
@@ -80,6 +88,7 @@ class Dispatcher:
 
     def submit(self, tenant: str, msg: Message, done: Done | None = None) -> None:
         self._queue.append(Pending(tenant, msg, done))
+        self.queued_bytes += len(msg.payload)
         self.stats_in[msg.qos] += 1
         self._kick()
 
@@ -88,6 +97,7 @@ class Dispatcher:
         """Queue ``msg`` for one session's inbox only (retained replay for persistent sessions);
         ``done`` is called once the entry is appended (or failed)."""
         self._queue.append(Pending(tenant, msg, done, client_id, qos, only_sids=sub_ids))
+        self.queued_bytes += len(msg.payload)
         self._kick()
 
     def pause_until_drained(self, resume: Callable[[], None]) -> None:
@@ -107,7 +117,8 @@ class Dispatcher:
                 for p in batch:
                     if p.done:
                         p.done(RC.UNSPECIFIED_ERROR)
-            if self._paused and len(self._queue) < self.LOW_WATER:
+            self.queued_bytes -= sum(len(p.msg.payload) for p in batch)
+            if self._paused and len(self._queue) < self.LOW_WATER and self.queued_bytes < self.LOW_WATER_BYTES:
                 resumes, self._paused = self._paused, set()
                 for resume in resumes:
                     resume()

@@ -60,6 +60,8 @@ class InboxCursor:
         free = self.conn.machine.window_free
         if free <= 0:
             return  # an ack will wake us
+        if self.conn._backed_up():
+            return  # a slow consumer: the inbox holds the rest; resume_writing wakes us
         self.want = False
         self.reading = True
         self.conn.broker.inbox_reader.request(self, min(READ_BATCH, max(free, 16)))
@@ -78,6 +80,9 @@ class InboxCursor:
         top = self.sent
         blocked = False
         for e in entries:
+            if conn._backed_up():  # stop filling the socket buffer of a slow consumer
+                blocked = True
+                break
             seq = e.seq
             msg = unpack(e.blob)
             if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
@@ -198,8 +203,8 @@ class InboxOps:
     def mark_sent(self, t: str, c: str, seq: int) -> None:
         self._add(InboxOp("sent", t, c, seq=seq))
 
-    def q2add(self, t: str, c: str, pid: int) -> None:
-        self._add(InboxOp("q2add", t, c, pid=pid))
+    def q2add(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
+        self._add(InboxOp("q2add", t, c, pid=pid), then)
 
     def q2del(self, t: str, c: str, pid: int) -> None:
         self._add(InboxOp("q2del", t, c, pid=pid))

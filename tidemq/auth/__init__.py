@@ -4,7 +4,8 @@
 (``AuthProvider``, ``ConnectInfo``, ``AuthResult``, ``Identity``,
 ``AuthStep``), the providers (``DevOnlyProvider``, ``StaticFileProvider``,
 ``WebhookProvider``) and ``make_provider(settings)``, which picks one from
-``Settings.auth_provider`` (``devonly`` | ``file`` | ``webhook``). Provider
+``Settings.auth_provider`` (``devonly`` | ``file`` | ``webhook`` |
+``package.module:Class``, a custom class built as ``Class(settings)``). Provider
 modules are imported lazily by the factory and the attribute hook, so a
 worker that runs DevOnly loads no file parser or HTTP client.
 """
@@ -65,7 +66,35 @@ def make_provider(settings: Settings) -> AuthProvider:
             raise ValueError("TIDEMQ_AUTH_PROVIDER=webhook needs TIDEMQ_AUTH_WEBHOOK_URL")
         return WebhookProvider(settings.auth_webhook_url, timeout=settings.auth_webhook_timeout,
                                cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
-    raise ValueError(f"unknown auth provider {settings.auth_provider!r} (devonly, file or webhook)")
+    if ":" in (settings.auth_provider or ""):
+        return _custom_provider(settings)
+    raise ValueError(f"unknown auth provider {settings.auth_provider!r} (devonly, file, webhook or "
+                     "package.module:Class)")
+
+
+def _custom_provider(settings: Settings) -> AuthProvider:
+    """``auth_provider = "package.module:Class"``: import it and build ``Class(settings)``."""
+    import importlib
+
+    module_name, _, attr = settings.auth_provider.strip().partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"auth provider {settings.auth_provider!r}: expected package.module:Class")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"auth provider {settings.auth_provider!r}: cannot import {module_name}: {exc}") from exc
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)  # type: ignore[assignment]
+        if factory is None:
+            raise ValueError(f"auth provider {settings.auth_provider!r}: {module_name} has no {attr}")
+    if not callable(factory):
+        raise ValueError(f"auth provider {settings.auth_provider!r}: {attr} is not callable")
+    provider = factory(settings)
+    for method in ("authenticate", "check_publish", "check_subscribe"):
+        if not callable(getattr(provider, method, None)):
+            raise ValueError(f"auth provider {settings.auth_provider!r}: no {method}() method")
+    return provider  # type: ignore[no-any-return]
 
 
 def __getattr__(name: str) -> Any:
