@@ -43,6 +43,8 @@ class Settings:
     log_level: str = "INFO"
     log_json: str = "auto"  # auto | true | false
     sweep_interval: float = 5.0  # seconds between session-expiry sweeps
+    drain_grace: float = 10.0  # seconds a stopping worker waits for clients to go and writes to finish
+    server_reference: str = ""  # set: MQTT 5 clients are told "use another server" (0x9C) with it at drain
     # auth and tenant settings
     auth_provider: str = "devonly"  # devonly | file | webhook
     auth_file: str = ""  # the StaticFileProvider's JSON/TOML file (auth_provider=file)

@@ -92,15 +92,22 @@ class Broker:
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Graceful stop: refuse new connections, disconnect clients (0x8B, no wills), flush writes."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful drain: refuse new connections, disconnect clients (0x8B, or 0x9C with the server
+        reference when one is configured), fire no wills (NoLWTWhenServerShuttingDown), flush writes,
+        release the lease — all within ``drain_grace`` seconds."""
+        grace = self.settings.drain_grace if grace is None else grace
         self.stopping = True
         for server in self.servers:
             server.close()
         conns = list(self.connections)
+        ref = self.settings.server_reference
         for conn in conns:
             conn.publish_will = False
-            conn.close(RC.SERVER_SHUTTING_DOWN, "server shutting down")
+            if ref:
+                conn.close(RC.USE_ANOTHER_SERVER, "server shutting down", {"server_reference": ref})
+            else:
+                conn.close(RC.SERVER_SHUTTING_DOWN, "server shutting down")
         # connection_lost (and so each cleanup) runs on a later loop turn: wait for all of them
         deadline = asyncio.get_running_loop().time() + grace
         while (self.connections or self.cleanups) and asyncio.get_running_loop().time() < deadline:

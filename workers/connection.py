@@ -77,6 +77,7 @@ class MQTTConnection(asyncio.Protocol):
         self._connect_task: asyncio.Task[None] | None = None
         self._queued: list[sm.Event] = []
         self.counted = False  # holds a slot of the broker's connection counter
+        self._out_hold_until = 0.0
         self.limiter: ConnectionLimiter | None = None
         self.sub_count = 0  # filters of the session (MaxTopicFiltersPerInbox)
         self.sub_filters: set[str] = set()  # their names: re-subscribing an existing filter takes no quota
@@ -136,6 +137,11 @@ class MQTTConnection(asyncio.Protocol):
         data = self.machine.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+            if self.limiter is not None:  # OutBoundBandWidth: hold droppable (QoS 0) sends for a while
+                now = time.monotonic()
+                hold = self.limiter.sent(now, len(data))
+                if hold > 0:
+                    self._out_hold_until = now + hold
         if self.machine.state is sm.State.CLOSED and not self.closing:
             self.closing = True
             if self.transport is not None:
@@ -146,11 +152,11 @@ class MQTTConnection(asyncio.Protocol):
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
-    def close(self, reason_code: int = 0, why: str = "") -> None:
+    def close(self, reason_code: int = 0, why: str = "", properties: dict[str, Any] | None = None) -> None:
         """Server-side close (v5 DISCONNECT with ``reason_code`` first)."""
         if why and not self.close_reason:
             self.close_reason = why
-        self.machine.disconnect(reason_code)
+        self.machine.disconnect(reason_code, properties=properties)
         self.flush()
 
     def _spawn(self, coro: Any) -> None:
@@ -482,7 +488,8 @@ class MQTTConnection(asyncio.Protocol):
             return
         retain = retained or (rap and msg.retain)
         if qos == 0:
-            if self.transport is not None and self.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+            if (self.transport is not None and self.transport.get_write_buffer_size() > WRITE_HIGH_WATER) or (
+                    self._out_hold_until and time.monotonic() < self._out_hold_until):
                 self.broker.metrics["dropped_qos0"] += 1
                 return
             self._send(msg, 0, retain, sub_ids, now_ms)

@@ -494,12 +494,15 @@ class ServerConnection:
     def pending_releases(self) -> list[int]:
         return [pid for pid, e in self._inflight_out.items() if e.released]
 
-    def disconnect(self, reason_code: int = 0, reason_string: str | None = None) -> None:
+    def disconnect(self, reason_code: int = 0, reason_string: str | None = None,
+                   properties: dict[str, Any] | None = None) -> None:
         """Server-initiated close: v5 gets a DISCONNECT with the reason [MQTT-3.14]."""
         if self.state is State.CLOSED:
             return
         if self.protocol_level == 5 and self.state is State.CONNECTED:
-            props = {"reason_string": reason_string} if reason_string else {}
+            props = dict(properties or {})
+            if reason_string:
+                props["reason_string"] = reason_string
             self._send(Disconnect(reason_code, props))
         self.state = State.CLOSED
 
