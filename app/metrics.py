@@ -35,7 +35,8 @@ class Metrics:
     def outcome(self, endpoint: str, result: str) -> None:
         self.outcomes[(endpoint, result)] += 1
 
-    def render(self, workers: dict[str, dict[str, int]] | None = None) -> str:
+    def render(self, workers: dict[str, dict[str, int]] | None = None,
+               inbox_depths: dict[str, int] | None = None) -> str:
         lines = [
             "# HELP tidemq_api_requests_total Admin API requests by endpoint, method and status.",
             "# TYPE tidemq_api_requests_total counter",
@@ -64,4 +65,11 @@ class Metrics:
             lines.append(f"# TYPE tidemq_worker_{name} gauge")
             for worker, value in series:
                 lines.append(f'tidemq_worker_{name}{{worker="{_label(worker)}"}} {value}')
+        if inbox_depths:
+            lines += [
+                "# HELP tidemq_inbox_depth Messages queued in persistent-session inboxes, per tenant.",
+                "# TYPE tidemq_inbox_depth gauge",
+            ]
+            for tenant, n in sorted(inbox_depths.items()):
+                lines.append(f'tidemq_inbox_depth{{tenant="{_label(tenant)}"}} {n}')
         return "\n".join(lines) + "\n"

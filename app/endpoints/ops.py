@@ -49,14 +49,17 @@ async def metrics(request: Request) -> HTTPResponse:
     _req_id_ok(request)
     state: ApiState = request.app.ctx.state
     workers: dict[str, dict[str, int]] = {}
+    depths: dict[str, int] = {}
     try:  # the live workers' counters, as they last published them with their lease
         async with asyncio.timeout(min(1.0, state.store_timeout)):
             workers = await leases.read_stats(state.redis)
+        async with asyncio.timeout(min(2.0, state.store_timeout)):
+            depths = await admin_store.inbox_depths(state.redis)
     except Exception as exc:  # metrics stay available without the store
         state.metrics.outcome("metrics", "workers_unavailable")
         if store_unavailable(exc) is None:
             raise
-    return text(state.metrics.render(workers), content_type="text/plain; version=0.0.4; charset=utf-8")
+    return text(state.metrics.render(workers, depths), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @bp.get("/openapi.json", name="openapi")

@@ -114,3 +114,15 @@ def test_metrics_include_live_workers_counters(api, mqtt, tenant):
             break
         time.sleep(0.2)
     assert re.search(r'^tidemq_worker_[a-z0-9_]+\{worker="[^"]+"\} \d+$', text, re.M), text[-2000:]
+
+
+def test_metrics_report_inbox_depth_per_tenant(api, mqtt, tenant):
+    sub = mqtt(tenant, "depth", client_id=f"d{tenant}", clean=False, session_expiry=600)
+    sub.subscribe("depth/t", 1)
+    sub.disconnect()
+    for i in range(3):
+        r = api.request("POST", "/pub", {"tenant_id": tenant, "topic": "depth/t", "qos": "1",
+                                          "client_type": "test"}, b"%d" % i)
+        assert r.status_code == 200 and r.text == "OK", r.text
+    text = api.request("GET", "/metrics").text
+    assert f'tidemq_inbox_depth{{tenant="{tenant}"}} 3' in text, text[-1500:]

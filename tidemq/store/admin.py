@@ -16,7 +16,7 @@ from typing import Any
 from tidemq.message import MAGIC
 from tidemq.store import keys
 from tidemq.store.scripts import get, load_all
-from tidemq.store.sessions import sessions_page
+from tidemq.store.sessions import sessions_page, tenants_list
 
 _RETAIN_DELETE = get("admin_retain_delete")
 
@@ -152,3 +152,26 @@ async def scripts_loaded(r: Any) -> bool:
 async def ensure_scripts(r: Any) -> None:
     """SCRIPT LOAD every script (idempotent; NOSCRIPT would reload them on demand anyway)."""
     await load_all(r)
+
+
+async def inbox_depths(r: Any, *, max_sessions: int = 10000, page: int = PAGE) -> dict[str, int]:
+    """Queued inbox entries per tenant (XLEN summed over sessions), reading at most ``max_sessions``
+    sessions in all (a bounded scrape; tenants past the bound are left out, never guessed)."""
+    out: dict[str, int] = {}
+    budget = max_sessions
+    for t in sorted(await tenants_list(r)):
+        after, total = "", 0
+        while budget > 0:
+            ids = await sessions_page(r, t, after=after, limit=min(page, budget))
+            if not ids:
+                break
+            pipe = r.pipeline(transaction=False)
+            for c in ids:
+                pipe.xlen(keys.inbox(t, c))
+            total += sum(int(n) for n in await pipe.execute())
+            budget -= len(ids)
+            after = ids[-1]
+        out[t] = total
+        if budget <= 0:
+            break
+    return out
