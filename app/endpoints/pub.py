@@ -52,7 +52,7 @@ async def pub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     check_body(request, ts)
     msg = message_of(request, params, retain=False)
     res = await publish(state.redis, state.routes, t, msg,
-                        inbox_limit=ts.session_inbox_size, drop_oldest=state.settings.inbox_drop_oldest)
+                        inbox_limit=ts.session_inbox_size, drop_oldest=ts.qos0_drop_oldest)
     result = "OK" if res.matched else "NO_MATCH"
     state.metrics.outcome("pub", result)
     return text(result)
