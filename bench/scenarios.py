@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from mqttload import MqttConn, MqttError, connect, publish_qos0, publish_qos1
@@ -147,6 +147,11 @@ async def _close_all(conns: list[MqttConn]) -> None:
     await asyncio.gather(*(c.disconnect() for c in conns), return_exceptions=True)
 
 
+def _port(port: int | Sequence[int], i: int) -> int:
+    """One port, or clients spread round-robin over several (one per worker process: bench/multiworker.py)."""
+    return port if isinstance(port, int) else port[i % len(port)]
+
+
 def _payload(size: int) -> bytes:
     return (b"tidemq-bench-" * (size // 13 + 1))[:size]
 
@@ -154,9 +159,9 @@ def _payload(size: int) -> bytes:
 async def fan_in(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
     res = ScenarioResult("fan-in")
     base = f"bench/{run_id}/fanin"
-    sub = await connect(host, port, f"{run_id}-fi-sub", version=version)
+    sub = await connect(host, _port(port, 0), f"{run_id}-fi-sub", version=version)
     pubs = await asyncio.gather(
-        *(connect(host, port, f"{run_id}-fi-pub{i}", version=version) for i in range(s.fanin_publishers))
+        *(connect(host, _port(port, i), f"{run_id}-fi-pub{i}", version=version) for i in range(s.fanin_publishers))
     )
     try:
         await sub.subscribe([f"{base}/+"], 0)
@@ -186,9 +191,10 @@ async def _fan_out(host: str, port: int, s: Scale, version: int, run_id: str, qo
     res = ScenarioResult(f"fan-out-qos{qos}")
     topic = f"bench/{run_id}/fanout{qos}"
     subs = await asyncio.gather(
-        *(connect(host, port, f"{run_id}-fo{qos}-sub{i}", version=version) for i in range(s.fanout_subscribers))
+        *(connect(host, _port(port, i), f"{run_id}-fo{qos}-sub{i}", version=version)
+          for i in range(s.fanout_subscribers))
     )
-    pub = await connect(host, port, f"{run_id}-fo{qos}-pub", version=version)
+    pub = await connect(host, _port(port, 0), f"{run_id}-fo{qos}-pub", version=version)
     try:
         await asyncio.gather(*(c.subscribe([topic], qos) for c in subs))
         payload = _payload(s.payload_size)
@@ -274,8 +280,11 @@ async def _p2p(
 ) -> ScenarioResult:
     res = ScenarioResult(name)
     base = f"bench/{run_id}/{name}"
-    subs = await asyncio.gather(*(connect(host, port, f"{run_id}-{name}-sub{i}", version=version) for i in range(n)))
-    pubs = await asyncio.gather(*(connect(host, port, f"{run_id}-{name}-pub{i}", version=version) for i in range(n)))
+    # with several ports, publisher i and subscriber i sit on different workers: every message crosses
+    subs = await asyncio.gather(
+        *(connect(host, _port(port, i + 1), f"{run_id}-{name}-sub{i}", version=version) for i in range(n)))
+    pubs = await asyncio.gather(
+        *(connect(host, _port(port, i), f"{run_id}-{name}-pub{i}", version=version) for i in range(n)))
     latencies: list[float] = []
     sinks = [_SeqSink(per_pair, latencies) for _ in range(n)]
     try:

@@ -1,0 +1,207 @@
+"""Horizontal scale on one machine: TideMQ with 1 worker, 2 workers, or ``--processes 2``, on one Redis.
+
+Usage (from the repository root)::
+
+    python bench/multiworker.py --scale small --layout 1w --layout 2w --layout 2p --scenario fan-in --scenario p2p
+
+Layouts: ``1w`` one worker process; ``2w`` two worker processes on their own ports, the scenario's clients
+spread round-robin over them (``p2p``: publisher i and subscriber i always on different workers, so every
+message crosses workers through Redis); ``2p`` ``tidemq worker --processes 2`` on one port (the kernel spreads
+connections, SO_REUSEPORT). ``offline-queue`` (one persistent subscriber, its inbox) uses the first port
+only: it measures the Redis cost of the inbox path, not scale. For each (scenario, layout) a fresh
+redis-server and fresh workers are started.
+
+Besides the scenario's own metrics it reports the Redis cost: ``CONFIG RESETSTAT`` right before the scenario,
+``INFO commandstats`` right after, and the calls divided by the messages delivered. Commands run inside Lua
+scripts are counted by Redis under their own names as well as the ``evalsha`` that ran them, so ``cmds/msg``
+counts both (it is the work Redis did); ``evalsha/msg`` counts script calls, and the top commands are listed.
+Invariants: only 127.0.0.1 is used; every process started here is stopped; every scenario is time-bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from brokers import HOST, Broker, BrokerError, _spawn, _stop, _wait_port, free_port
+from run import _bounded, _raise_nofile, _run_async, _scenario_budget
+from scenarios import SCALES, SCENARIOS, ScenarioResult
+
+LAYOUTS = {"1w": (1, False), "2w": (2, False), "2p": (2, True)}
+DEFAULT_SCENARIOS = ["fan-in", "p2p", "fan-out-qos1", "offline-queue"]
+SPREAD = {"fan-in", "p2p", "fan-out-qos0", "fan-out-qos1"}  # scenarios whose clients can use several ports
+
+
+def _redis_cmd(port: int, *args: str) -> str:
+    """One command over a raw socket (inline protocol); returns the reply text."""
+    with socket.create_connection((HOST, port), timeout=5) as s:
+        s.sendall((" ".join(args) + "\r\n").encode())
+        data = b""
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+            if data[:1] == b"$":
+                head, _, rest = data.partition(b"\r\n")
+                if len(rest) >= int(head[1:]) + 2:
+                    break
+            elif data.endswith(b"\r\n"):
+                break
+    return data.decode(errors="replace")
+
+
+def commandstats(port: int) -> dict[str, int]:
+    """``INFO commandstats`` as {command: calls}."""
+    out: dict[str, int] = {}
+    for line in _redis_cmd(port, "INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, rest = line[len("cmdstat_"):].partition(":")
+            fields = dict(kv.split("=", 1) for kv in rest.split(","))
+            out[name] = int(fields["calls"])
+    return out
+
+
+@contextlib.contextmanager
+def start_layout(
+    layout: str, max_queued: int, keep_logs: Path | None = None
+) -> Iterator[tuple[Broker, list[int], int]]:
+    """A redis-server and the layout's workers on free ports: yields (broker for CPU, mqtt ports, redis port)."""
+    n, one_port = LAYOUTS[layout]
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-mw-{layout}-"))
+    procs = []
+    broker = Broker(f"tidemq-{layout}", HOST, 0)
+    try:
+        rport = free_port()
+        rlog = tmp / "redis.log"
+        rproc = _spawn(["redis-server", "--port", str(rport), "--bind", HOST, "--save", "", "--appendonly", "no",
+                        "--dir", str(tmp)], rlog, tmp)
+        procs.append(rproc)
+        broker.logs.append(rlog)
+        _wait_port(rport, rproc, rlog, "redis-server")
+        env = {**os.environ, "TIDEMQ_INBOX_SIZE": str(max_queued)}
+        base = [sys.executable, "-m", "tidemq.cli", "worker", "--host", HOST, "--log-level", "WARNING",
+                "--redis-url", f"redis://{HOST}:{rport}/0"]
+        ports = [free_port()] if one_port else [free_port() for _ in range(n)]
+        cmds = ([[*base, "--mqtt-port", str(ports[0]), "--processes", str(n)]] if one_port
+                else [[*base, "--mqtt-port", str(p)] for p in ports])
+        for i, cmd in enumerate(cmds):
+            log = tmp / f"worker{i}.log"
+            procs.insert(i, _spawn(cmd, log, tmp, env))
+            broker.logs.insert(i, log)
+        for i, p in enumerate(ports):
+            _wait_port(p, procs[i], broker.logs[i], "worker")
+        if one_port:  # both children listening: both registered their lease
+            deadline = time.monotonic() + 20
+            while _redis_cmd(rport, "ZCARD", "tidemq:workers").strip() != f":{n}":
+                if time.monotonic() > deadline:
+                    raise BrokerError("the worker processes did not all start")
+                time.sleep(0.05)
+        broker.port, broker.procs = ports[0], procs
+        yield broker, ports, rport
+    finally:
+        for p in procs:
+            _stop(p)
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in broker.logs:
+                if log.exists():
+                    (keep_logs / log.name).write_bytes(log.read_bytes())
+
+
+def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> dict[str, Any]:
+    scale = SCALES[args.scale]
+    rec: dict[str, Any] = {"scenario": name, "layout": layout}
+    logs = Path(args.logs) / f"{name}-{layout}" if args.logs else None
+    try:
+        with start_layout(layout, max(20_000, scale.offline_messages + 1_000), logs) as (broker, ports, rport):
+            target: int | list[int] = ports if len(ports) > 1 and name in SPREAD else ports[0]
+            _redis_cmd(rport, "CONFIG", "RESETSTAT")
+            cpu0, w0 = broker.cpu_seconds(), time.perf_counter()
+            try:
+                res = _run_async(_bounded(SCENARIOS[name](HOST, target, scale, args.mqtt_version, run_id),  # type: ignore[arg-type]
+                                          _scenario_budget(scale)))
+            except Exception as exc:
+                res = ScenarioResult(name, error=f"{type(exc).__name__}: {exc}")
+            wall = time.perf_counter() - w0
+            stats = commandstats(rport)
+            rec["cpu_pct"] = round(100 * (broker.cpu_seconds() - cpu0) / wall, 1)
+            broker.check_alive()
+    except BrokerError as exc:
+        res, stats = ScenarioResult(name, error=str(exc)), {}
+    delivered = max(res.received, 1)
+    total = sum(stats.values())
+    rec["redis"] = {
+        "calls": total,
+        "cmds_per_msg": round(total / delivered, 3),
+        "evalsha_per_msg": round(stats.get("evalsha", 0) / delivered, 3),
+        "top": dict(sorted(stats.items(), key=lambda kv: -kv[1])[:8]),
+    }
+    rec["result"] = asdict(res)
+    return rec
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    head = ["scenario", "layout", "rate (msg/s)", "p50 ms", "lost", "CPU %", "redis cmds/msg", "evalsha/msg"]
+    rows = []
+    for r in records:
+        res = r["result"]
+        metrics = {m["name"]: m["value"] for m in res["metrics"]}
+        rate = next((v for k, v in metrics.items() if "/s" in k), float("nan"))
+        p50 = metrics.get("latency p50", float("nan"))
+        rows.append([r["scenario"], r["layout"], "ERROR" if res["error"] else f"{rate:,.0f}",
+                     "-" if p50 != p50 else f"{p50:.1f}", str(res["lost"]), str(r.get("cpu_pct", "-")),
+                     f"{r['redis']['cmds_per_msg']:.3f}", f"{r['redis']['evalsha_per_msg']:.3f}"])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    lines.append("")
+    for r in records:
+        lines.append(f"{r['scenario']} @ {r['layout']}: top redis commands {r['redis']['top']}")
+        if r["result"]["error"]:
+            lines.append(f"  error: {r['result']['error']}")
+        lines += [f"  note: {n}" for n in r["result"]["notes"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--layout", action="append", choices=list(LAYOUTS), help="default: 1w, 2w, 2p")
+    ap.add_argument("--scenario", action="append", choices=[*sorted(SPREAD), "offline-queue"],
+                    help=f"default: {', '.join(DEFAULT_SCENARIOS)}")
+    ap.add_argument("--scale", choices=list(SCALES), default="small")
+    ap.add_argument("--mqtt-version", type=int, choices=[4, 5], default=4)
+    ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--logs", metavar="DIR")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop what we started
+    _raise_nofile()
+    run_id = os.urandom(3).hex()
+    records = []
+    for sc in args.scenario or DEFAULT_SCENARIOS:
+        for layout in args.layout or list(LAYOUTS):
+            print(f"{sc} @ {layout} ...", file=sys.stderr, flush=True)
+            records.append(run_one(sc, layout, args, run_id))
+    print(render(records))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"scale": args.scale, "cpus": os.cpu_count(), "results": records},
+                                              indent=2, default=str) + "\n")
+    return 1 if all(r["result"]["error"] for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

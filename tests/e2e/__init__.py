@@ -1,0 +1,1 @@
+"""End-to-end tests with several real worker processes on one Redis."""
