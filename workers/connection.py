@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -197,8 +198,9 @@ class MQTTConnection(asyncio.Protocol):
         elif isinstance(ev, sm.PubrecReceived):
             self._on_pubrec(ev)
         elif isinstance(ev, sm.PubrelReceived):
-            if self.persistent:
-                self.broker.inbox_ops.q2del(self.tenant, self.client_id, ev.packet_id)
+            if self.persistent:  # PUBCOMP once the id is gone from the stored session (defer_pubcomp)
+                self.broker.inbox_ops.q2del(self.tenant, self.client_id, ev.packet_id,
+                                            then=functools.partial(self._complete, ev.packet_id))
         elif isinstance(ev, sm.SubscribeReceived):
             self._spawn(self._on_subscribe(ev.packet))
         elif isinstance(ev, sm.UnsubscribeReceived):
@@ -287,6 +289,7 @@ class MQTTConnection(asyncio.Protocol):
         self.tenant, self.user, self.client_id = auth.tenant_id, auth.user_id, client_id
         self.expiry = capped
         self.persistent = capped > 0
+        m.defer_pubcomp = self.persistent
         self.will = p.will
         if p.will is not None:
             try:
@@ -527,6 +530,10 @@ class MQTTConnection(asyncio.Protocol):
         if sub_ids:
             props["subscription_identifier"] = list(sub_ids)
         return props
+
+    def _complete(self, packet_id: int) -> None:
+        self.machine.complete(packet_id)
+        self.flush_soon()
 
     def _on_pubrec(self, ev: sm.PubrecReceived) -> None:
         if _is_inbox(ev.tag):

@@ -206,8 +206,8 @@ class InboxOps:
     def q2add(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
         self._add(InboxOp("q2add", t, c, pid=pid), then)
 
-    def q2del(self, t: str, c: str, pid: int) -> None:
-        self._add(InboxOp("q2del", t, c, pid=pid))
+    def q2del(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
+        self._add(InboxOp("q2del", t, c, pid=pid), then)
 
     async def _run(self) -> None:
         while self._ops:

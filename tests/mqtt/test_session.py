@@ -231,3 +231,17 @@ def test_no_alias_when_client_allows_none():
     conn.send_publish("t", b"1", qos=0)
     conn.send_publish("t", b"2", qos=0)
     assert all("topic_alias" not in p.properties and p.topic == "t" for p in packets_out(conn, 5))
+
+
+def test_deferred_pubcomp_waits_for_complete():
+    conn = connected(5)
+    conn.defer_pubcomp = True
+    feed(conn, Publish("a", b"1", qos=2, packet_id=4))
+    conn.ack_publish(4, 2)
+    assert isinstance(packets_out(conn, 5)[0], Pubrec)
+    (rel,) = feed(conn, Pubrel(4))
+    assert isinstance(rel, sm.PubrelReceived)
+    assert packets_out(conn, 5) == []  # not before the worker made the release durable
+    conn.complete(4)
+    (comp,) = packets_out(conn, 5)
+    assert isinstance(comp, Pubcomp) and comp.packet_id == 4

@@ -171,6 +171,9 @@ class ServerConnection:
     # persistent sessions: PUBREL waits for ``release`` (the worker made the PUBREC durable first), so a
     # crash can never resend a PUBLISH the client has already completed (QoS 2 exactly once)
     defer_pubrel: bool = False
+    # persistent sessions: PUBCOMP waits for ``complete`` (the worker removed the inbound QoS 2 id
+    # from the stored session first), so a crash cannot leave the id "in use" after the client's flow ended
+    defer_pubcomp: bool = False
 
     def __post_init__(self) -> None:
         self._decoder = codec.Decoder(max_packet_size=self.limits.max_packet_size)
@@ -236,7 +239,8 @@ class ServerConnection:
         elif isinstance(p, Pubrel):
             if p.packet_id in self._qos2_in:
                 self._qos2_in.discard(p.packet_id)
-                self._send(Pubcomp(p.packet_id))
+                if not self.defer_pubcomp:
+                    self._send(Pubcomp(p.packet_id))
                 events.append(PubrelReceived(p.packet_id))
             else:
                 rc = RC.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == 5 else 0
@@ -485,6 +489,11 @@ class ServerConnection:
         entry = self._inflight_out.get(packet_id)
         if self.state is State.CONNECTED and entry is not None and entry.qos == 2 and entry.released:
             self._send(Pubrel(packet_id))
+
+    def complete(self, packet_id: int) -> None:
+        """Send the deferred PUBCOMP of an inbound QoS 2 flow (``defer_pubcomp``)."""
+        if self.state is State.CONNECTED:
+            self._send(Pubcomp(packet_id))
 
     def send_pubrel(self, packet_id: int, tag: Any = None) -> None:
         """Resume a QoS 2 flow whose PUBREC was received before a reconnect [MQTT-4.4.0-1]."""
