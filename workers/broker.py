@@ -155,7 +155,8 @@ class Broker:
     def refuse(self, reason: str, tenant: str, code: int) -> int:
         """Count and log a refusal (every limit hit goes through here)."""
         self.metrics[f"refused_{reason}"] += 1
-        log.warning("refused tenant=%s reason=%s code=0x%02x", tenant, reason, code)
+        log.warning("refused tenant=%s reason=%s code=0x%02x", tenant, reason, code,
+                    extra={"event": "refused", "tenant": tenant, "reason": reason, "code": code})
         return code
 
     def register(self, conn: MQTTConnection) -> None:

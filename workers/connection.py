@@ -301,8 +301,6 @@ class MQTTConnection(asyncio.Protocol):
         will_blob, will_delay = b"", 0
         if p.will is not None:
             will_blob, will_delay = _pack_will(p.will, client_id, level)
-        # index first, claim second: a crash in between leaves a harmless extra, never a lost session
-        await leases.track_session(broker.redis, broker.worker_id, self.tenant, client_id)
         if self.persistent and not p.clean_start:
             # acks that a previous connection of this session sent to this worker are written
             # before we resume, so an acknowledged message is not sent again (bounded: the ack
@@ -312,7 +310,8 @@ class MQTTConnection(asyncio.Protocol):
         res = await sess_store.session_connect(
             broker.redis, self.tenant, client_id, user=self.user, ver=level, clean_start=p.clean_start,
             persistent=self.persistent, expiry=capped, worker=broker.worker_id, address=self.address,
-            client_type="MQTT", now_ms=int(time.time() * 1000), will=will_blob, will_delay=will_delay)
+            client_type="MQTT", now_ms=int(time.time() * 1000), will=will_blob, will_delay=will_delay,
+            track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
         if self.transport is None or self.transport.is_closing():
             # the client went away while we were connecting: undo our claim
             await sess_store.session_disconnect(broker.redis, self.tenant, client_id, res.epoch,
@@ -345,7 +344,10 @@ class MQTTConnection(asyncio.Protocol):
         present = res.present and not p.clean_start
         m.accept(session_present=present, properties=props)
         log.info("connect tenant=%s user=%s client=%s ver=%d persistent=%s present=%s addr=%s",
-                 self.tenant, self.user, client_id, level, self.persistent, present, self.address)
+                 self.tenant, self.user, client_id, level, self.persistent, present, self.address,
+                 extra={"event": "connect", "tenant": self.tenant, "user": self.user, "client": client_id,
+                        "ver": level, "persistent": self.persistent, "present": present,
+                        "address": self.address})
         if self.persistent:
             m.restore_session(qos2_incoming=res.q2in_ids)
             for pid in res.rel_ids:
@@ -683,8 +685,10 @@ class MQTTConnection(asyncio.Protocol):
         if not self.registered:
             return
         broker.unregister(self)
+        reason = self.close_reason or "closed"
         log.info("disconnect tenant=%s user=%s client=%s reason=%s", self.tenant, self.user, self.client_id,
-                 self.close_reason or "closed")
+                 reason, extra={"event": "disconnect", "tenant": self.tenant, "user": self.user,
+                                "client": self.client_id, "reason": reason})
         if self.will is not None and self.publish_will and not broker.stopping:
             await broker.publish_will(self)
         if self.inbox is not None:

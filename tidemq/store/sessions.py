@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from tidemq.store import keys
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
-from tidemq.store.scripts import get
+from tidemq.store.scripts import Batch, get
 
 _CONNECT = get("session_connect")
 _DISCONNECT = get("session_disconnect")
@@ -50,14 +50,24 @@ async def session_connect(
     now_ms: int,
     will: bytes = b"",
     will_delay: int = 0,
+    track: bool = False,
 ) -> ConnectResult:
-    """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``."""
-    res = await _CONNECT(
-        r,
-        [*_connect_keys(t, c), keys.epoch(t)],
-        [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
-         client_type, now_ms, will, will_delay],
-    )
+    """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``.
+
+    ``track``: in the same round trip, and queued before the claim, add the session to the worker's
+    index (``wsess:<worker>``) that a reaper reads if the worker dies (on a single node the SADD runs
+    first; on a cluster the two go to different nodes in one pipelined write).
+    """
+    ks = [*_connect_keys(t, c), keys.epoch(t)]
+    args = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
+            client_type, now_ms, will, will_delay]
+    if track:
+        batch = Batch(r)
+        batch.pipe.sadd(keys.worker_sessions(worker), t + "\0" + c)
+        index = batch.script(_CONNECT, ks, args)
+        res = (await batch.execute())[index]
+    else:
+        res = await _CONNECT(r, ks, args)
     present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in = res
     return ConnectResult(
         present=bool(present),
