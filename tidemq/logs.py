@@ -12,7 +12,8 @@ import time
 import orjson
 
 # structured fields a log call may pass with ``extra=``; they become top-level JSON keys
-FIELDS = ("event", "tenant", "user", "client", "reason", "code", "ver", "persistent", "present", "address")
+FIELDS = ("event", "tenant", "user", "client", "reason", "code", "ver", "persistent", "present", "address",
+          "client_type", "client_meta")
 
 
 class JsonFormatter(logging.Formatter):

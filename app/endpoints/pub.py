@@ -9,6 +9,8 @@ subscriber, ``NO_MATCH`` otherwise. It never retains.
 
 from __future__ import annotations
 
+import logging
+
 from sanic import Blueprint, HTTPResponse, Request, text
 
 from app.context import ApiState, check_body, endpoint, tenant, tenant_settings
@@ -18,6 +20,7 @@ from tidemq.message import Message
 from tidemq.publish import publish
 
 bp = Blueprint("pub")
+log = logging.getLogger("tidemq.api")
 
 
 def origin_of(params: Params) -> dict[str, object]:
@@ -26,6 +29,16 @@ def origin_of(params: Params) -> dict[str, object]:
     if params.client_meta:
         origin["client_meta"] = dict(params.client_meta)
     return origin
+
+
+def audit(event: str, t: str, params: Params, **fields: object) -> None:
+    """One log line per publishing call, naming the caller (``client_type``, ``client_meta_*``); never
+    the payload."""
+    meta = dict(params.client_meta) if params.client_meta else {}
+    log.info("api %s tenant=%s client_type=%s %s", event, t, params["client_type"],
+             " ".join(f"{k}={v}" for k, v in fields.items()),
+             extra={"event": f"api_{event}", "tenant": t, "client_type": params["client_type"],
+                    "client_meta": meta or None, "reason": fields.get("result")})
 
 
 def message_of(request: Request, params: Params, *, retain: bool) -> Message:
@@ -55,4 +68,5 @@ async def pub(request: Request, state: ApiState, params: Params) -> HTTPResponse
                         inbox_limit=ts.session_inbox_size, drop_oldest=ts.qos0_drop_oldest)
     result = "OK" if res.matched else "NO_MATCH"
     state.metrics.outcome("pub", result)
+    audit("pub", t, params, topic=msg.topic, qos=msg.qos, result=result)
     return text(result)

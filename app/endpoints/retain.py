@@ -13,7 +13,7 @@ from sanic import Blueprint, HTTPResponse, Request, json, text
 
 from app.context import ApiState, check_body, endpoint, tenant, tenant_settings
 from app.endpoints.common import check_topic, now_ms
-from app.endpoints.pub import message_of
+from app.endpoints.pub import audit, message_of
 from app.errors import ApiError
 from app.spec import Params
 from tidemq.message import pack, unpack
@@ -39,6 +39,7 @@ async def retain(request: Request, state: ApiState, params: Params) -> HTTPRespo
     limit = state.retained_topic_limit if state.retained_topic_limit is not None else ts.retained_topic_limit
     result = await retained_store.retain_set(state.redis, t, msg.topic, blob, limit=limit)
     state.metrics.outcome("retain", result)
+    audit("retain", t, params, topic=msg.topic, qos=msg.qos, result=result)
     if result == "EXCEED_LIMIT":
         raise ApiError(400, "EXCEED_LIMIT")
     return text(result)

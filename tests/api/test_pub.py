@@ -149,3 +149,18 @@ def test_pub_413_tenant_setting(api, tenant, redis_server):
         client.close()
     assert api.request("POST", "/pub", pub_headers(tenant, "small"), b"x" * 10).status_code == 200
     assert api.request("POST", "/pub", pub_headers(tenant, "small"), b"x" * 11).status_code == 413
+
+
+def test_pub_caller_identity_is_logged_without_payload(api, tenant, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="tidemq.api"):
+        r = api.request("POST", "/pub", {"tenant_id": tenant, "topic": "audit/t", "qos": "0",
+                                          "client_type": "billing", "client_meta_region": "eu"},
+                        b"very-secret-payload")
+    assert r.status_code == 200
+    recs = [rec for rec in caplog.records if getattr(rec, "event", None) == "api_pub"]
+    assert recs, "the in-process API logs one audit line per /pub"
+    rec = recs[-1]
+    assert (rec.tenant, rec.client_type, rec.client_meta) == (tenant, "billing", {"region": "eu"})
+    assert "very-secret-payload" not in rec.getMessage()
