@@ -18,27 +18,25 @@ queues is written once per event-loop turn. Session lifecycle:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from tidemq.auth import ConnectInfo, Identity
+from tidemq.auth import Identity
 from tidemq.limits import ConnectionLimiter
-from tidemq.message import Message, pack, unpack
+from tidemq.message import Message
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
-from tidemq.mqtt.packets import Connect, Publish, Subscribe, Unsubscribe
+from tidemq.mqtt.packets import Publish
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import leases
 from tidemq.store import sessions as sess_store
-from tidemq.store import subscriptions as sub_store
-from tidemq.store.models import SubOpts
 
+from .connect import CONNECT_TIMEOUT, ConnectHandler
 from .inbox import InboxCursor
+from .subscribe import SubscribeHandler
 from .transport.tls import cert_subject
 
 if TYPE_CHECKING:
@@ -46,12 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidemq.conn")
 
-CONNECT_TIMEOUT = 10.0
-ACK_BARRIER_TIMEOUT = 1.0  # seconds a resuming session waits for this worker's pending inbox acks
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # bytes buffered before QoS 0 is dropped for this client
 
 
-class MQTTConnection(asyncio.Protocol):
+class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.machine = sm.ServerConnection(limits=broker.limits())
@@ -226,170 +222,6 @@ class MQTTConnection(asyncio.Protocol):
             self.close_reason = f"protocol error: {ev.error}"
             log.info("closing %s (%s/%s): %s", self.address, self.tenant, self.client_id, ev.error)
 
-    # ------------------------------------------------------------ connect
-
-    async def _on_connect(self, p: Connect) -> None:
-        broker = self.broker
-        m = self.machine
-        level = p.protocol_level
-        client_id = p.client_id
-        assigned = False
-        if not client_id:
-            if level == 5 or (level == 4 and p.clean_start):
-                client_id = f"tidemq-{uuid.uuid4().hex}"
-                assigned = level == 5
-            else:  # [MQTT-3.1.3-8]
-                m.refuse(RC.CLIENT_IDENTIFIER_NOT_VALID)
-                self.flush()
-                return
-        info = ConnectInfo(
-            client_id, p.username, p.password, level, self.address,
-            p.properties.get("authentication_method"), p.properties.get("authentication_data"),
-            cert_subject=self.cert_subject)
-        auth_props: dict[str, Any] = {}
-        if info.auth_method and level == 5:
-            auth, auth_props = await self._enhanced_auth(info, p)
-        else:
-            auth = await broker.auth.authenticate(info)
-        if auth is None or not auth.ok:
-            code = auth.reason_code if auth is not None and auth.reason_code else RC.NOT_AUTHORIZED
-            broker.refuse("auth", auth.tenant_id if auth else "", code)
-            m.refuse(code)
-            self.close_reason = "authentication failed"
-            self.flush()
-            return
-        ts = await broker.tenant_settings.get(auth.tenant_id)
-        code = broker.admit(auth.tenant_id, level, ts)
-        if code:
-            m.refuse(code)
-            self.close_reason = "refused by a limit"
-            self.flush()
-            return
-        self.counted = True
-        self.tenant = auth.tenant_id
-        if p.will is not None and len(p.will.payload) > ts.max_last_will_bytes:
-            m.refuse(broker.refuse("will_too_large", self.tenant, RC.PACKET_TOO_LARGE))
-            self.flush()
-            return
-        settings = broker.settings
-        if level == 5:
-            expiry = p.properties.get("session_expiry_interval", 0)
-        else:
-            expiry = 0 if p.clean_start else ts.max_session_expiry_seconds
-        if ts.force_transient:
-            expiry = 0
-        capped = min(expiry, ts.max_session_expiry_seconds)
-        if capped > 0:
-            capped = max(capped, ts.min_session_expiry_seconds)
-        m.set_limits(sm.Limits(
-            max_packet_size=settings.max_packet_size, receive_maximum=ts.receiving_maximum,
-            topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
-            min_keep_alive=ts.min_keep_alive_seconds))
-        self.limiter = ConnectionLimiter(ts, time.monotonic())
-        self.tenant, self.user, self.client_id = auth.tenant_id, auth.user_id, client_id
-        self.expiry = capped
-        self.persistent = capped > 0
-        m.defer_pubcomp = self.persistent
-        self.will = p.will
-        if p.will is not None:
-            try:
-                topics.validate_topic_name(p.will.topic)
-            except topics.TopicError:
-                m.refuse(RC.TOPIC_NAME_INVALID)
-                self.flush()
-                return
-        will_blob, will_delay = b"", 0
-        if p.will is not None:
-            will_blob, will_delay = _pack_will(p.will, client_id, level)
-        if self.persistent and not p.clean_start:
-            # acks that a previous connection of this session sent to this worker are written
-            # before we resume, so an acknowledged message is not sent again (bounded: the ack
-            # loop of a busy worker may never be idle)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(broker.inbox_ops.flush_now(), ACK_BARRIER_TIMEOUT)
-        res = await sess_store.session_connect(
-            broker.redis, self.tenant, client_id, user=self.user, ver=level, clean_start=p.clean_start,
-            persistent=self.persistent, expiry=capped, worker=broker.worker_id, address=self.address,
-            client_type="MQTT", now_ms=int(time.time() * 1000), will=will_blob, will_delay=will_delay,
-            track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
-        if self.transport is None or self.transport.is_closing():
-            # the client went away while we were connecting: undo our claim
-            await sess_store.session_disconnect(broker.redis, self.tenant, client_id, res.epoch,
-                                                now_ms=int(time.time() * 1000))
-            return
-        self.epoch = res.epoch
-        if res.prev_worker:
-            await broker.takeover(self.tenant, client_id, res.prev_worker, res.prev_epoch)
-        broker.register(self)
-        self.registered = True
-        broker.note_tenant(self.tenant)
-        self.sub_count = len(res.subscriptions)
-        self.sub_filters = set(res.subscriptions)
-        props: dict[str, Any] = dict(auth_props)
-        if level == 5:
-            if assigned:
-                props["assigned_client_identifier"] = client_id
-            if capped != expiry:
-                props["session_expiry_interval"] = capped
-            if not ts.retain_enabled:
-                props["retain_available"] = 0
-            if ts.maximum_qos < 2:
-                props["maximum_qos"] = ts.maximum_qos
-            if not ts.wildcard_subscription_enabled:
-                props["wildcard_subscription_available"] = 0
-            if not ts.subscription_identifier_enabled:
-                props["subscription_identifier_available"] = 0
-            if not ts.shared_subscription_enabled:
-                props["shared_subscription_available"] = 0
-        present = res.present and not p.clean_start
-        m.accept(session_present=present, properties=props)
-        log.info("connect tenant=%s user=%s client=%s ver=%d persistent=%s present=%s addr=%s",
-                 self.tenant, self.user, client_id, level, self.persistent, present, self.address,
-                 extra={"event": "connect", "tenant": self.tenant, "user": self.user, "client": client_id,
-                        "ver": level, "persistent": self.persistent, "present": present,
-                        "address": self.address})
-        if self.persistent:
-            m.restore_session(qos2_incoming=res.q2in_ids)
-            for pid in res.rel_ids:
-                m.send_pubrel(pid, tag=("rel", pid))
-            self.inbox = InboxCursor(self, sent=res.sent)
-            self.inbox.wake()
-        self.flush()
-        queued, self._queued = self._queued, []
-        for ev in queued:
-            self._on_publish(ev.packet)  # type: ignore[union-attr]
-        self.flush()
-
-    async def _enhanced_auth(self, info: ConnectInfo, p: Connect) -> tuple[Any, dict[str, Any]]:
-        """MQTT 5 enhanced authentication: AUTH exchanges until the provider decides [MQTT-4.12]."""
-        method = info.auth_method
-        packet: Any = p
-        for _ in range(16):  # a bounded number of round trips
-            step = await self.broker.auth.auth(info, packet)
-            if step.kind == "success" and step.result is not None:
-                props = {"authentication_method": method}
-                if step.data:
-                    props["authentication_data"] = step.data
-                return step.result, props
-            if step.kind != "continue":
-                return _failed(step.reason_code or RC.NOT_AUTHORIZED), {}
-            props = {"authentication_method": method}
-            if step.data:
-                props["authentication_data"] = step.data
-            self.machine.send_auth(RC.CONTINUE_AUTHENTICATION, props)
-            self.flush()
-            self._auth_wait = asyncio.get_running_loop().create_future()
-            try:
-                packet = await asyncio.wait_for(self._auth_wait, timeout=CONNECT_TIMEOUT)
-            except TimeoutError:
-                return _failed(RC.NOT_AUTHORIZED), {}
-            finally:
-                self._auth_wait = None
-            if packet.properties.get("authentication_method") != method:  # [MQTT-4.12.0-5]
-                return _failed(RC.BAD_AUTHENTICATION_METHOD), {}
-            info.auth_data = packet.properties.get("authentication_data")
-        return _failed(RC.NOT_AUTHORIZED), {}
-
     # ------------------------------------------------------------ publish in
 
     def _on_publish(self, p: Publish) -> None:
@@ -553,119 +385,6 @@ class MQTTConnection(asyncio.Protocol):
             self._send(msg, qos, retain, sub_ids, now_ms)
         self.flush_soon()
 
-    # ------------------------------------------------------------ subscribe
-
-    async def _on_subscribe(self, p: Subscribe) -> None:
-        await self._wait_connected()
-        broker = self.broker
-        ts = await broker.tenant_settings.get(self.tenant)
-        v5 = self.machine.protocol_level == 5
-        sub_id = p.properties.get("subscription_identifier")
-        if isinstance(sub_id, list):
-            sub_id = sub_id[0] if sub_id else None
-        codes: list[int] = []
-        accepted: list[tuple[str, SubOpts]] = []
-        positions: list[int] = []
-        room = ts.max_topic_filters_per_inbox - self.sub_count
-        for i, s in enumerate(p.subscriptions):
-            refusal = 0
-            try:
-                topics.validate_topic_filter(s.topic_filter, max_levels=ts.max_topic_levels,
-                                             max_length=ts.max_topic_length,
-                                             max_level_length=ts.max_topic_level_length)
-            except topics.TopicError:
-                codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
-                continue
-            fresh = s.topic_filter not in self.sub_filters and all(f != s.topic_filter for f, _ in accepted)
-            if i >= ts.max_topic_filters_per_sub or (fresh and sum(
-                    1 for f, _ in accepted if f not in self.sub_filters) >= room):
-                refusal = broker.refuse("subscription_quota", self.tenant, RC.QUOTA_EXCEEDED)
-            elif not ts.wildcard_subscription_enabled and topics.has_wildcard(topics.parse_shared(s.topic_filter)[2]):
-                refusal = broker.refuse("wildcard_disabled", self.tenant, RC.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
-            elif not ts.shared_subscription_enabled and topics.parse_shared(s.topic_filter)[0] is not None:
-                refusal = broker.refuse("shared_disabled", self.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
-            elif sub_id and not ts.subscription_identifier_enabled:
-                refusal = broker.refuse("subid_disabled", self.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
-            if refusal:
-                codes.append(refusal if v5 else 0x80)
-                continue
-            kind, _group, _real = topics.parse_shared(s.topic_filter)
-            if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
-                self.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
-                return
-            allowed_sub = getattr(broker.auth, "allowed_subscribe", None)
-            if allowed_sub is not None:
-                ok = allowed_sub(self.identity, s.topic_filter, s.qos)
-            else:
-                ok = await broker.auth.check_subscribe(self.identity, s.topic_filter, s.qos)
-            if not ok:
-                broker.refuse("subscribe_denied", self.tenant, RC.NOT_AUTHORIZED)
-                codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
-                continue
-            qos = min(s.qos, ts.maximum_qos)
-            positions.append(len(codes))
-            codes.append(qos)
-            accepted.append((s.topic_filter, SubOpts(
-                qos=qos, no_local=s.no_local, retain_as_published=s.retain_as_published,
-                retain_handling=s.retain_handling, subscription_id=sub_id)))
-        existed: list[bool] = []
-        if accepted:
-            existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
-                                                epoch=self.epoch)
-            self.sub_count += sum(1 for e in existed if not e)
-            self.sub_filters.update(f for f, _ in accepted)
-        # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
-        # right behind it: a message published after the client saw its SUBACK can never overtake
-        # the retained one (which would leave the client with stale state last)
-        direct: list[tuple[Message, int, tuple[int, ...]]] = []
-        for (flt, opts), was in zip(accepted, existed, strict=True):
-            if opts.retain_handling == 2 or (opts.retain_handling == 1 and was):
-                continue
-            if topics.parse_shared(flt)[0] is not None:
-                continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
-            direct += await self._replay_retained(flt, opts)
-        self.machine.ack_subscribe(p.packet_id, codes)
-        now_ms = int(time.time() * 1000)
-        for msg, qos, sub_ids in direct:
-            self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
-        self.flush()
-
-    async def _replay_retained(self, flt: str, opts: Any) -> list[tuple[Message, int, tuple[int, ...]]]:
-        """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its
-        inbox (awaited); the others are returned for direct delivery."""
-        from tidemq.store import retained as retained_store
-
-        blobs = await retained_store.retain_match(self.broker.redis, self.tenant, flt)
-        blobs = blobs[: self.broker.settings_for(self.tenant).retain_message_match_limit]
-        now_ms = int(time.time() * 1000)
-        sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
-        direct: list[tuple[Message, int, tuple[int, ...]]] = []
-        appended: list[asyncio.Future[int]] = []
-        for blob in blobs:
-            msg = unpack(blob)
-            if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
-                continue
-            qos = min(msg.qos, opts.qos)
-            if self.persistent and qos > 0:
-                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-                self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos, sub_ids,
-                                                 lambda rc, f=fut: f.done() or f.set_result(rc))
-                appended.append(fut)
-            else:
-                direct.append((msg, qos, sub_ids))
-        if appended:
-            await asyncio.gather(*appended)
-        return direct
-
-    async def _on_unsubscribe(self, p: Unsubscribe) -> None:
-        await self._wait_connected()
-        existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
-        self.sub_count = max(0, self.sub_count - sum(1 for e in existed if e))
-        self.sub_filters.difference_update(p.topic_filters)
-        codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
-        self.machine.ack_unsubscribe(p.packet_id, codes)
-        self.flush()
-
     async def _wait_connected(self) -> None:
         if self._connect_task is not None and not self._connect_task.done():
             await asyncio.shield(self._connect_task)
@@ -712,22 +431,6 @@ class MQTTConnection(asyncio.Protocol):
             self.flush()
         elif self.machine.keepalive_expired(now):
             self.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
-
-
-def _failed(code: int) -> Any:
-    from tidemq.auth import AuthResult
-
-    return AuthResult(False, reason_code=code)
-
-
-def _pack_will(will: Any, client_id: str, level: int) -> tuple[bytes, int]:
-    """The will as a message blob (stored with the session so any worker can fire it)."""
-    props = dict(will.properties) if level == 5 else {}
-    delay = int(props.pop("will_delay_interval", 0) or 0)
-    wexp = props.pop("message_expiry_interval", 0) or 0
-    msg = Message(will.topic, will.payload, will.qos, will.retain, props, 0, client_id, 0,
-                  {"wexp": wexp} if wexp else {})
-    return pack(msg), delay
 
 
 def _is_inbox(tag: Any) -> bool:

@@ -1,0 +1,141 @@
+"""SUBSCRIBE and UNSUBSCRIBE for one connection: validation, quotas, ACL, routes, retained replay.
+
+A mixin of ``MQTTConnection`` (``workers/connection.py``). Each filter is
+checked against the tenant's topic limits, quotas and feature switches and
+the auth provider; the accepted ones are written with their routes in one
+``subscribe`` script (the route version moves, so every worker sees them
+before the SUBACK leaves). Retained messages are looked up before the SUBACK
+and replayed after it — through the inbox for persistent sessions, so a live
+message published after the SUBACK never overtakes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from tidemq.message import Message, unpack
+from tidemq.mqtt import topics
+from tidemq.mqtt.packets import Subscribe, Unsubscribe
+from tidemq.mqtt.reason_codes import RC
+from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import SubOpts
+
+log = logging.getLogger("tidemq.conn")
+
+
+class SubscribeHandler:
+    """The SUBSCRIBE / UNSUBSCRIBE half of ``MQTTConnection``."""
+
+    async def _on_subscribe(self, p: Subscribe) -> None:
+        await self._wait_connected()
+        broker = self.broker
+        ts = await broker.tenant_settings.get(self.tenant)
+        v5 = self.machine.protocol_level == 5
+        sub_id = p.properties.get("subscription_identifier")
+        if isinstance(sub_id, list):
+            sub_id = sub_id[0] if sub_id else None
+        codes: list[int] = []
+        accepted: list[tuple[str, SubOpts]] = []
+        positions: list[int] = []
+        room = ts.max_topic_filters_per_inbox - self.sub_count
+        for i, s in enumerate(p.subscriptions):
+            refusal = 0
+            try:
+                topics.validate_topic_filter(s.topic_filter, max_levels=ts.max_topic_levels,
+                                             max_length=ts.max_topic_length,
+                                             max_level_length=ts.max_topic_level_length)
+            except topics.TopicError:
+                codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
+            fresh = s.topic_filter not in self.sub_filters and all(f != s.topic_filter for f, _ in accepted)
+            if i >= ts.max_topic_filters_per_sub or (fresh and sum(
+                    1 for f, _ in accepted if f not in self.sub_filters) >= room):
+                refusal = broker.refuse("subscription_quota", self.tenant, RC.QUOTA_EXCEEDED)
+            elif not ts.wildcard_subscription_enabled and topics.has_wildcard(topics.parse_shared(s.topic_filter)[2]):
+                refusal = broker.refuse("wildcard_disabled", self.tenant, RC.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif not ts.shared_subscription_enabled and topics.parse_shared(s.topic_filter)[0] is not None:
+                refusal = broker.refuse("shared_disabled", self.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif sub_id and not ts.subscription_identifier_enabled:
+                refusal = broker.refuse("subid_disabled", self.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+            if refusal:
+                codes.append(refusal if v5 else 0x80)
+                continue
+            kind, _group, _real = topics.parse_shared(s.topic_filter)
+            if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
+                self.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
+                return
+            allowed_sub = getattr(broker.auth, "allowed_subscribe", None)
+            if allowed_sub is not None:
+                ok = allowed_sub(self.identity, s.topic_filter, s.qos)
+            else:
+                ok = await broker.auth.check_subscribe(self.identity, s.topic_filter, s.qos)
+            if not ok:
+                broker.refuse("subscribe_denied", self.tenant, RC.NOT_AUTHORIZED)
+                codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
+                continue
+            qos = min(s.qos, ts.maximum_qos)
+            positions.append(len(codes))
+            codes.append(qos)
+            accepted.append((s.topic_filter, SubOpts(
+                qos=qos, no_local=s.no_local, retain_as_published=s.retain_as_published,
+                retain_handling=s.retain_handling, subscription_id=sub_id)))
+        existed: list[bool] = []
+        if accepted:
+            existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
+                                                epoch=self.epoch)
+            self.sub_count += sum(1 for e in existed if not e)
+            self.sub_filters.update(f for f, _ in accepted)
+        # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
+        # right behind it: a message published after the client saw its SUBACK can never overtake
+        # the retained one (which would leave the client with stale state last)
+        direct: list[tuple[Message, int, tuple[int, ...]]] = []
+        for (flt, opts), was in zip(accepted, existed, strict=True):
+            if opts.retain_handling == 2 or (opts.retain_handling == 1 and was):
+                continue
+            if topics.parse_shared(flt)[0] is not None:
+                continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
+            direct += await self._replay_retained(flt, opts)
+        self.machine.ack_subscribe(p.packet_id, codes)
+        now_ms = int(time.time() * 1000)
+        for msg, qos, sub_ids in direct:
+            self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+        self.flush()
+
+    async def _replay_retained(self, flt: str, opts: Any) -> list[tuple[Message, int, tuple[int, ...]]]:
+        """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its
+        inbox (awaited); the others are returned for direct delivery."""
+        from tidemq.store import retained as retained_store
+
+        blobs = await retained_store.retain_match(self.broker.redis, self.tenant, flt)
+        blobs = blobs[: self.broker.settings_for(self.tenant).retain_message_match_limit]
+        now_ms = int(time.time() * 1000)
+        sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
+        direct: list[tuple[Message, int, tuple[int, ...]]] = []
+        appended: list[asyncio.Future[int]] = []
+        for blob in blobs:
+            msg = unpack(blob)
+            if msg.expire_at_ms and msg.expire_at_ms <= now_ms:
+                continue
+            qos = min(msg.qos, opts.qos)
+            if self.persistent and qos > 0:
+                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                self.broker.dispatcher.submit_to(self.tenant, self.client_id, msg, qos, sub_ids,
+                                                 lambda rc, f=fut: f.done() or f.set_result(rc))
+                appended.append(fut)
+            else:
+                direct.append((msg, qos, sub_ids))
+        if appended:
+            await asyncio.gather(*appended)
+        return direct
+
+    async def _on_unsubscribe(self, p: Unsubscribe) -> None:
+        await self._wait_connected()
+        existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
+        self.sub_count = max(0, self.sub_count - sum(1 for e in existed if e))
+        self.sub_filters.difference_update(p.topic_filters)
+        codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
+        self.machine.ack_unsubscribe(p.packet_id, codes)
+        self.flush()
