@@ -242,6 +242,10 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
         if p.retain and not ts.retain_enabled:  # [MQTT-3.2.2-14]
             self.close(broker.refuse("retain_disabled", self.tenant, RC.RETAIN_NOT_SUPPORTED))
             return
+        if (ts.payload_format_validation_enabled and p.properties.get("payload_format_indicator") == 1
+                and not _is_utf8(p.payload)):  # [MQTT-3.3.2-4]: PayloadFormatValidationEnabled
+            self._reject_publish(p, broker.refuse("payload_format", self.tenant, RC.PAYLOAD_FORMAT_INVALID))
+            return
         if len(p.payload) > ts.max_user_payload_bytes:
             self._reject_publish(p, broker.refuse("payload_too_large", self.tenant, RC.PACKET_TOO_LARGE))
             return
@@ -431,6 +435,14 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
             self.flush()
         elif self.machine.keepalive_expired(now):
             self.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_inbox(tag: Any) -> bool:

@@ -60,6 +60,8 @@ class SubscribeHandler:
                 refusal = broker.refuse("shared_disabled", self.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
             elif sub_id and not ts.subscription_identifier_enabled:
                 refusal = broker.refuse("subid_disabled", self.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+            elif await self._shared_group_full(s.topic_filter, ts.max_shared_group_members):
+                refusal = broker.refuse("shared_group_full", self.tenant, RC.QUOTA_EXCEEDED)
             if refusal:
                 codes.append(refusal if v5 else 0x80)
                 continue
@@ -103,6 +105,18 @@ class SubscribeHandler:
         for msg, qos, sub_ids in direct:
             self.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
         self.flush()
+
+    async def _shared_group_full(self, topic_filter: str, limit: int) -> bool:
+        """MaxSharedGroupMembers: the group (from a fresh route replica) is full and we are not in it.
+        Checked against the replica, so two concurrent joins can both pass (documented)."""
+        kind, group, real = topics.parse_shared(topic_filter)
+        if kind is None or group is None:
+            return False
+        routes = self.broker.dispatcher.routes
+        await routes.refresh(self.broker.redis, [self.tenant])
+        tr = routes.tenants.get(self.tenant)
+        members = tr.trie.group_members(kind, group, real) if tr is not None else set()
+        return self.client_id not in members and len(members) >= limit
 
     async def _replay_retained(self, flt: str, opts: Any) -> list[tuple[Message, int, tuple[int, ...]]]:
         """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its

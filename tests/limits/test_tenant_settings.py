@@ -262,3 +262,25 @@ def test_v311_paho_still_connects_when_v5_is_disabled(worker, tenant, settings) 
         assert refused.connect(expect_success=False).reason == 0x84
     finally:
         refused.close()
+
+
+async def test_payload_format_validation(worker, tenant, settings, c5) -> None:
+    settings(PayloadFormatValidationEnabled=True)
+    sub = await c5()
+    assert await sub.subscribe(("pf/t", 1)) == [1]
+    pub = await c5()
+    utf8 = wire.props((0x01, 1))  # Payload Format Indicator: UTF-8
+    assert await pub.publish("pf/t", b"\xff\xfe not utf-8", qos=1, props=utf8) == 0x99  # Payload Format Invalid
+    assert await pub.publish("pf/t", "héllo".encode(), qos=1, props=utf8) in (0, 0x10)
+    assert await pub.publish("pf/t", b"\xff binary", qos=1) in (0, 0x10)  # no indicator: any bytes
+    got = await sub.until_sentinel(pub, "pf/t")
+    assert [m.payload for m in got] == ["héllo".encode(), b"\xff binary"]
+
+
+async def test_max_shared_group_members(worker, tenant, settings, c5) -> None:
+    settings(MaxSharedGroupMembers=2)
+    a, b, c = await c5(), await c5(), await c5()
+    assert await a.subscribe(("$share/g/sg/t", 1)) == [1]
+    assert await b.subscribe(("$share/g/sg/t", 1)) == [1]
+    assert await c.subscribe(("$share/g/sg/t", 1), ("$share/other/sg/t", 1)) == [0x97, 1]
+    assert await a.subscribe(("$share/g/sg/t", 0)) == [0]  # a member may re-subscribe

@@ -367,6 +367,11 @@ class TopicTrie:
                 out.append(g.pick(h, member_filter))
         return out
 
+    def group_members(self, kind: str, group: str, real_filter: str) -> set[str]:
+        """Client ids in one shared group (MaxSharedGroupMembers checks)."""
+        g = self._groups.get((kind, group, real_filter))
+        return set(g.members) if g is not None else set()
+
     def shared_groups(self) -> list[tuple[str, str, str]]:
         """``(kind, group, real_filter)`` of every shared group (for stats and tests)."""
         return list(self._groups)
