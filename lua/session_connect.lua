@@ -1,6 +1,6 @@
 -- session_connect: open or resume a session and make the caller its owner (one atomic step).
--- KEYS: 1 sess, 2 subs, 3 inbox, 4 rel, 5 q2in, 6 routes, 7 rver, 8 sexp, 9 sessidx, 10 epoch counter
---       (all tagged by the same tenant)
+-- KEYS: 1 sess, 2 subs, 3 inbox, 4 rel, 5 q2in, 6 routes, 7 rver, 8 sexp, 9 sessidx, 10 epoch counter,
+--       11 wills (all tagged by the same tenant); a reconnect cancels a pending delayed will
 -- ARGV: 1 client id, 2 clean_start ("1"/"0"), 3 user, 4 protocol version, 5 persistent ("1"/"0"),
 --       6 session expiry (s), 7 worker id, 8 address, 9 client type, 10 now (ms),
 --       11 will message blob ("" = no will), 12 will delay (s)
@@ -52,6 +52,7 @@ if ARGV[11] ~= nil and ARGV[11] ~= '' then
 else
   redis.call('HDEL', KEYS[1], 'will', 'will_delay')
 end
+redis.call('HDEL', KEYS[1], 'will_at')
 local subs, rel, q2in, sent = {}, {}, {}, 0
 if present then
   subs = redis.call('HGETALL', KEYS[2])
@@ -79,4 +80,5 @@ if changed then
 end
 redis.call('ZREM', KEYS[8], client)
 redis.call('ZADD', KEYS[9], 0, client)
+redis.call('ZREM', KEYS[11], client)  -- back before the will delay ran out: no will [MQTT-3.1.3-9]
 return {present and 1 or 0, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in}

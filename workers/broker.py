@@ -30,6 +30,7 @@ from tidemq.store import leases
 from tidemq.store import scripts as store_scripts
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
+from tidemq.store import wills as will_store
 from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .connection import MQTTConnection
@@ -197,18 +198,24 @@ class Broker:
         if conn is not None and conn.inbox is not None:
             conn.inbox.wake()
 
+    def will_delay_ms(self, conn: MQTTConnection) -> int:
+        """How long this connection's will waits (ms): MQTT 5 will delay, bounded by the session
+        expiry [MQTT-3.1.3-9]; 0 publishes it now."""
+        will = conn.will
+        if will is None or conn.machine.protocol_level != 5 or not conn.persistent or not conn.expiry:
+            return 0
+        return min(int(will.properties.get("will_delay_interval", 0) or 0), conn.expiry) * 1000
+
     async def publish_will(self, conn: MQTTConnection) -> None:
+        """Publish the will of a connection that ended abnormally, now."""
         will = conn.will
         conn.will = None
         now_ms = int(time.time() * 1000)
         props = dict(will.properties)
-        delay = props.pop("will_delay_interval", 0) if conn.machine.protocol_level == 5 else 0
+        props.pop("will_delay_interval", None)
         expiry = props.get("message_expiry_interval")
         msg = Message(will.topic, will.payload, will.qos, will.retain, props,
                       now_ms + expiry * 1000 if expiry else 0, conn.client_id, now_ms)
-        if delay and conn.persistent:
-            self._schedule_will(conn.tenant, conn.client_id, conn.epoch, msg, min(delay, conn.expiry))
-            return
         if not await self.auth.check_publish(conn.identity, will.topic, will.qos, will.retain):
             return
         self.dispatcher.submit(conn.tenant, msg)
@@ -226,19 +233,28 @@ class Broker:
         out["dispatch_backlog"] = self.dispatcher.backlog
         return out
 
-    def _schedule_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._delayed_will(tenant, client_id, epoch, msg, delay))
+    def schedule_will(self, tenant: str, client_id: str, fire_at_ms: int) -> None:
+        """A timer for a delayed will stored in Redis; any worker's sweep fires it too (once)."""
+        task = asyncio.get_running_loop().create_task(self._delayed_will(tenant, client_id, fire_at_ms))
         self._wills.add(task)
         task.add_done_callback(self._wills.discard)
 
-    async def _delayed_will(self, tenant: str, client_id: str, epoch: int, msg: Message, delay: int) -> None:
-        await asyncio.sleep(delay)
-        rec = await sess_store.session_get(self.redis, tenant, client_id)
-        if rec is not None and int(rec.get("epoch", 0)) != epoch:
-            return  # the client came back in time: the will is cancelled [MQTT-3.1.3-9]
-        msg.created_ms = int(time.time() * 1000)
+    async def _delayed_will(self, tenant: str, client_id: str, fire_at_ms: int) -> None:
+        await asyncio.sleep(max(0.0, (fire_at_ms - _now_ms()) / 1000))
+        await self.fire_stored_will(tenant, client_id)
+
+    async def fire_stored_will(self, tenant: str, client_id: str) -> bool:
+        """Take a due delayed will from Redis (exactly one worker gets it) and publish it."""
+        blob = await will_store.will_take(self.redis, tenant, client_id, now_ms=_now_ms())
+        if blob is None:
+            return False  # not due, already fired elsewhere, or the client came back [MQTT-3.1.3-9]
+        msg = unpack(blob)
+        msg.created_ms = _now_ms()
+        wexp = msg.origin.pop("wexp", 0)
+        msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
         self.dispatcher.submit(tenant, msg)
         self.metrics["wills_published"] += 1
+        return True
 
     # ------------------------------------------------------------ background loops
 
@@ -314,17 +330,20 @@ class Broker:
         orphans = await leases.orphans(self.redis, dead)
         log.warning("worker %s is dead: reaping %d sessions", dead, len(orphans))
         for o in orphans:
+            will_at = 0
             if o.will:
-                msg = unpack(o.will)
-                msg.created_ms = _now_ms()
-                wexp = msg.origin.pop("wexp", 0)
-                msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
-                if o.will_delay and o.persistent:
-                    self._schedule_will(o.tenant, o.client_id, o.epoch, msg, min(o.will_delay, o.expiry))
+                if o.will_delay and o.persistent and o.expiry:
+                    will_at = _now_ms() + min(o.will_delay, o.expiry) * 1000  # stays stored until due
                 else:
+                    msg = unpack(o.will)
+                    msg.created_ms = _now_ms()
+                    wexp = msg.origin.pop("wexp", 0)
+                    msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
                     self.dispatcher.submit(o.tenant, msg)
                     self.metrics["wills_published"] += 1
-            await leases.end_orphan(self.redis, o, now_ms=_now_ms())
+            ended = await leases.end_orphan(self.redis, o, now_ms=_now_ms(), will_at=will_at)
+            if will_at and ended == "offline":
+                self.schedule_will(o.tenant, o.client_id, will_at)
         await leases.forget_worker(self.redis, dead)
 
     async def _sweeper(self) -> None:
@@ -334,6 +353,9 @@ class Broker:
             try:
                 now_ms = int(time.time() * 1000)
                 for tenant in await sess_store.tenants_list(self.redis):
+                    # due delayed wills first: a will due at session end fires before the session goes
+                    for client_id in await will_store.wills_due(self.redis, tenant, now_ms=now_ms):
+                        await self.fire_stored_will(tenant, client_id)
                     await sess_store.sessions_expire(self.redis, tenant, now_ms=now_ms)
             except asyncio.CancelledError:
                 raise

@@ -412,14 +412,22 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
         log.info("disconnect tenant=%s user=%s client=%s reason=%s", self.tenant, self.user, self.client_id,
                  reason, extra={"event": "disconnect", "tenant": self.tenant, "user": self.user,
                                 "client": self.client_id, "reason": reason})
+        will_at = 0
         if self.will is not None and self.publish_will and not broker.stopping:
-            await broker.publish_will(self)
+            delay_ms = broker.will_delay_ms(self)
+            if delay_ms:  # kept in the offline record; this worker's timer or any sweep fires it
+                will_at = int(time.time() * 1000) + delay_ms
+            else:
+                await broker.publish_will(self)
         if self.inbox is not None:
             self.inbox.stop()
         await broker.inbox_ops.flush_now()
         try:
-            await sess_store.session_disconnect(broker.redis, self.tenant, self.client_id, self.epoch,
-                                                now_ms=int(time.time() * 1000), expiry=self.expiry)
+            ended = await sess_store.session_disconnect(
+                broker.redis, self.tenant, self.client_id, self.epoch, now_ms=int(time.time() * 1000),
+                expiry=self.expiry, will_at=will_at)
+            if will_at and ended == "offline":
+                broker.schedule_will(self.tenant, self.client_id, will_at)
         except Exception as exc:
             log.error("session_disconnect failed for %s/%s: %s", self.tenant, self.client_id, exc)
             return  # keep the index entry: a reaper ends the session if we die

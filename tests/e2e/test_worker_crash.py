@@ -255,3 +255,77 @@ def test_wills_of_a_killed_worker_fire_on_a_survivor(
         r.close()
     back = clients(w[2], persistent.client_id, protocol="v5", clean=False, session_expiry=600)
     assert back.connect().session_present is True
+
+
+def _with_delayed_will(client: Paho, topic: str, delay: int) -> Paho:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.WILLMESSAGE)
+    props.WillDelayInterval = delay
+    client.client.will_set(topic, b"late-gone", 1, False, properties=props)
+    return client
+
+
+def _wait_for_stored_will(r: object, client_id: str, present: bool = True) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # polling Redis: the disconnect script leaves no event to await
+        if (r.zscore(keys.wills("DevOnly"), client_id) is not None) == present:  # type: ignore[attr-defined]
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"delayed will of {client_id} {'not stored' if present else 'still stored'}")
+
+
+def test_delayed_will_outlives_the_worker_that_stored_it(
+    spawn: Callable[..., list[Broker]], clients: Callable[..., Paho]
+) -> None:
+    """The will delay is running when the worker that saw the connection end dies: a survivor
+    fires the will once, when due (it waits in the session record, not in a timer)."""
+    w = spawn("redis", 2, env={"TIDEMQ_SWEEP_INTERVAL": "0.5"})
+    topic = f"dwill/{uid()}"
+    watcher = clients(w[0], protocol="v5")
+    watcher.connect()
+    watcher.subscribe(topic, 1)
+    dying = _with_delayed_will(clients(w[1], f"dw{uid()}", protocol="v5", clean=False, session_expiry=600),
+                               topic, delay=2)
+    dying.connect()
+    r = __import__("redis").Redis.from_url(w[0].redis_url)
+    try:
+        dying.drop()  # no DISCONNECT: the will is due in 2 s
+        _wait_for_stored_will(r, dying.client_id)
+        assert w[1].process is not None
+        w[1].process.kill()
+        m = watcher.get(timeout=15)
+        assert (m.topic, m.payload) == (topic, b"late-gone")
+        pub = clients(w[0], protocol="v311")
+        pub.connect()
+        assert sentinel_barrier(pub, watcher, topic) == []  # fired exactly once
+        _wait_for_stored_will(r, dying.client_id, present=False)
+    finally:
+        r.close()
+
+
+def test_delayed_will_cancelled_by_a_reconnect_to_another_worker(
+    spawn: Callable[..., list[Broker]], clients: Callable[..., Paho]
+) -> None:
+    w = spawn("redis", 2, env={"TIDEMQ_SWEEP_INTERVAL": "0.5"})
+    topic = f"cwill/{uid()}"
+    watcher = clients(w[0], protocol="v5")
+    watcher.connect()
+    watcher.subscribe(topic, 1)
+    cid = f"cw{uid()}"
+    dying = _with_delayed_will(clients(w[1], cid, protocol="v5", clean=False, session_expiry=600), topic, delay=2)
+    dying.connect()
+    r = __import__("redis").Redis.from_url(w[0].redis_url)
+    try:
+        dying.drop()
+        _wait_for_stored_will(r, cid)
+        back = clients(w[0], cid, protocol="v5", clean=False, session_expiry=600)
+        assert back.connect().session_present is True
+        _wait_for_stored_will(r, cid, present=False)  # the reconnect removed it
+        time.sleep(3)  # past the will delay and several sweeps: absence over time is what is tested
+        pub = clients(w[0], protocol="v311")
+        pub.connect()
+        assert sentinel_barrier(pub, watcher, topic) == []
+    finally:
+        r.close()

@@ -164,3 +164,8 @@ def tenant_settings(tenant: str) -> str:
     Tagged by tenant like every other tenant key; read by ``tidemq.tenants.SettingsProvider``.
     """
     return _tenant_key("settings", tenant)
+
+
+def wills(tenant: str) -> str:
+    """Sorted set: client id -> fire-at (ms) of delayed wills waiting in offline session records."""
+    return _tenant_key("wills", tenant)

@@ -100,9 +100,10 @@ async def orphans(r: Any, dead: str) -> list[OrphanSession]:
     return out
 
 
-async def end_orphan(r: Any, o: OrphanSession, *, now_ms: int) -> str:
-    """End one orphaned session as its connection would have ended ("stale" if it reconnected)."""
-    return await session_disconnect(r, o.tenant, o.client_id, o.epoch, now_ms=now_ms)
+async def end_orphan(r: Any, o: OrphanSession, *, now_ms: int, will_at: int = 0) -> str:
+    """End one orphaned session as its connection would have ended ("stale" if it reconnected);
+    ``will_at`` keeps its will as a delayed will (see ``tidemq.store.wills``)."""
+    return await session_disconnect(r, o.tenant, o.client_id, o.epoch, now_ms=now_ms, will_at=will_at)
 
 
 async def forget_worker(r: Any, dead: str) -> None:

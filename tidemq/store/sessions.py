@@ -58,7 +58,7 @@ async def session_connect(
     index (``wsess:<worker>``) that a reaper reads if the worker dies (on a single node the SADD runs
     first; on a cluster the two go to different nodes in one pipelined write).
     """
-    ks = [*_connect_keys(t, c), keys.epoch(t)]
+    ks = [*_connect_keys(t, c), keys.epoch(t), keys.wills(t)]
     args = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
             client_type, now_ms, will, will_delay]
     if track:
@@ -82,10 +82,15 @@ async def session_connect(
 
 
 async def session_disconnect(
-    r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None
+    r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None, will_at: int = 0
 ) -> Literal["stale", "offline", "removed"]:
-    """The connection ``epoch`` ended: keep the session offline until it expires, or remove it."""
-    res = await _DISCONNECT(r, _connect_keys(t, c), [c, epoch, now_ms, "" if expiry is None else expiry])
+    """The connection ``epoch`` ended: keep the session offline until it expires, or remove it.
+
+    ``will_at`` (ms): keep the stored will as a delayed will firing then (``will_take``), for an
+    offline persistent session; 0 drops it (the connection already handled its will).
+    """
+    res = await _DISCONNECT(r, [*_connect_keys(t, c), keys.wills(t)],
+                            [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""])
     return _s(res)  # type: ignore[return-value]
 
 
