@@ -3,8 +3,8 @@
 -- ARGV: 1 mode: "expired" (offline and sexp score <= now), "idle" (offline and disconnected_at <=
 --       threshold) or "all" (every session, online ones too), 2 now (ms), 3 threshold (ms),
 --       then one client id per candidate (in KEYS order)
--- Returns: {client, worker, client, worker, ...} for every removed session; worker is "" when it
---          was offline, else the owner to signal. Index entries of missing records are dropped;
+-- Returns: {client, worker, epoch, client, worker, epoch, ...} for every removed session; worker is
+--          "" when it was offline, else the owner to signal (with the epoch of the connection to close). Index entries of missing records are dropped;
 --          an online session found in sexp leaves sexp (so the "expired" sweep always advances).
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -44,6 +44,7 @@ for i = 4, #ARGV do
     redis.call('ZREM', KEYS[4], client)
     out[#out + 1] = client
     out[#out + 1] = rec[1] or ''
+    out[#out + 1] = rec[3] or '0'
   end
 end
 if changed then

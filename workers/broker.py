@@ -294,6 +294,15 @@ class Broker:
 
     def _kill(self, body: dict[str, Any], kind: str) -> int:
         tenant = body["t"]
+        why = "killed by admin" if kind == "K" else "session removed"
+        if "s" in body:  # exact targets: (client id, epoch) of the connections the registry named
+            n = 0
+            for cid, epoch in body["s"]:
+                conn = self.sessions.get((tenant, cid))
+                if conn is not None and (not epoch or conn.epoch == epoch):
+                    conn.close(RC.ADMINISTRATIVE_ACTION, why)
+                    n += 1
+            return n
         user, cid = body.get("u"), body.get("c")
         n = 0
         for (t, c), conn in list(self.sessions.items()):

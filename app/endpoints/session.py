@@ -72,9 +72,13 @@ async def session_expire(request: Request, state: ApiState, params: Params) -> H
     expiry = params.get("expiry_seconds")
     removed = await sess_store.sessions_expire(
         state.redis, t, now_ms=now_ms(), older_than_s=None if expiry is None else int(expiry))  # type: ignore[call-overload]
-    online = [(s.worker, signals.encode_control("X", {"t": t, "c": s.client_id})) for s in removed if s.worker]
-    if online:
-        await signal_store.publish_signals_many(state.redis, online)
+    by_worker: dict[str, list[list[object]]] = defaultdict(list)
+    for s in removed:
+        if s.worker:
+            by_worker[s.worker].append([s.client_id, s.epoch])
+    if by_worker:  # each worker closes exactly the connections whose sessions were removed
+        await signal_store.publish_signals_many(state.redis, [
+            (w, signals.encode_control("X", {"t": t, "s": targets})) for w, targets in sorted(by_worker.items())])
     return json({"expired": len(removed)})
 
 
@@ -110,15 +114,10 @@ async def kill(request: Request, state: ApiState, params: Params) -> HTTPRespons
                                              client=None if client is None else str(client))
     if not owners:
         raise ApiError(404, "no online connection matched")
-    body: dict[str, Any] = {"t": t}
-    if user is not None:
-        body["u"] = user
-    if client is not None:
-        body["c"] = client
-    payload = signals.encode_control("K", body)
-    workers: dict[str, int] = defaultdict(int)
-    for o in owners:
-        workers[o.worker] += 1
-    await signal_store.publish_signals_many(state.redis, [(w, payload) for w in sorted(workers)])
+    by_worker: dict[str, list[list[object]]] = defaultdict(list)
+    for o in owners:  # the connections the registry named, by epoch: never a later reconnect
+        by_worker[o.worker].append([o.client_id, o.epoch])
+    await signal_store.publish_signals_many(state.redis, [
+        (w, signals.encode_control("K", {"t": t, "s": targets})) for w, targets in sorted(by_worker.items())])
     state.metrics.outcome("kill", "killed")
     return json({"killed": len(owners)})

@@ -149,11 +149,13 @@ async def test_expire_idle_and_all(r: Any) -> None:
     for i, at in enumerate((NOW, NOW + 10_000)):
         res = await connect(r, T, f"off{i}", expiry=3600)
         await session_disconnect(r, T, f"off{i}", res.epoch, now_ms=at)
-    await connect(r, T, "on", worker="w5", expiry=3600)
+    online = await connect(r, T, "on", worker="w5", expiry=3600)
     gone = await sessions_expire(r, T, now_ms=NOW + 20_000, older_than_s=15)
     assert [e.client_id for e in gone] == ["off0"]
     gone = await sessions_expire(r, T, now_ms=NOW + 20_000, older_than_s=0, chunk=1)
     assert sorted((e.client_id, e.worker) for e in gone) == [("off1", ""), ("on", "w5")]
+    # the epoch names the connection to close, so a later reconnect is never hit by the signal
+    assert [e.epoch for e in gone if e.client_id == "on"] == [online.epoch]
     assert await sessions_count(r, T) == 0
 
 

@@ -41,6 +41,7 @@ class Owner:
     client_id: str
     user_id: str
     worker: str
+    epoch: int = 0  # the owning connection (a kill signal closes that one, not a later reconnect)
 
 
 async def online_owners(
@@ -48,9 +49,9 @@ async def online_owners(
 ) -> list[Owner]:
     """Online sessions of tenant ``t`` (narrowed to ``user``, and ``client``) and their owner workers."""
     if client is not None:
-        worker, u = await r.hmget(keys.sess(t, client), "worker", "user")
+        worker, u, epoch = await r.hmget(keys.sess(t, client), "worker", "user", "epoch")
         if worker and (user is None or _s(u or b"") == user):
-            return [Owner(client, _s(u or b""), _s(worker))]
+            return [Owner(client, _s(u or b""), _s(worker), int(epoch or 0))]
         return []
     out: list[Owner] = []
     after = ""
@@ -60,11 +61,11 @@ async def online_owners(
             return out
         pipe = r.pipeline(transaction=False)
         for c in ids:
-            pipe.hmget(keys.sess(t, c), "worker", "user")
-        for c, (worker, u) in zip(ids, await pipe.execute(), strict=True):
+            pipe.hmget(keys.sess(t, c), "worker", "user", "epoch")
+        for c, (worker, u, epoch) in zip(ids, await pipe.execute(), strict=True):
             uid = _s(u or b"")
             if worker and (user is None or uid == user):
-                out.append(Owner(c, uid, _s(worker)))
+                out.append(Owner(c, uid, _s(worker), int(epoch or 0)))
         if len(ids) < page:
             return out
         after = ids[-1]

@@ -51,6 +51,7 @@ class ConnectResult:
 class ExpiredSession:
     client_id: str
     worker: str  # "" when the session was offline, else its owner worker (signal it)
+    epoch: int = 0  # the owning connection's epoch (the signal closes that connection only)
 
 
 @dataclass(slots=True)

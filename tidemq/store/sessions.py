@@ -139,7 +139,7 @@ async def _expire_chunk(r: Any, t: str, mode: str, now_ms: int, threshold: int, 
     for c in clients:
         ks.extend(keys.session_keys(t, c))
     res = await _EXPIRE(r, ks, [mode, now_ms, threshold, *clients])
-    return [ExpiredSession(_s(res[i]), _s(res[i + 1])) for i in range(0, len(res), 2)]
+    return [ExpiredSession(_s(res[i]), _s(res[i + 1]), int(res[i + 2])) for i in range(0, len(res), 3)]
 
 
 async def sessions_expire(
