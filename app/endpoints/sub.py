@@ -20,7 +20,7 @@ from app.spec import Params
 from tidemq.auth import Identity
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
-from tidemq.store.models import NoSession, SubOpts
+from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 
 bp = Blueprint("sub")
 
@@ -44,13 +44,14 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     if not await state.auth.check_subscribe(who, topic_filter, qos):
         raise ApiError(401, "subscription denied by the auth provider")
     current = rec["subscriptions"].get(topic_filter)
-    if current is None and len(rec["subscriptions"]) >= ts.max_topic_filters_per_inbox:
-        raise ApiError(400, "EXCEED_LIMIT")  # MaxTopicFiltersPerInbox (checked on a snapshot, not atomically)
     opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)
-    try:
-        (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, who.client_id, [(topic_filter, opts)])
+    try:  # MaxTopicFiltersPerInbox is checked by the subscribe script, atomically with the write
+        (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, who.client_id, [(topic_filter, opts)],
+                                               max_filters=ts.max_topic_filters_per_inbox)
     except NoSession:
         raise ApiError(404, "no session") from None
+    except SubscriptionLimit:
+        raise ApiError(400, "EXCEED_LIMIT") from None
     result = "EXISTS" if existed else "OK"
     state.metrics.outcome("sub", result)
     return text(result)

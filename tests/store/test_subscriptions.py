@@ -123,3 +123,15 @@ async def test_route_versions_many_tenants(r: Any) -> None:
     versions = await route_versions(r, tenants)
     assert versions == {"t0": 1, "t1": 2, "t2": 3, "t3": 4, "t4": 0, "t5": 0, "t6": 0, "t7": 0}
     assert await route_versions(r, []) == {}
+
+
+async def test_subscribe_filter_limit_is_atomic(r: Any) -> None:
+    from tidemq.store.models import SubscriptionLimit
+
+    await connect(r, T, "lim")
+    assert await subscribe(r, T, "lim", [("a", SubOpts(1)), ("b", SubOpts(1))], max_filters=2) == [False, False]
+    with pytest.raises(SubscriptionLimit):  # one more filter: refused, nothing written
+        await subscribe(r, T, "lim", [("a", SubOpts(2)), ("c", SubOpts(1))], max_filters=2)
+    assert await subscribe(r, T, "lim", [("a", SubOpts(2))], max_filters=2) == [True]  # replacing is fine
+    _version, routes = await load_routes(r, T)
+    assert sorted(rt.topic_filter for rt in routes if rt.client_id == "lim") == ["a", "b"]

@@ -15,6 +15,10 @@ class NoSession(Exception):
     """The session does not exist (or, with an epoch given, is owned by another connection)."""
 
 
+class SubscriptionLimit(Exception):
+    """The new topic filters would take the session past its filter limit (nothing was written)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SubOpts:
     qos: int = 0

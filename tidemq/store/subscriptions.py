@@ -16,7 +16,7 @@ from typing import Any
 
 from tidemq.routing.trie import Route
 from tidemq.store import keys
-from tidemq.store.models import NoSession, SubOpts
+from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 from tidemq.store.scripts import get
 
 _SUBSCRIBE = get("subscribe")
@@ -26,6 +26,8 @@ SEP = "\0"
 
 
 def _check(res: Any, t: str, c: str) -> list[bool]:
+    if res == -3:
+        raise SubscriptionLimit(f"too many topic filters: tenant={t!r} client={c!r}")
     if isinstance(res, int):
         why = "no session" if res == -1 else "session owned by a newer connection"
         raise NoSession(f"{why}: tenant={t!r} client={c!r}")
@@ -33,15 +35,18 @@ def _check(res: Any, t: str, c: str) -> list[bool]:
 
 
 async def subscribe(
-    r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None
+    r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None,
+    max_filters: int | None = None,
 ) -> list[bool]:
     """Add or replace subscriptions; returns, per filter, whether it existed before.
 
-    Raises NoSession when the session is absent (or ``epoch`` no longer owns it).
+    Raises NoSession when the session is absent (or ``epoch`` no longer owns it), and
+    SubscriptionLimit (nothing written) when the new filters would take the session past
+    ``max_filters`` — checked atomically with the write.
     """
     if not subs:
         return []
-    args: list[Any] = [c, "" if epoch is None else epoch]
+    args: list[Any] = [c, "" if epoch is None else epoch, "" if max_filters is None else max_filters]
     for topic_filter, opts in subs:
         args.append(topic_filter)
         args.append(opts.encode())
