@@ -300,6 +300,11 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
                 done_ack(pid, qos, code)
 
             def done_ack(pid: int, qos: int, code: int) -> None:
+                if code >= 0x80 and m.protocol_level < 5:
+                    # MQTT 3 has no failure PUBACK: never acknowledge what the store did not take;
+                    # close instead, so the client sends it again after reconnecting
+                    self.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")
+                    return
                 m.ack_publish(pid, qos, code)  # type: ignore[arg-type]
                 self.flush_soon()
 
