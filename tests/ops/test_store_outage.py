@@ -21,6 +21,13 @@ from tests.fixtures.redis_servers import _start_node, _stop
 pytestmark = [pytest.mark.tidemq_only, pytest.mark.redis]
 
 
+def _redis_again(port: int, workdir: Path) -> subprocess.Popen:
+    """A fresh redis-server on the port the first one had."""
+    return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
     port, proc = _start_node("redis-server", tmp_path / "redis")
@@ -54,10 +61,7 @@ async def test_publishes_are_never_acknowledged_without_the_store(worker, own_re
     await asyncio.gather(v3.close(), v5.close())
 
     # Redis comes back (empty: scripts reload on NOSCRIPT); the same worker serves again
-    redis_port = own_redis[0]
-    back = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    back = _redis_again(own_redis[0], tmp_path)
     try:
         for _ in range(100):  # bounded: until a CONNECT is accepted again (no event to await)
             try:
