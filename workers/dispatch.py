@@ -38,6 +38,7 @@ from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
 from tidemq.store import signals as signal_store
 from tidemq.store.models import AppendResult, InboxAppend
+from tidemq.tenants import TenantSettings
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -104,7 +105,7 @@ class Dispatcher:
         self._paused.add(resume)
 
     def _kick(self) -> None:
-        if self._task is None or self._task.done():
+        if self._task is None or self._task.done():  # one flush task at a time; it loops until empty
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -147,10 +148,13 @@ class Dispatcher:
         local: list[tuple[Pending, Route, int]] = []
         matched = [False] * len(batch)
 
+        settings: dict[str, TenantSettings] = {}
         for i, p in enumerate(batch):
-            ts = broker.settings_for(p.tenant)
-            p.blob = pack(p.msg)
-            if p.only is not None:  # a retained replay: delivered with RETAIN set
+            ts = settings.get(p.tenant)
+            if ts is None:
+                ts = settings[p.tenant] = broker.settings_for(p.tenant)
+            if p.only is not None:
+                p.blob = pack(p.msg)  # a retained replay: delivered with RETAIN set
                 appends.append(InboxAppend(
                     p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], ts.session_inbox_size,
                     ts.qos0_drop_oldest))
@@ -162,6 +166,8 @@ class Dispatcher:
             matched[i] = True
             plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain)
             local.extend((p, rt, qos) for rt, qos in plan.local)
+            if plan.inbox or plan.remote:  # encoded once, and only when it leaves the process
+                p.blob = pack(p.msg)
             if plan.inbox:
                 appends.append(InboxAppend(
                     p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest))
