@@ -31,7 +31,6 @@ from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Publish
 from tidemq.mqtt.reason_codes import RC
-from tidemq.store import leases
 from tidemq.store import sessions as sess_store
 
 from .connect import CONNECT_TIMEOUT, ConnectHandler
@@ -426,18 +425,19 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
                 await broker.publish_will(self)
         if self.inbox is not None:
             self.inbox.stop()
-        await broker.inbox_ops.flush_now()
+        if self.persistent:  # this session's acks are written before it is marked offline
+            await broker.inbox_ops.flush_now()
         try:
+            # no newer connection of this session on this worker: leave the reaper index in the same trip
+            untrack = broker.worker_id if broker.sessions.get((self.tenant, self.client_id)) is None else ""
             ended = await sess_store.session_disconnect(
                 broker.redis, self.tenant, self.client_id, self.epoch, now_ms=int(time.time() * 1000),
-                expiry=self.expiry, will_at=will_at)
+                expiry=self.expiry, will_at=will_at, untrack_worker=untrack)
             if will_at and ended == "offline":
                 broker.schedule_will(self.tenant, self.client_id, will_at)
         except Exception as exc:
             log.error("session_disconnect failed for %s/%s: %s", self.tenant, self.client_id, exc)
             return  # keep the index entry: a reaper ends the session if we die
-        if broker.sessions.get((self.tenant, self.client_id)) is None:
-            await leases.untrack_session(broker.redis, broker.worker_id, self.tenant, self.client_id)
 
     def check_timers(self, now: float) -> None:
         """Called about once a second by the broker: CONNECT timeout and keep alive."""

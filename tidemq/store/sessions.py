@@ -82,15 +82,25 @@ async def session_connect(
 
 
 async def session_disconnect(
-    r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None, will_at: int = 0
+    r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None, will_at: int = 0,
+    untrack_worker: str = "",
 ) -> Literal["stale", "offline", "removed"]:
     """The connection ``epoch`` ended: keep the session offline until it expires, or remove it.
 
     ``will_at`` (ms): keep the stored will as a delayed will firing then (``will_take``), for an
     offline persistent session; 0 drops it (the connection already handled its will).
+    ``untrack_worker``: in the same round trip, after the script, drop the session from that
+    worker's reaper index (``wsess:<worker>``).
     """
-    res = await _DISCONNECT(r, [*_connect_keys(t, c), keys.wills(t)],
-                            [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""])
+    ks = [*_connect_keys(t, c), keys.wills(t)]
+    args = [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
+    if untrack_worker:
+        batch = Batch(r)
+        index = batch.script(_DISCONNECT, ks, args)
+        batch.pipe.srem(keys.worker_sessions(untrack_worker), t + "\0" + c)
+        res = (await batch.execute())[index]
+    else:
+        res = await _DISCONNECT(r, ks, args)
     return _s(res)  # type: ignore[return-value]
 
 
