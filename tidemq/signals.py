@@ -8,8 +8,10 @@ these on ``tidemq:w:<worker id>``. Kinds:
   as raw bytes (the payload is never JSON-encoded).
 - ``N`` notify: these persistent sessions have new inbox entries.
 - ``T`` takeover: close the connection ``(tenant, client, epoch)`` (0x8E).
-- ``K`` kill: close matching connections (0x98), optionally narrowed by
-  user/client; ``X`` session removed by the admin API.
+- ``K`` kill / ``X`` session removed by the admin API: close the connections
+  named by ``{"t": tenant, "s": [[client id, epoch], ...]}`` with 0x98 — by
+  epoch, so a client that reconnected meanwhile is left alone (the older
+  scope form ``{"t", "u", "c"}`` is still understood).
 
 Framing: kind byte, then repeated ``u32 length | bytes`` frames.
 """
