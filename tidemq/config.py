@@ -43,6 +43,7 @@ class Settings:
     log_level: str = "INFO"
     log_json: str = "auto"  # auto | true | false
     sweep_interval: float = 5.0  # seconds between session-expiry sweeps
+    health_port: int = 0  # worker HTTP /healthz and /readyz for probes (0: off; the chart uses 8092)
     drain_grace: float = 10.0  # seconds a stopping worker waits for clients to go and writes to finish
     server_reference: str = ""  # set: MQTT 5 clients are told "use another server" (0x9C) with it at drain
     # auth and tenant settings

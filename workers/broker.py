@@ -35,6 +35,7 @@ from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .connection import MQTTConnection
 from .dispatch import Dispatcher
+from .health import start_health
 from .inbox import InboxOps, InboxReader
 from .transport.listeners import start_listeners
 
@@ -65,6 +66,7 @@ class Broker:
         self._bg: set[asyncio.Task[Any]] = set()
         self._wills: set[asyncio.Task[Any]] = set()
         self.cleanups: set[asyncio.Task[Any]] = set()  # session cleanups of closed connections
+        self.lease_renewed_at = 0.0  # monotonic time of the last successful lease renewal
 
     # ------------------------------------------------------------ lifecycle
 
@@ -72,6 +74,7 @@ class Broker:
         """Load scripts, start background loops and the TCP listener; returns the bound port."""
         await store_scripts.load_all(self.redis)
         await leases.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=_now_ms())
+        self.lease_renewed_at = time.monotonic()
         ready = asyncio.Event()
         self._spawn(self._listen_signals(ready))
         # accept no client before takeover/kill signals can reach us
@@ -79,6 +82,8 @@ class Broker:
         for coro in (self._timers(), self._sweeper(), self._lease_loop()):
             self._spawn(coro)
         # TLS / WebSocket listeners (settings tls_port, ws_port, wss_port) first: TCP accepting means all are up
+        if self.settings.health_port:  # before MQTT: a probe must see "ready" no earlier than clients can
+            self.servers.append(await start_health(self, host, self.settings.health_port, reuse_port=reuse_port))
         self.servers += await start_listeners(self.settings, lambda: MQTTConnection(self), host, reuse_port=reuse_port)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
@@ -325,6 +330,7 @@ class Broker:
             await asyncio.sleep(LEASE_RENEW_S)
             try:
                 await leases.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=_now_ms())
+                self.lease_renewed_at = time.monotonic()
                 await leases.publish_stats(self.redis, self.worker_id, self.stats(), ttl_ms=LEASE_TTL_MS)
                 for dead in await leases.dead_workers(self.redis, now_ms=_now_ms(), grace_ms=LEASE_TTL_MS):
                     if dead != self.worker_id and await leases.claim_reap(self.redis, dead, self.worker_id):

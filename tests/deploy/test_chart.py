@@ -191,14 +191,16 @@ def test_worker_probes_drain_and_listeners(chart: Any) -> None:
     c = container(objects, "worker")
     assert deployment["spec"]["replicas"] == 3
     assert c["args"] == ["worker", "--processes", "2"]
-    assert c["readinessProbe"]["tcpSocket"] == {"port": "mqtt"}
-    assert c["livenessProbe"]["tcpSocket"] == {"port": "mqtt"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["TIDEMQ_HEALTH_PORT"] == "8092"
     sleep = c["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep"
     # the drain (broker.stop: up to 10 s of disconnects, then store flushes) fits after the preStop sleep
     assert pod["terminationGracePeriodSeconds"] >= int(sleep[1]) + 30
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"mqtt": 1883, "mqtt-tls": 8883, "mqtt-ws": 8080, "mqtt-wss": 8443}
+    assert ports == {"mqtt": 1883, "health": 8092, "mqtt-tls": 8883, "mqtt-ws": 8080, "mqtt-wss": 8443}
     env = {e["name"]: e for e in c["env"]}
     assert env["TIDEMQ_TLS_PORT"]["value"] == "8883"
     assert env["TIDEMQ_WS_PORT"]["value"] == "8080"
@@ -218,14 +220,15 @@ def test_worker_probes_drain_and_listeners(chart: Any) -> None:
     assert tls_secret["type"] == "kubernetes.io/tls" and set(tls_secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
     service = find(objects, "Service", f"{FULLNAME}-mqtt")
     assert service["spec"]["type"] == "NodePort"
-    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == ports
+    mqtt_ports = {k: v for k, v in ports.items() if k != "health"}  # the probe port is not published
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == mqtt_ports
     assert {p["name"]: p.get("nodePort") for p in service["spec"]["ports"]}["mqtt"] == 31883
 
 
 def test_default_worker_has_plain_mqtt_only(chart: Any) -> None:
     objects = render(chart, {})
     c = container(objects, "worker")
-    assert [p["name"] for p in c["ports"]] == ["mqtt"]
+    assert [p["name"] for p in c["ports"]] == ["mqtt", "health"]  # MQTT and the probe endpoint only
     assert not {e["name"] for e in c["env"]} & {"TIDEMQ_TLS_PORT", "TIDEMQ_WS_PORT", "TIDEMQ_WSS_PORT"}
     service = find(objects, "Service", f"{FULLNAME}-mqtt")
     assert service["spec"]["type"] == "LoadBalancer"

@@ -1,0 +1,74 @@
+"""The worker's HTTP health endpoint, for orchestrators' probes (``TIDEMQ_HEALTH_PORT``, 0 = off).
+
+- ``GET /healthz``: the event loop answers (liveness).
+- ``GET /readyz``: 200 only while the worker should get new connections: Redis answers a
+  PING within a second, the worker's lease was renewed recently, and it is not draining.
+  A draining worker turns unready first, so a load balancer stops sending it clients
+  before SIGTERM's disconnects begin.
+
+A deliberately tiny HTTP/1.1 responder (one request per connection, bounded header size
+and time) so the worker needs no web framework.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("tidemq.health")
+
+MAX_HEAD = 8192
+READ_TIMEOUT = 5.0
+LEASE_STALE_S = 6.0  # the lease TTL: older than this and other workers may reap us
+
+
+async def start_health(broker: Broker, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+            status, body = await _answer(broker, head[:MAX_HEAD])
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            status, body = 400, "bad request"
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        payload = (body + "\n").encode()
+        writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
+        with contextlib.suppress(Exception):
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+    # with ``--processes N`` every process binds the port (SO_REUSEPORT): any of them may answer
+    server = await asyncio.start_server(handle, host, port, limit=MAX_HEAD, reuse_port=reuse_port or None)
+    log.info("worker health listening http=%s:%d", host, server.sockets[0].getsockname()[1])
+    return server
+
+
+async def _answer(broker: Broker, head: bytes) -> tuple[int, str]:
+    parts = head.split(b"\r\n", 1)[0].split()
+    if len(parts) != 3:
+        return 400, "bad request"
+    method, path = parts[0], parts[1].split(b"?", 1)[0]
+    if path not in (b"/healthz", b"/readyz"):
+        return 404, "not found"
+    if method not in (b"GET", b"HEAD"):
+        return 405, "method not allowed"
+    if path == b"/healthz":
+        return 200, "ok"
+    if broker.stopping:
+        return 503, "not ready: draining"
+    if time.monotonic() - broker.lease_renewed_at > LEASE_STALE_S:
+        return 503, "not ready: lease not renewed"
+    try:
+        async with asyncio.timeout(1.0):
+            await broker.redis.ping()
+    except Exception as exc:
+        return 503, f"not ready: Redis unavailable ({type(exc).__name__})"
+    return 200, "ready"
