@@ -67,6 +67,7 @@ class Broker:
         self._wills: set[asyncio.Task[Any]] = set()
         self.cleanups: set[asyncio.Task[Any]] = set()  # session cleanups of closed connections
         self.lease_renewed_at = 0.0  # monotonic time of the last successful lease renewal
+        self.health_server: asyncio.base_events.Server | None = None  # answers 503 while draining
 
     # ------------------------------------------------------------ lifecycle
 
@@ -83,7 +84,7 @@ class Broker:
             self._spawn(coro)
         # TLS / WebSocket listeners (settings tls_port, ws_port, wss_port) first: TCP accepting means all are up
         if self.settings.health_port:  # before MQTT: a probe must see "ready" no earlier than clients can
-            self.servers.append(await start_health(self, host, self.settings.health_port, reuse_port=reuse_port))
+            self.health_server = await start_health(self, host, self.settings.health_port, reuse_port=reuse_port)
         self.servers += await start_listeners(self.settings, lambda: MQTTConnection(self), host, reuse_port=reuse_port)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: MQTTConnection(self), host, port, backlog=2048,
@@ -134,6 +135,10 @@ class Broker:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=1.0)
+        if self.health_server is not None:  # probes saw 503 "draining" until here
+            self.health_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.health_server.wait_closed(), timeout=1.0)
 
     # ------------------------------------------------------------ registry
 

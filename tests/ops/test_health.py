@@ -53,3 +53,36 @@ def test_garbage_request_gets_400(worker) -> None:
         s.sendall(b"NONSENSE\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
     assert proc.alive
+
+
+
+class _Redis:
+    def __init__(self, ok: bool = True) -> None:
+        self.ok = ok
+
+    async def ping(self) -> bool:
+        if not self.ok:
+            raise ConnectionError("down")
+        return True
+
+
+class _Broker:
+    def __init__(self, *, stopping: bool = False, lease_age: float = 0.0, redis_ok: bool = True) -> None:
+        import time
+
+        self.stopping = stopping
+        self.lease_renewed_at = time.monotonic() - lease_age
+        self.redis = _Redis(redis_ok)
+
+
+@pytest.mark.parametrize(("broker", "status", "text"), [
+    (_Broker(), 200, "ready"),
+    (_Broker(stopping=True), 503, "not ready: draining"),  # probes see the drain before clients are cut
+    (_Broker(lease_age=60), 503, "not ready: lease not renewed"),
+    (_Broker(redis_ok=False), 503, "not ready: Redis unavailable (ConnectionError)"),
+])
+async def test_readiness_rules(broker, status, text) -> None:
+    from workers.health import _answer
+
+    assert await _answer(broker, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (status, text)
+    assert await _answer(broker, b"GET /healthz HTTP/1.1\r\n\r\n") == (200, "ok")
