@@ -75,14 +75,15 @@ class _Broker:
         self.redis = _Redis(redis_ok)
 
 
-@pytest.mark.parametrize(("broker", "status", "text"), [
-    (_Broker(), 200, "ready"),
-    (_Broker(stopping=True), 503, "not ready: draining"),  # probes see the drain before clients are cut
-    (_Broker(lease_age=60), 503, "not ready: lease not renewed"),
-    (_Broker(redis_ok=False), 503, "not ready: Redis unavailable (ConnectionError)"),
-])
-async def test_readiness_rules(broker, status, text) -> None:
+@pytest.mark.parametrize(("make", "status", "text"), [
+    (lambda: _Broker(), 200, "ready"),
+    (lambda: _Broker(stopping=True), 503, "not ready: draining"),  # probes see the drain before clients go
+    (lambda: _Broker(lease_age=60), 503, "not ready: lease not renewed"),
+    (lambda: _Broker(redis_ok=False), 503, "not ready: Redis unavailable (ConnectionError)"),
+], ids=["ready", "draining", "stale-lease", "redis-down"])
+async def test_readiness_rules(make, status, text) -> None:
     from workers.health import _answer
 
+    broker = make()  # built now: the lease age is measured from the test's own clock
     assert await _answer(broker, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (status, text)
     assert await _answer(broker, b"GET /healthz HTTP/1.1\r\n\r\n") == (200, "ok")
