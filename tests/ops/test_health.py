@@ -11,16 +11,9 @@ import httpx
 import pytest
 
 from tests.fixtures.brokers import BrokerProcess, free_port, worker_process
-from tests.fixtures.redis_servers import _start_node, _stop
+from tests.fixtures.redis_servers import _stop
 
 pytestmark = [pytest.mark.tidemq_only, pytest.mark.redis]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    port, proc = _start_node("redis-server", tmp_path / "redis")
-    yield port, proc
-    _stop(proc)
 
 
 @pytest.fixture

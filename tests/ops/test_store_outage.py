@@ -16,7 +16,7 @@ import pytest
 
 from tests.conformance import wire
 from tests.fixtures.brokers import BrokerProcess, worker_process
-from tests.fixtures.redis_servers import _start_node, _stop
+from tests.fixtures.redis_servers import _stop
 
 pytestmark = [pytest.mark.tidemq_only, pytest.mark.redis]
 
@@ -26,13 +26,6 @@ def _redis_again(port: int, workdir: Path) -> subprocess.Popen:
     return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(workdir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
-    port, proc = _start_node("redis-server", tmp_path / "redis")
-    yield port, proc
-    _stop(proc)
 
 
 @pytest.fixture
