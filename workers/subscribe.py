@@ -21,7 +21,7 @@ from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Subscribe, Unsubscribe
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import subscriptions as sub_store
-from tidemq.store.models import SubOpts
+from tidemq.store.models import NoSession, SubOpts
 
 log = logging.getLogger("tidemq.conn")
 
@@ -86,8 +86,12 @@ class SubscribeHandler:
                 retain_handling=s.retain_handling, subscription_id=sub_id)))
         existed: list[bool] = []
         if accepted:
-            existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
-                                                epoch=self.epoch)
+            try:
+                existed = await sub_store.subscribe(broker.redis, self.tenant, self.client_id, accepted,
+                                                    epoch=self.epoch)
+            except NoSession:  # the connection ended (or was taken over) while we got here
+                self.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
+                return
             self.sub_count += sum(1 for e in existed if not e)
             self.sub_filters.update(f for f, _ in accepted)
         # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
@@ -147,7 +151,12 @@ class SubscribeHandler:
 
     async def _on_unsubscribe(self, p: Unsubscribe) -> None:
         await self._wait_connected()
-        existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters)
+        try:
+            existed = await sub_store.unsubscribe(self.broker.redis, self.tenant, self.client_id, p.topic_filters,
+                                                  epoch=self.epoch)
+        except NoSession:  # the connection ended (or was taken over) while we got here
+            self.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")
+            return
         self.sub_count = max(0, self.sub_count - sum(1 for e in existed if e))
         self.sub_filters.difference_update(p.topic_filters)
         codes = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
