@@ -29,7 +29,7 @@ from tidemq.routing.trie import Route, TenantRoutes
 from tidemq.store import inbox as inbox_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
-from tidemq.store.models import InboxAppend
+from tidemq.store.models import AppendResult, InboxAppend
 
 # (client id, qos, subscription ids); qos "<n>r" = deliver with RETAIN set (retain as published)
 InboxTarget = tuple[str, int | str, tuple[int, ...]]
@@ -113,6 +113,41 @@ class PublishResult:
     dropped: int = 0
 
 
+async def fan_out(
+    r: Any, appends: list[InboxAppend], remote: dict[str, list[signals.Delivery]], *,
+    local_worker: str | None = None,
+) -> tuple[list[AppendResult], list[tuple[str, str]]]:
+    """Write planned deliveries: inbox appends and per-worker ``D`` signals in one concurrent step,
+    then an ``N`` signal to every other worker owning an inbox that got entries.
+
+    Returns the append results and the ``(tenant, client)`` inboxes owned by ``local_worker``
+    (the caller wakes those itself).
+    """
+    aws: list[Any] = []
+    if appends:
+        aws.append(inbox_store.inbox_append_many(r, appends))
+    if remote:
+        aws.append(signal_store.publish_signals_many(
+            r, [(w, signals.encode_deliveries(items)) for w, items in remote.items()]))
+    out = await asyncio.gather(*aws) if aws else []
+    results: list[AppendResult] = out[0] if appends else []
+    local: list[tuple[str, str]] = []
+    notify: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for item, res in zip(appends, results, strict=True):
+        for owner in res.owners:
+            for cid, _q, _s in item.targets:
+                if owner == local_worker:
+                    local.append((item.tenant, cid))
+                else:
+                    notify[owner][item.tenant].add(cid)
+    if notify:
+        await signal_store.publish_signals_many(r, [
+            (w, signals.encode_control("N", {"s": [[t, sorted(cs)] for t, cs in per_t.items()]}))
+            for w, per_t in sorted(notify.items())
+        ])
+    return results, local
+
+
 async def publish(
     r: Any, cache: RouteCache, tenant: str, msg: Message, *, inbox_limit: int, drop_oldest: bool
 ) -> PublishResult:
@@ -123,20 +158,8 @@ async def publish(
     if not plan.matched:
         return PublishResult(False)
     blob = pack(msg)
-    aws: list[Any] = []
-    if plan.inbox:
-        aws.append(inbox_store.inbox_append_many(r, [InboxAppend(tenant, blob, plan.inbox, inbox_limit, drop_oldest)]))
-    if plan.remote:
-        aws.append(signal_store.publish_signals_many(
-            r, [(w, signals.encode_deliveries([signals.Delivery(tenant, targets, blob)]))
-                for w, targets in plan.remote.items()]))
-    results = await asyncio.gather(*aws)
-    dropped = 0
-    if plan.inbox:
-        appended = results[0][0]
-        dropped = appended.dropped
-        if appended.owners:
-            body = {"s": [[tenant, sorted({c for c, _q, _i in plan.inbox})]]}
-            note = signals.encode_control("N", body)
-            await signal_store.publish_signals_many(r, [(w, note) for w in sorted(appended.owners)])
+    appends = [InboxAppend(tenant, blob, plan.inbox, inbox_limit, drop_oldest)] if plan.inbox else []
+    remote = {w: [signals.Delivery(tenant, targets, blob)] for w, targets in plan.remote.items()}
+    results, _ = await fan_out(r, appends, remote)
+    dropped = results[0].dropped if results else 0
     return PublishResult(True, len(plan.inbox), sum(len(v) for v in plan.remote.values()), dropped)

@@ -258,13 +258,17 @@ class Broker:
         blob = await will_store.will_take(self.redis, tenant, client_id, now_ms=_now_ms())
         if blob is None:
             return False  # not due, already fired elsewhere, or the client came back [MQTT-3.1.3-9]
+        self._publish_stored_will(tenant, blob)
+        return True
+
+    def _publish_stored_will(self, tenant: str, blob: bytes) -> None:
+        """Publish a will kept in Redis (its message expiry counts from now)."""
         msg = unpack(blob)
         msg.created_ms = _now_ms()
         wexp = msg.origin.pop("wexp", 0)
         msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
         self.dispatcher.submit(tenant, msg)
         self.metrics["wills_published"] += 1
-        return True
 
     # ------------------------------------------------------------ background loops
 
@@ -355,12 +359,7 @@ class Broker:
                 if o.will_delay and o.persistent and o.expiry:
                     will_at = _now_ms() + min(o.will_delay, o.expiry) * 1000  # stays stored until due
                 else:
-                    msg = unpack(o.will)
-                    msg.created_ms = _now_ms()
-                    wexp = msg.origin.pop("wexp", 0)
-                    msg.expire_at_ms = msg.created_ms + wexp * 1000 if wexp else 0
-                    self.dispatcher.submit(o.tenant, msg)
-                    self.metrics["wills_published"] += 1
+                    self._publish_stored_will(o.tenant, o.will)
             ended = await leases.end_orphan(self.redis, o, now_ms=_now_ms(), will_at=will_at)
             if will_at and ended == "offline":
                 self.schedule_will(o.tenant, o.client_id, will_at)

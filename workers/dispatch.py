@@ -32,12 +32,10 @@ from typing import TYPE_CHECKING
 from tidemq import signals
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import RouteCache, plan_routes, sub_ids
+from tidemq.publish import RouteCache, fan_out, plan_routes, sub_ids
 from tidemq.routing.trie import Route
-from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
-from tidemq.store import signals as signal_store
-from tidemq.store.models import AppendResult, InboxAppend
+from tidemq.store.models import InboxAppend
 from tidemq.tenants import TenantSettings
 
 if TYPE_CHECKING:
@@ -143,7 +141,6 @@ class Dispatcher:
         await self.routes.refresh(broker.redis, sorted({p.tenant for p in batch if p.only is None}))
 
         appends: list[InboxAppend] = []
-        append_owner: list[int] = []  # index into batch per append
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
         local: list[tuple[Pending, Route, int]] = []
         matched = [False] * len(batch)
@@ -158,7 +155,6 @@ class Dispatcher:
                 appends.append(InboxAppend(
                     p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], ts.session_inbox_size,
                     ts.qos0_drop_oldest))
-                append_owner.append(i)
                 continue
             routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
             if not routes:
@@ -171,38 +167,13 @@ class Dispatcher:
             if plan.inbox:
                 appends.append(InboxAppend(
                     p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest))
-                append_owner.append(i)
             for w, targets in plan.remote.items():
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
-        r = broker.redis
-        results: list[AppendResult] = []
-        aws = []
-        if appends:
-            aws.append(inbox_store.inbox_append_many(r, appends))
-        if remote:
-            aws.append(signal_store.publish_signals_many(
-                r, [(w, signals.encode_deliveries(items)) for w, items in remote.items()]))
-        if aws:
-            out = await asyncio.gather(*aws)
-            if appends:
-                results = out[0]
-
-        # inbox owners: notify local sessions directly, remote workers by signal
-        notify_remote: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        for k, res in enumerate(results):
-            item = appends[k]
-            for owner in res.owners:
-                for cid, _q, _s in item.targets:
-                    if owner == me:
-                        broker.notify_inbox(item.tenant, cid)
-                    else:
-                        notify_remote[owner][item.tenant].add(cid)
-        if notify_remote:
-            await signal_store.publish_signals_many(r, [
-                (w, signals.encode_control("N", {"s": [[t, sorted(cs)] for t, cs in per_t.items()]}))
-                for w, per_t in notify_remote.items()
-            ])
+        # inboxes and other workers in one concurrent step; owners of inboxes woken (ours directly)
+        _results, local_inboxes = await fan_out(broker.redis, appends, remote, local_worker=me)
+        for tenant, cid in local_inboxes:
+            broker.notify_inbox(tenant, cid)
 
         for p, rt, qos in local:
             broker.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published, now_ms)

@@ -2,9 +2,10 @@
 
 Each worker renews ``lease:<id>`` (a key with a TTL) and its heartbeat score
 in the ``workers`` sorted set every few seconds, and keeps the set of
-sessions it owns in ``wsess:<id>`` (added *before* ``session_connect`` claims
-a session, removed after ``session_disconnect``, so a crash can leave
-extras but never miss a session). A worker whose lease expired is dead: one
+sessions it owns in ``wsess:<id>`` (queued ahead of the claim in the same
+round trip by ``session_connect(track=True)``, removed with
+``session_disconnect(untrack_worker=...)``, so a crash can leave extras but
+never miss a session). A worker whose lease expired is dead: one
 reaper (``reap:<id>`` NX lock) takes its session list, and each session still
 naming the dead worker as owner is ended exactly as its connection would have
 ended — through ``session_disconnect`` with the recorded epoch, which a
@@ -54,14 +55,6 @@ async def lease_release(r: Any, worker_id: str) -> None:
     pipe.zrem(keys.workers(), worker_id)
     pipe.delete(keys.worker_sessions(worker_id))
     await pipe.execute()
-
-
-async def track_session(r: Any, worker_id: str, t: str, c: str) -> None:
-    await r.sadd(keys.worker_sessions(worker_id), t + SEP + c)
-
-
-async def untrack_session(r: Any, worker_id: str, t: str, c: str) -> None:
-    await r.srem(keys.worker_sessions(worker_id), t + SEP + c)
 
 
 async def dead_workers(r: Any, *, now_ms: int, grace_ms: int) -> list[str]:
