@@ -26,7 +26,10 @@ class Settings:
     # worker identity and liveness
     worker_id: str = ""  # empty: a random id per process
     # protocol limits (defaults; per-tenant settings may lower them)
-    max_packet_size: int = 268435460
+    max_packet_size: int = 1048576  # largest packet accepted from an authenticated client (MQTT max 268435460)
+    preauth_max_packet: int = 65536  # largest packet before CONNACK (CONNECT included), checked at the header
+    max_pending_connects: int = 1000  # open connections that have not finished CONNECT, per worker process
+    connect_rate_per_ip: float = 0.0  # CONNECT attempts per second per source address before auth (0: off)
     max_inflight: int = 32  # server receive-maximum and default outbound window
     max_session_expiry: int = 86400  # seconds; also the expiry of MQTT 3 persistent sessions
     min_keep_alive: int = 0

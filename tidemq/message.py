@@ -41,6 +41,9 @@ class Message:
     created_ms: int = 0
     origin: dict[str, Any] = field(default_factory=dict)  # client_type / client_meta_* for API publishes
 
+    def expired(self, now_ms: int) -> bool:
+        return bool(self.expire_at_ms) and self.expire_at_ms <= now_ms
+
     def remaining_expiry(self, now_ms: int) -> int | None:
         """Seconds left (rounded up, >= 1) or None when it never expires; 0 when expired."""
         if not self.expire_at_ms:
@@ -49,6 +52,12 @@ class Message:
         if left <= 0:
             return 0
         return max(1, (left + 999) // 1000)
+
+
+def expiry_deadline(now_ms: int, interval_s: int | None) -> int:
+    """The one place Message Expiry Interval arithmetic lives: wall-clock ms when a message
+    published at ``now_ms`` with ``interval_s`` seconds expires (0: never)."""
+    return now_ms + interval_s * 1000 if interval_s else 0
 
 
 def pack(msg: Message) -> bytes:

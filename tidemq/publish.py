@@ -142,7 +142,7 @@ async def fan_out(
                     notify[owner][item.tenant].add(cid)
     if notify:
         await signal_store.publish_signals_many(r, [
-            (w, signals.encode_control("N", {"s": [[t, sorted(cs)] for t, cs in per_t.items()]}))
+            (w, signals.encode(signals.Notify([(t, sorted(cs)) for t, cs in per_t.items()])))
             for w, per_t in sorted(notify.items())
         ])
     return results, local

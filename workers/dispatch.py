@@ -23,23 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tidemq import signals
+from tidemq.clock import Clock
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import RouteCache, fan_out, plan_routes, sub_ids
 from tidemq.routing.trie import Route
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend
-from tidemq.tenants import TenantSettings
+from tidemq.tenants import SettingsProvider, TenantSettings
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .registry import Registry
 
 log = logging.getLogger("tidemq.dispatch")
 
@@ -66,8 +66,13 @@ class Dispatcher:
     HIGH_WATER_BYTES = 16 * 1024 * 1024  # queued (and in-flight) payload bytes before publishers are paused
     LOW_WATER_BYTES = 4 * 1024 * 1024
 
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
+    def __init__(self, redis: Any, worker_id: str, tenants: SettingsProvider, registry: Registry,
+                 clock: Clock) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.tenants = tenants
+        self.registry = registry
+        self.clock = clock
         self.routes = RouteCache()
         self._queue: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
@@ -129,16 +134,16 @@ class Dispatcher:
     # ------------------------------------------------------------------ routing
 
     async def _route(self, batch: list[Pending]) -> None:
-        broker = self.broker
-        me = broker.worker_id
-        now_ms = int(time.time() * 1000)
+        me = self.worker_id
+        registry = self.registry
+        now_ms = self.clock.wall_ms()
         # retained writes come BEFORE the route-version read: a subscriber either finds the
         # retained message (its retain lookup ran after our write) or its route is visible to us
         # (its route write preceded its retain lookup, which preceded our write)
         for p in batch:
             if p.msg.retain and p.only is None:
                 await self._retain(p)
-        await self.routes.refresh(broker.redis, sorted({p.tenant for p in batch if p.only is None}))
+        await self.routes.refresh(self.redis, sorted({p.tenant for p in batch if p.only is None}))
 
         appends: list[InboxAppend] = []
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
@@ -149,7 +154,7 @@ class Dispatcher:
         for i, p in enumerate(batch):
             ts = settings.get(p.tenant)
             if ts is None:
-                ts = settings[p.tenant] = broker.settings_for(p.tenant)
+                ts = settings[p.tenant] = self.tenants.cached(p.tenant)
             if p.only is not None:
                 p.blob = pack(p.msg)  # a retained replay: delivered with RETAIN set
                 appends.append(InboxAppend(
@@ -171,19 +176,19 @@ class Dispatcher:
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
         # inboxes and other workers in one concurrent step; owners of inboxes woken (ours directly)
-        _results, local_inboxes = await fan_out(broker.redis, appends, remote, local_worker=me)
+        _results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me)
         for tenant, cid in local_inboxes:
-            broker.notify_inbox(tenant, cid)
+            registry.notify_inbox(tenant, cid)
 
         for p, rt, qos in local:
-            broker.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published, now_ms)
+            registry.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published, now_ms)
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:
                 p.done(RC.SUCCESS if matched[i] else RC.NO_MATCHING_SUBSCRIBERS)
 
     async def _retain(self, p: Pending) -> None:
-        limit = self.broker.settings_for(p.tenant).retained_topic_limit
+        limit = self.tenants.cached(p.tenant).retained_topic_limit
         blob = pack(p.msg) if p.msg.payload else b""
-        await retained_store.retain_set(self.broker.redis, p.tenant, p.msg.topic, blob, limit=limit)
+        await retained_store.retain_set(self.redis, p.tenant, p.msg.topic, blob, limit=limit)
 

@@ -16,10 +16,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .broker import Broker
+
+class Readiness(Protocol):
+    """What readiness reads (the broker offers it; tests pass a stub)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def lease_renewed_at(self) -> float: ...
+
+    @property
+    def redis(self) -> Any: ...
 
 log = logging.getLogger("tidemq.health")
 
@@ -28,7 +38,7 @@ READ_TIMEOUT = 5.0
 LEASE_STALE_S = 6.0  # the lease TTL: older than this and other workers may reap us
 
 
-async def start_health(broker: Broker, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
+async def start_health(broker: Readiness, host: str, port: int, *, reuse_port: bool = False) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -51,7 +61,7 @@ async def start_health(broker: Broker, host: str, port: int, *, reuse_port: bool
     return server
 
 
-async def _answer(broker: Broker, head: bytes) -> tuple[int, str]:
+async def _answer(broker: Readiness, head: bytes) -> tuple[int, str]:
     parts = head.split(b"\r\n", 1)[0].split()
     if len(parts) != 3:
         return 400, "bad request"

@@ -72,13 +72,14 @@ async def session_expire(request: Request, state: ApiState, params: Params) -> H
     expiry = params.get("expiry_seconds")
     removed = await sess_store.sessions_expire(
         state.redis, t, now_ms=now_ms(), older_than_s=None if expiry is None else int(expiry))  # type: ignore[call-overload]
-    by_worker: dict[str, list[list[object]]] = defaultdict(list)
+    by_worker: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for s in removed:
         if s.worker:
-            by_worker[s.worker].append([s.client_id, s.epoch])
+            by_worker[s.worker].append((s.client_id, s.epoch))
     if by_worker:  # each worker closes exactly the connections whose sessions were removed
         await signal_store.publish_signals_many(state.redis, [
-            (w, signals.encode_control("X", {"t": t, "s": targets})) for w, targets in sorted(by_worker.items())])
+            (w, signals.encode(signals.Close(t, removed=True, targets=targets)))
+            for w, targets in sorted(by_worker.items())])
     return json({"expired": len(removed)})
 
 
@@ -114,10 +115,10 @@ async def kill(request: Request, state: ApiState, params: Params) -> HTTPRespons
                                              client=None if client is None else str(client))
     if not owners:
         raise ApiError(404, "no online connection matched")
-    by_worker: dict[str, list[list[object]]] = defaultdict(list)
+    by_worker: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for o in owners:  # the connections the registry named, by epoch: never a later reconnect
-        by_worker[o.worker].append([o.client_id, o.epoch])
+        by_worker[o.worker].append((o.client_id, o.epoch))
     await signal_store.publish_signals_many(state.redis, [
-        (w, signals.encode_control("K", {"t": t, "s": targets})) for w, targets in sorted(by_worker.items())])
+        (w, signals.encode(signals.Close(t, targets=targets))) for w, targets in sorted(by_worker.items())])
     state.metrics.outcome("kill", "killed")
     return json({"killed": len(owners)})

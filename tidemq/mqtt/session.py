@@ -13,6 +13,17 @@ QoS 1/2 publishes above our receive maximum are a protocol error (0x93);
 every protocol error is raised as an ``MQTTError`` from the codec or here and
 turned into DISCONNECT (v5) + close in exactly one place (``_fail``). The
 clock is passed in by the caller (``now`` in seconds, monotonic).
+
+The machine owns its state: the worker never writes ``state``; it reports what
+happened outside the protocol (``connection_lost``, ``connect_timed_out``) and
+the machine moves. Which client packets each state admits is one table
+(``ADMITTED``, h11's event-triggered transitions): a packet a state does not
+admit is a protocol error raised in ``_handle``. Packets a client sends after
+CONNECT but before our CONNACK are held (bounded by the pre-authentication
+packet cap) and handed over by ``accept`` [MQTT-3.1.4-5]; a refused CONNECT
+discards them unprocessed. Until the client is accepted the decoder refuses,
+at the fixed header and before buffering a body, any packet larger than
+``Limits.preauth_max_packet_size``.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from enum import Enum
 from typing import Any
 
 from . import codec
-from .errors import MQTTError, ProtocolViolation
+from .errors import MQTTError, PacketTooLarge, ProtocolViolation
 from .packets import (
     Auth,
     Connack,
@@ -49,6 +60,24 @@ class State(Enum):
     CONNECTING = "connecting"  # CONNECT received, waiting for the worker's decision
     CONNECTED = "connected"
     CLOSED = "closed"
+
+
+_AFTER_CONNECT: frozenset[type[Packet]] = frozenset(
+    {Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Unsubscribe, Pingreq, Disconnect, Auth})
+
+# what a client may send in each state; anything else is a protocol error (one place: ``_handle``)
+ADMITTED: dict[State, frozenset[type[Packet]]] = {
+    State.AWAIT_CONNECT: frozenset({Connect}),
+    State.CONNECTING: _AFTER_CONNECT,  # held until accept(); AUTH continues an enhanced authentication
+    State.CONNECTED: _AFTER_CONNECT,
+    State.CLOSED: frozenset(),
+}
+_RULE_NOT_ADMITTED: dict[State, tuple[str, str]] = {
+    State.AWAIT_CONNECT: ("first packet must be CONNECT", "MQTT-3.1.0-1"),
+    State.CONNECTING: ("second CONNECT", "MQTT-3.1.0-2"),
+    State.CONNECTED: ("second CONNECT", "MQTT-3.1.0-2"),
+}
+HELD_MAX_PACKETS = 64  # packets a client may send between CONNECT and our CONNACK
 
 
 # ---------------------------------------------------------------- events
@@ -142,6 +171,7 @@ class Limits:
     topic_alias_maximum: int = 0  # aliases the client may use towards us
     server_keep_alive: int = 0  # 0: accept the client's value
     min_keep_alive: int = 0
+    preauth_max_packet_size: int = 65536  # any packet before the client is accepted (CONNECT included)
 
 
 @dataclass(slots=True)
@@ -174,9 +204,16 @@ class ServerConnection:
     # persistent sessions: PUBCOMP waits for ``complete`` (the worker removed the inbound QoS 2 id
     # from the stored session first), so a crash cannot leave the id "in use" after the client's flow ended
     defer_pubcomp: bool = False
+    _held: list[Packet] = field(default_factory=list)  # sent after CONNECT, before our CONNACK
+    _held_bytes: int = 0
 
     def __post_init__(self) -> None:
-        self._decoder = codec.Decoder(max_packet_size=self.limits.max_packet_size)
+        self._decoder = codec.Decoder(
+            max_packet_size=min(self.limits.preauth_max_packet_size, self.limits.max_packet_size))
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
 
     # ------------------------------------------------------------ input
 
@@ -188,7 +225,7 @@ class ServerConnection:
         self.bytes_in += len(data)
         self._decoder.feed(data)
         events: list[Event] = []
-        while self.state is not State.CLOSED:
+        while not self.closed:  # a packet may close the connection
             try:
                 packet = self._decoder.next_packet()
                 if packet is None:
@@ -200,17 +237,21 @@ class ServerConnection:
         return events
 
     def _handle(self, p: Packet, events: list[Event]) -> None:
+        if type(p) not in ADMITTED[self.state]:
+            if isinstance(p, (Connack, Suback, Unsuback, Pingresp)):  # server-to-client only
+                raise ProtocolViolation(f"unexpected packet from client: {type(p).__name__}", rule="MQTT-2.1.2")
+            what, rule = _RULE_NOT_ADMITTED.get(self.state, ("packet after close", "MQTT-4.8"))
+            raise ProtocolViolation(what, rule=rule)
+        if self.state is State.CONNECTING and not isinstance(p, Auth):
+            self._hold(p)
+            return
         if isinstance(p, Connect):
-            if self.state is not State.AWAIT_CONNECT:
-                raise ProtocolViolation("second CONNECT", rule="MQTT-3.1.0-2")
             self.protocol_level = p.protocol_level
             self._decoder.protocol_level = p.protocol_level
             self.state = State.CONNECTING
             self._negotiate(p)
             events.append(ConnectReceived(p))
             return
-        if self.state is State.AWAIT_CONNECT:
-            raise ProtocolViolation("first packet must be CONNECT", rule="MQTT-3.1.0-1")
         if isinstance(p, Publish):
             self._on_publish(p, events)
         elif isinstance(p, Puback):
@@ -261,8 +302,15 @@ class ServerConnection:
             if self.protocol_level != 5:
                 raise ProtocolViolation("AUTH is MQTT 5 only", rule="MQTT-3.15")
             events.append(AuthReceived(p))
-        else:  # CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only
-            raise ProtocolViolation(f"unexpected packet from client: {type(p).__name__}", rule="MQTT-2.1.2")
+
+    def _hold(self, p: Packet) -> None:
+        """A packet sent before our CONNACK: kept for ``accept`` [MQTT-3.1.4-5], within the pre-auth cap."""
+        size = len(p.payload) if isinstance(p, Publish) else 0
+        self._held_bytes += size
+        if len(self._held) >= HELD_MAX_PACKETS or self._held_bytes > self.limits.preauth_max_packet_size:
+            raise PacketTooLarge("too much data before CONNACK", rule="MQTT-3.1.4-5",
+                                 reason_code=RC.QUOTA_EXCEEDED)
+        self._held.append(p)
 
     def _take_inflight(self, packet_id: int, qos: int) -> _Inflight | None:
         entry = self._inflight_out.get(packet_id)
@@ -286,8 +334,6 @@ class ServerConnection:
         self.keep_alive = ka
 
     def _on_publish(self, p: Publish, events: list[Event]) -> None:
-        if self.state is not State.CONNECTED:
-            raise ProtocolViolation("PUBLISH before CONNACK", rule="MQTT-3.1.4-5")
         alias = p.properties.get("topic_alias")
         if alias is not None:
             if alias == 0 or alias > self.limits.topic_alias_maximum:
@@ -339,8 +385,9 @@ class ServerConnection:
     def _send(self, packet: Packet) -> None:
         self._out += codec.encode(packet, self.protocol_level or 4)
 
-    def accept(self, *, session_present: bool, properties: dict[str, Any] | None = None) -> None:
-        """Answer CONNECT with success [MQTT-3.2.2-2]."""
+    def accept(self, *, session_present: bool, properties: dict[str, Any] | None = None) -> list[Event]:
+        """Answer CONNECT with success [MQTT-3.2.2-2]; returns the events of the packets the client
+        sent after its CONNECT, which are processed only now [MQTT-3.1.4-5]."""
         if self.state is not State.CONNECTING:
             raise RuntimeError("accept() without a pending CONNECT")
         props = dict(properties or {})
@@ -357,6 +404,18 @@ class ServerConnection:
         self._send(Connack(session_present=session_present if self.protocol_level >= 4 else False,
                            reason_code=0, properties=props))
         self.state = State.CONNECTED
+        self._decoder.max_packet_size = self.limits.max_packet_size
+        held, self._held = self._held, []
+        self._held_bytes = 0
+        events: list[Event] = []
+        for p in held:
+            if self.state is State.CLOSED:
+                break
+            try:
+                self._handle(p, events)
+            except MQTTError as exc:
+                events.append(self._fail(exc))
+        return events
 
     def refuse(self, reason_code: int, reason_string: str | None = None) -> None:
         """Answer CONNECT with a failure and close [MQTT-3.2.2-6]."""
@@ -365,6 +424,7 @@ class ServerConnection:
             self._send(Connack(False, reason_code, props))
         else:
             self._send(Connack(False, v5_to_v3_connack(reason_code)))
+        self._held.clear()  # never processed: the CONNECT was refused [MQTT-3.1.4-5]
         self.state = State.CLOSED
 
     def set_limits(self, limits: Limits) -> None:
@@ -514,6 +574,18 @@ class ServerConnection:
                 props["reason_string"] = reason_string
             self._send(Disconnect(reason_code, props))
         self.state = State.CLOSED
+
+    def connection_lost(self) -> None:
+        """The transport is gone: nothing more is sent or received."""
+        self._held.clear()
+        self.state = State.CLOSED
+
+    def connect_timed_out(self, now: float, timeout: float, opened: float) -> bool:
+        """True (and closed, silently) when no CONNECT arrived within ``timeout`` seconds of ``opened``."""
+        if self.state is State.AWAIT_CONNECT and now - opened > timeout:
+            self.state = State.CLOSED
+            return True
+        return False
 
     def keepalive_expired(self, now: float) -> bool:
         """True once 1.5 x keep alive passed without a packet [MQTT-3.1.2-24]."""

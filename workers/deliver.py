@@ -1,0 +1,271 @@
+"""Outbound delivery for one connection: the in-flight window, the transient backlog, inbox reading.
+
+``Outbound`` sends messages to one client: it builds the outbound properties
+(remaining message expiry, subscription identifiers), keeps QoS 1/2 messages
+of a transient session in a bounded backlog while the client's receive
+maximum or the socket buffer is full, and drops QoS 0 for a slow consumer or
+while OutBoundBandWidth holds sends back. A transient backlog that outgrows the
+tenant's inbox size disconnects the client (0x97): memory never grows unbounded.
+
+``InboxCursor`` reads a persistent session's inbox (a Redis stream) after the
+last entry it sent, as far as the window allows, and sends each entry with a
+packet id derived from its sequence number — so a resumed session re-sends an
+unacknowledged message with its original packet id [MQTT-4.4.0-1] and DUP set
+when it had been sent before. PUBACK/PUBCOMP delete the entry; PUBREC moves it
+to the session's PUBREL set, and the PUBREL goes out only once that is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tidemq.message import Message, unpack
+from tidemq.mqtt.reason_codes import RC
+
+if TYPE_CHECKING:
+    from .connection import MQTTConnection
+    from .inbox import InboxOps, InboxReader
+    from .services import WorkerServices
+
+log = logging.getLogger("tidemq.conn")
+
+READ_BATCH = 256
+
+
+@dataclass(slots=True, frozen=True)
+class InboxFlow:
+    """The tag of an outbound QoS 1/2 flow of an inbox entry."""
+
+    seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class ReleaseFlow:
+    """The tag of a QoS 2 flow resumed at PUBREL (its PUBREC was stored before a reconnect)."""
+
+    packet_id: int
+
+
+def is_inbox_flow(tag: object) -> bool:
+    return isinstance(tag, (InboxFlow, ReleaseFlow))
+
+
+def seq_to_pid(seq: int) -> int:
+    return (seq - 1) % 65535 + 1
+
+
+class Outbound:
+    """Messages to one client (see module doc)."""
+
+    __slots__ = ("conn", "hold_until", "pending", "services")
+
+    def __init__(self, conn: MQTTConnection, services: WorkerServices) -> None:
+        self.conn = conn
+        self.services = services
+        self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient QoS 1/2 backlog
+        self.hold_until = 0.0  # OutBoundBandWidth: QoS 0 held back until this monotonic time
+
+    def deliver(self, msg: Message, qos: int, sub_ids: tuple[int, ...], rap: bool, now_ms: int,
+                retained: bool = False) -> None:
+        """A message for this transient session (local route, ``D`` signal or retained replay)."""
+        conn = self.conn
+        if not conn.connected or msg.expired(now_ms):
+            return
+        retain = retained or (rap and msg.retain)
+        if qos == 0:
+            if conn.backed_up() or (self.hold_until and self.services.clock.monotonic() < self.hold_until):
+                self.services.metrics.inc("dropped_qos0")
+                return
+            self.send(msg, 0, retain, sub_ids, now_ms)
+        elif self.pending or conn.machine.window_free == 0 or conn.backed_up():
+            if len(self.pending) >= self.services.tenants.cached(conn.tenant).session_inbox_size:
+                # a slow consumer: its QoS 1/2 backlog outgrew the inbox policy; never grow memory
+                self.services.metrics.inc("slow_consumer_disconnects")
+                log.warning("slow consumer tenant=%s client=%s backlog=%d: disconnecting",
+                            conn.tenant, conn.client_id, len(self.pending))
+                self.pending.clear()
+                conn.close(RC.QUOTA_EXCEEDED, "slow consumer: backlog over the inbox size")
+                return
+            self.pending.append((msg, qos, sub_ids, retain))
+        else:
+            self.send(msg, qos, retain, sub_ids, now_ms)
+        conn.flush_soon()
+
+    def send(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], now_ms: int, *,
+             packet_id: int | None = None, dup: bool = False, tag: Any = None) -> int | None:
+        """Queue one PUBLISH on the state machine; its packet id, or None (window full / too large)."""
+        pid = self.conn.machine.send_publish(
+            msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
+            packet_id=packet_id, tag=tag if tag is not None else msg)
+        if pid is not None:
+            self.services.metrics.inc(f"messages_out_qos{qos}")
+        return pid
+
+    def properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:
+        if self.conn.machine.protocol_level != 5:
+            return {}
+        props = dict(msg.properties)
+        left = msg.remaining_expiry(now_ms)
+        if left is not None:
+            props["message_expiry_interval"] = left
+        if sub_ids:
+            props["subscription_identifier"] = list(sub_ids)
+        return props
+
+    def drain_pending(self) -> None:
+        """Send what the transient backlog holds, as far as the window and the socket allow."""
+        conn = self.conn
+        now_ms = self.services.clock.wall_ms()
+        while self.pending and conn.machine.window_free > 0 and not conn.backed_up():
+            msg, qos, sub_ids, retain = self.pending.popleft()
+            if not msg.expired(now_ms):
+                self.send(msg, qos, retain, sub_ids, now_ms)
+        conn.flush_soon()
+
+    def sent_bytes(self, nbytes: int) -> None:
+        """OutBoundBandWidth: hold droppable (QoS 0) sends for a while once over the rate."""
+        limiter = self.conn.session.limiter if self.conn.session is not None else None
+        if limiter is not None:
+            now = self.services.clock.monotonic()
+            hold = limiter.sent(now, nbytes)
+            if hold > 0:
+                self.hold_until = now + hold
+
+
+class InboxCursor:
+    """Reads and acknowledges one persistent session's inbox (see module doc)."""
+
+    def __init__(self, conn: MQTTConnection, outbound: Outbound, reader: InboxReader, ops: InboxOps, *,
+                 sent: int) -> None:
+        self.conn = conn
+        self.outbound = outbound
+        self.reader = reader
+        self.ops = ops
+        self.tenant = conn.tenant
+        self.client_id = conn.client_id
+        self.read_after = 0
+        self.sent = sent
+        self.reading = False
+        self.want = False
+        self.stopped = False
+        conn.machine.defer_pubrel = True  # PUBREL only once the PUBREC is in Redis (see on_pubrec)
+
+    def wake(self) -> None:
+        """New entries may exist (notify, ack freed the window, or resume)."""
+        if self.stopped:
+            return
+        self.want = True
+        if not self.reading:
+            self._request()
+
+    def _request(self) -> None:
+        free = self.conn.machine.window_free
+        if free <= 0:
+            return  # an ack will wake us
+        if self.conn.backed_up():
+            return  # a slow consumer: the inbox holds the rest; resume_writing wakes us
+        self.want = False
+        self.reading = True
+        self.reader.request(self, min(READ_BATCH, max(free, 16)))
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def on_entries(self, entries: list[Any], asked: int) -> None:
+        self.reading = False
+        if self.stopped:
+            return
+        conn, ops, out = self.conn, self.ops, self.outbound
+        t, c = self.tenant, self.client_id
+        now_ms = out.services.clock.wall_ms()
+        top = self.sent
+        blocked = False
+        for e in entries:
+            if conn.backed_up():  # stop filling the socket buffer of a slow consumer
+                blocked = True
+                break
+            seq = e.seq
+            msg = unpack(e.blob)
+            if msg.expired(now_ms):
+                ops.ack(t, c, seq)
+                self.read_after = seq
+                continue
+            if e.qos == 0:
+                out.send(msg, 0, e.retain, tuple(e.sub_ids), now_ms)
+                ops.ack(t, c, seq)
+                self.read_after = seq
+                continue
+            pid = out.send(msg, e.qos, e.retain, tuple(e.sub_ids), now_ms, packet_id=seq_to_pid(seq),
+                           dup=seq <= self.sent, tag=InboxFlow(seq))
+            if pid is None:
+                if conn.machine.last_drop_reason == "too_large":
+                    ops.ack(t, c, seq)
+                    self.read_after = seq
+                    continue
+                blocked = True
+                break
+            self.read_after = seq
+            top = max(top, seq)
+        if top > self.sent:
+            self.sent = top
+            ops.mark_sent(t, c, top)
+        conn.flush_soon()
+        if not blocked and (len(entries) >= asked or self.want):
+            self._request()
+        elif blocked:
+            self.want = True
+
+    def on_puback(self, tag: InboxFlow) -> None:
+        self.ops.ack(self.tenant, self.client_id, tag.seq)
+        self._after_ack()
+
+    def on_pubrec(self, pid: int, tag: InboxFlow, reason_code: int) -> None:
+        if reason_code >= 0x80:
+            self.ops.ack(self.tenant, self.client_id, tag.seq)
+            self._after_ack()
+        else:
+            # the PUBREL goes out only after "rec" is written: were we to die in between, a resume
+            # would resend a PUBLISH the client already completed, and it would deliver it twice
+            self.ops.rec(self.tenant, self.client_id, tag.seq, pid, then=lambda: self._release(pid))
+
+    def _release(self, pid: int) -> None:
+        self.conn.machine.release(pid)
+        self.conn.flush_soon()
+
+    def on_pubcomp(self, pid: int) -> None:
+        self.ops.comp(self.tenant, self.client_id, pid)
+        self._after_ack()
+
+    def _after_ack(self) -> None:
+        if self.want and not self.reading and not self.stopped:
+            self._request()
+
+
+# ---------------------------------------------------------------- outbound acknowledgements
+
+
+def on_puback(conn: MQTTConnection, ev: Any) -> None:
+    if isinstance(ev.tag, InboxFlow) and conn.inbox is not None:
+        conn.inbox.on_puback(ev.tag)
+    else:
+        conn.outbound.drain_pending()
+
+
+def on_pubrec(conn: MQTTConnection, ev: Any) -> None:
+    if isinstance(ev.tag, InboxFlow):
+        if conn.inbox is not None:
+            conn.inbox.on_pubrec(ev.packet_id, ev.tag, ev.reason_code)
+    elif isinstance(ev.tag, ReleaseFlow):
+        pass  # already past PUBREC: the PUBREL is out
+    elif ev.reason_code >= 0x80:
+        conn.outbound.drain_pending()
+
+
+def on_pubcomp(conn: MQTTConnection, ev: Any) -> None:
+    if is_inbox_flow(ev.tag) and conn.inbox is not None:
+        conn.inbox.on_pubcomp(ev.packet_id)
+    else:
+        conn.outbound.drain_pending()

@@ -1,0 +1,159 @@
+"""Inbound PUBLISH and the inbound QoS 2 release: validation, limits, ACL, routing, acknowledgement.
+
+Each PUBLISH is checked against the tenant's topic limits, ``$``-topics,
+MaximumQoS, RetainEnabled, payload format and size, and MsgPubPerSec; then
+the provider's publish ACL — synchronously when the provider can answer from
+memory, else through an ordered gate so one publisher's messages stay in
+order. Accepted messages go to the dispatcher; a QoS 1/2 message is
+acknowledged only after the store took it (PUBACK/PUBREC with the outcome).
+MQTT 3 has no failure PUBACK: a publish the store did not take closes the
+connection instead, so the client sends it again after reconnecting.
+
+Persistent sessions record an inbound QoS 2 packet id once the message is
+routed, and send PUBCOMP only after the id is removed again, so a crash at
+any point neither loses nor duplicates the message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tidemq.message import Message, expiry_deadline
+from tidemq.mqtt import session as sm
+from tidemq.mqtt import topics
+from tidemq.mqtt.packets import Publish
+from tidemq.mqtt.reason_codes import RC
+
+if TYPE_CHECKING:
+    from .connection import MQTTConnection
+
+
+def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
+    p = ev.packet
+    session = conn.session
+    assert session is not None  # the machine emits no PUBLISH before the CONNACK
+    svc = conn.services
+    metrics = svc.metrics
+    tenant = session.tenant
+    ts = svc.tenants.cached(tenant)
+    try:
+        topics.validate_topic_name(p.topic, max_levels=ts.max_topic_levels, max_length=ts.max_topic_length,
+                                   max_level_length=ts.max_topic_level_length)
+    except topics.TopicError as exc:
+        conn.close(RC.TOPIC_NAME_INVALID, f"bad topic: {exc}")
+        return
+    if p.topic.startswith("$SYS"):
+        _reject(conn, p, RC.NOT_AUTHORIZED)
+        return
+    if p.qos > ts.maximum_qos:  # [MQTT-3.2.2-11]
+        conn.close(metrics.refuse("qos_not_supported", tenant, RC.QOS_NOT_SUPPORTED))
+        return
+    if p.retain and not ts.retain_enabled:  # [MQTT-3.2.2-14]
+        conn.close(metrics.refuse("retain_disabled", tenant, RC.RETAIN_NOT_SUPPORTED))
+        return
+    if (ts.payload_format_validation_enabled and p.properties.get("payload_format_indicator") == 1
+            and not _is_utf8(p.payload)):  # [MQTT-3.3.2-4]: PayloadFormatValidationEnabled
+        _reject(conn, p, metrics.refuse("payload_format", tenant, RC.PAYLOAD_FORMAT_INVALID))
+        return
+    if len(p.payload) > ts.max_user_payload_bytes:
+        _reject(conn, p, metrics.refuse("payload_too_large", tenant, RC.PACKET_TOO_LARGE))
+        return
+    if session.limiter is not None and not session.limiter.allow_publish(svc.clock.monotonic()):
+        _reject(conn, p, metrics.refuse("publish_rate", tenant, RC.MESSAGE_RATE_TOO_HIGH))
+        return
+    allowed = getattr(svc.auth, "allowed_publish", None)
+    if allowed is not None and not conn.pub_gate:
+        if not allowed(session.identity, p.topic, p.qos, p.retain):
+            _reject(conn, p, metrics.refuse("publish_denied", tenant, RC.NOT_AUTHORIZED))
+            return
+        _route(conn, p)
+    else:  # an async provider: check in arrival order, so one publisher's messages stay ordered
+        conn.pub_gate.append(p)
+        if conn.gate_task is None or conn.gate_task.done():
+            conn.gate_task = conn.spawn(_drain_gate(conn))
+
+
+async def _drain_gate(conn: MQTTConnection) -> None:
+    svc = conn.services
+    session = conn.session
+    assert session is not None
+    while conn.pub_gate:
+        p = conn.pub_gate[0]
+        ok = await svc.auth.check_publish(session.identity, p.topic, p.qos, p.retain)
+        conn.pub_gate.popleft()
+        if ok:
+            _route(conn, p)
+        else:
+            _reject(conn, p, svc.metrics.refuse("publish_denied", session.tenant, RC.NOT_AUTHORIZED))
+        conn.flush_soon()
+
+
+def _route(conn: MQTTConnection, p: Publish) -> None:
+    svc = conn.services
+    session = conn.session
+    assert session is not None
+    m = conn.machine
+    now_ms = svc.clock.wall_ms()
+    msg = Message(p.topic, p.payload, p.qos, p.retain, p.properties,
+                  expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.client_id, now_ms)
+    if p.qos == 0:
+        svc.dispatcher.submit(session.tenant, msg)
+    else:
+        pid = p.packet_id
+        assert pid is not None
+        qos = p.qos
+
+        def done(rc: int) -> None:
+            code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) else RC.UNSPECIFIED_ERROR
+            if session.persistent and qos == 2 and code < 0x80:
+                # the id is recorded only once the message is routed, and PUBREC goes out only once it
+                # is recorded: a crash in between makes the client resend the PUBLISH (routed again)
+                # instead of the resumed session discarding it as a duplicate (lost)
+                svc.inbox_ops.q2add(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+                return
+            acknowledge(code)
+
+        def acknowledge(code: int) -> None:
+            if code >= 0x80 and m.protocol_level < 5:
+                if code == RC.QUOTA_EXCEEDED:  # v3 cannot say it; the drop is counted and logged
+                    code = RC.SUCCESS
+                else:
+                    conn.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")
+                    return
+            m.ack_publish(pid, qos, code)
+            conn.flush_soon()
+
+        svc.dispatcher.submit(session.tenant, msg, done)
+    if svc.dispatcher.overloaded and conn.transport is not None:
+        conn.transport.pause_reading()
+        svc.dispatcher.pause_until_drained(conn.resume_reading)
+
+
+def _reject(conn: MQTTConnection, p: Publish, rc: int) -> None:
+    """A refused PUBLISH: v5 gets the reason in its PUBACK/PUBREC; v3 a plain ack (dropped)."""
+    if p.qos > 0 and p.packet_id is not None:
+        conn.machine.ack_publish(p.packet_id, p.qos, rc if conn.machine.protocol_level == 5 else 0)
+
+
+def on_pubrel(conn: MQTTConnection, ev: sm.PubrelReceived) -> None:
+    """Inbound QoS 2 released: a persistent session sends PUBCOMP once the id is gone from Redis."""
+    session = conn.session
+    if session is not None and session.persistent:
+        pid = ev.packet_id
+        conn.services.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: _complete(conn, pid))
+
+
+def _complete(conn: MQTTConnection, packet_id: int) -> None:
+    conn.machine.complete(packet_id)
+    conn.flush_soon()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+

@@ -1,0 +1,182 @@
+"""SUBSCRIBE and UNSUBSCRIBE: validation, quotas, ACL, routes, retained replay.
+
+Each filter is checked against the tenant's topic limits, quotas and feature
+switches and the auth provider; the accepted ones are written with their
+routes in one ``subscribe`` script (the route version moves, so every worker
+sees them before the SUBACK leaves). Retained messages are looked up before
+the SUBACK and replayed after it — through the inbox for persistent sessions,
+so a live message published after the SUBACK never overtakes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import TYPE_CHECKING
+
+from tidemq.message import Message, unpack
+from tidemq.mqtt import session as sm
+from tidemq.mqtt import topics
+from tidemq.mqtt.packets import Subscribe, Unsubscribe
+from tidemq.mqtt.reason_codes import RC
+from tidemq.store import retained as retained_store
+from tidemq.store import subscriptions as sub_store
+from tidemq.store.models import NoSession, SubOpts
+
+if TYPE_CHECKING:
+    from .connection import MQTTConnection
+
+log = logging.getLogger("tidemq.conn")
+
+
+def on_subscribe(conn: MQTTConnection, ev: sm.SubscribeReceived) -> None:
+    conn.spawn(_subscribe(conn, ev.packet))
+
+
+def on_unsubscribe(conn: MQTTConnection, ev: sm.UnsubscribeReceived) -> None:
+    conn.spawn(_unsubscribe(conn, ev.packet))
+
+
+async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
+    svc = conn.services
+    session = conn.session
+    if session is None or not conn.connected:
+        return
+    ts = await svc.tenants.get(session.tenant)
+    v5 = conn.machine.protocol_level == 5
+    sub_id = p.properties.get("subscription_identifier")
+    if isinstance(sub_id, list):
+        sub_id = sub_id[0] if sub_id else None
+    codes: list[int] = []
+    accepted: list[tuple[str, SubOpts]] = []
+    positions: list[int] = []
+    room = ts.max_topic_filters_per_inbox - session.sub_count
+    for i, s in enumerate(p.subscriptions):
+        refusal = 0
+        try:
+            topics.validate_topic_filter(s.topic_filter, max_levels=ts.max_topic_levels,
+                                         max_length=ts.max_topic_length,
+                                         max_level_length=ts.max_topic_level_length)
+        except topics.TopicError:
+            codes.append(RC.TOPIC_FILTER_INVALID if v5 else 0x80)
+            continue
+        fresh = s.topic_filter not in session.sub_filters and all(f != s.topic_filter for f, _ in accepted)
+        if i >= ts.max_topic_filters_per_sub or (fresh and sum(
+                1 for f, _ in accepted if f not in session.sub_filters) >= room):
+            refusal = svc.metrics.refuse("subscription_quota", session.tenant, RC.QUOTA_EXCEEDED)
+        elif not ts.wildcard_subscription_enabled and topics.has_wildcard(topics.parse_shared(s.topic_filter)[2]):
+            refusal = svc.metrics.refuse("wildcard_disabled", session.tenant, RC.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+        elif not ts.shared_subscription_enabled and topics.parse_shared(s.topic_filter)[0] is not None:
+            refusal = svc.metrics.refuse("shared_disabled", session.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+        elif sub_id and not ts.subscription_identifier_enabled:
+            refusal = svc.metrics.refuse("subid_disabled", session.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+        elif await _shared_group_full(conn, s.topic_filter, ts.max_shared_group_members):
+            refusal = svc.metrics.refuse("shared_group_full", session.tenant, RC.QUOTA_EXCEEDED)
+        if refusal:
+            codes.append(refusal if v5 else 0x80)
+            continue
+        kind, _group, _real = topics.parse_shared(s.topic_filter)
+        if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
+            conn.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
+            return
+        allowed_sub = getattr(svc.auth, "allowed_subscribe", None)
+        if allowed_sub is not None:
+            ok = allowed_sub(session.identity, s.topic_filter, s.qos)
+        else:
+            ok = await svc.auth.check_subscribe(session.identity, s.topic_filter, s.qos)
+        if not ok:
+            svc.metrics.refuse("subscribe_denied", session.tenant, RC.NOT_AUTHORIZED)
+            codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
+            continue
+        qos = min(s.qos, ts.maximum_qos)
+        positions.append(len(codes))
+        codes.append(qos)
+        accepted.append((s.topic_filter, SubOpts(
+            qos=qos, no_local=s.no_local, retain_as_published=s.retain_as_published,
+            retain_handling=s.retain_handling, subscription_id=sub_id)))
+    existed: list[bool] = []
+    if accepted:
+        try:
+            existed = await sub_store.subscribe(svc.redis, session.tenant, session.client_id, accepted,
+                                                epoch=session.epoch)
+        except NoSession:  # the connection ended (or was taken over) while we got here
+            conn.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
+            return
+        session.sub_count += sum(1 for e in existed if not e)
+        session.sub_filters.update(f for f, _ in accepted)
+    # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
+    # right behind it: a message published after the client saw its SUBACK can never overtake
+    # the retained one (which would leave the client with stale state last)
+    direct: list[tuple[Message, int, tuple[int, ...]]] = []
+    for (flt, opts), was in zip(accepted, existed, strict=True):
+        if opts.retain_handling == 2 or (opts.retain_handling == 1 and was):
+            continue
+        if topics.parse_shared(flt)[0] is not None:
+            continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
+        direct += await _replay_retained(conn, flt, opts)
+    conn.machine.ack_subscribe(p.packet_id, codes)
+    now_ms = svc.clock.wall_ms()
+    for msg, qos, sub_ids in direct:
+        conn.outbound.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+    conn.flush()
+
+async def _shared_group_full(conn: MQTTConnection, topic_filter: str, limit: int) -> bool:
+    """MaxSharedGroupMembers: the group (from a fresh route replica) is full and we are not in it.
+    Checked against the replica, so two concurrent joins can both pass (documented)."""
+    kind, group, real = topics.parse_shared(topic_filter)
+    if kind is None or group is None:
+        return False
+    svc = conn.services
+    routes = svc.dispatcher.routes
+    await routes.refresh(svc.redis, [conn.tenant])
+    tr = routes.tenants.get(conn.tenant)
+    members = tr.trie.group_members(kind, group, real) if tr is not None else set()
+    return conn.client_id not in members and len(members) >= limit
+
+async def _replay_retained(conn: MQTTConnection, flt: str, opts: SubOpts) -> list[tuple[Message, int, tuple[int, ...]]]:
+    """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its
+    inbox (awaited); the others are returned for direct delivery."""
+    svc = conn.services
+    blobs = await retained_store.retain_match(svc.redis, conn.tenant, flt)
+    blobs = blobs[: svc.tenants.cached(conn.tenant).retain_message_match_limit]
+    now_ms = svc.clock.wall_ms()
+    sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
+    direct: list[tuple[Message, int, tuple[int, ...]]] = []
+    appended: list[asyncio.Future[int]] = []
+    for blob in blobs:
+        msg = unpack(blob)
+        if msg.expired(now_ms):
+            continue
+        qos = min(msg.qos, opts.qos)
+        if conn.persistent and qos > 0:
+            fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            svc.dispatcher.submit_to(conn.tenant, conn.client_id, msg, qos, sub_ids, functools.partial(_settle, fut))
+            appended.append(fut)
+        else:
+            direct.append((msg, qos, sub_ids))
+    if appended:
+        await asyncio.gather(*appended)
+    return direct
+
+def _settle(fut: asyncio.Future[int], rc: int) -> None:
+    if not fut.done():
+        fut.set_result(rc)
+
+
+async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
+    session = conn.session
+    if session is None or not conn.connected:
+        return
+    svc = conn.services
+    try:
+        existed = await sub_store.unsubscribe(svc.redis, session.tenant, session.client_id, p.topic_filters,
+                                              epoch=session.epoch)
+    except NoSession:  # the connection ended (or was taken over) while we got here
+        conn.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")
+        return
+    session.sub_count = max(0, session.sub_count - sum(1 for e in existed if e))
+    session.sub_filters.difference_update(p.topic_filters)
+    codes: list[int] = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
+    conn.machine.ack_unsubscribe(p.packet_id, codes)
+    conn.flush()

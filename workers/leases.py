@@ -1,0 +1,74 @@
+"""This worker's lease, and the reaping of workers whose lease ran out.
+
+Every ``LEASE_RENEW_S`` the worker renews its lease and publishes its stats
+(for the API's ``/metrics``). A worker silent for ``LEASE_TTL_MS`` is dead:
+one live worker claims it (``claim_reap``, exactly one reaper) and ends every
+session it owned — wills through ``workers/wills.py`` (honouring will delay,
+capped by the session expiry), sessions marked offline or removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tidemq.clock import Clock
+from tidemq.store import leases as lease_store
+
+from .wills import WillService
+
+log = logging.getLogger("tidemq.worker")
+
+LEASE_TTL_MS = 6000  # a worker silent this long is dead: its sessions are reaped
+LEASE_RENEW_S = 2.0
+
+
+class LeaseKeeper:
+    def __init__(self, redis: Any, worker_id: str, clock: Clock, wills: WillService,
+                 stats: Callable[[], dict[str, int]]) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.clock = clock
+        self.wills = wills
+        self.stats = stats
+        self.renewed_at = 0.0  # monotonic time of the last successful renewal (readiness)
+
+    async def renew(self) -> None:
+        await lease_store.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=self.clock.wall_ms())
+        self.renewed_at = self.clock.monotonic()
+
+    async def run(self) -> None:
+        """Renew our lease; reap the sessions of workers whose lease ran out."""
+        while True:
+            await asyncio.sleep(LEASE_RENEW_S)
+            try:
+                await self.renew()
+                await lease_store.publish_stats(self.redis, self.worker_id, self.stats(), ttl_ms=LEASE_TTL_MS)
+                dead_workers = await lease_store.dead_workers(self.redis, now_ms=self.clock.wall_ms(),
+                                                              grace_ms=LEASE_TTL_MS)
+                for dead in dead_workers:
+                    if dead != self.worker_id and await lease_store.claim_reap(self.redis, dead, self.worker_id):
+                        await self.reap(dead)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease renewal / reaping failed: %s", exc)
+
+    async def reap(self, dead: str) -> None:
+        """End every session a dead worker owned: fire wills (honouring will delay), mark offline."""
+        orphans = await lease_store.orphans(self.redis, dead)
+        log.warning("worker %s is dead: reaping %d sessions", dead, len(orphans))
+        for o in orphans:
+            will_at = 0
+            if o.will:
+                will_at = await self.wills.reap_will(o.tenant, o.client_id, o.will, delay=o.will_delay,
+                                                     persistent=o.persistent, session_expiry=o.expiry)
+            ended = await lease_store.end_orphan(self.redis, o, now_ms=self.clock.wall_ms(), will_at=will_at)
+            if will_at and ended == "offline":
+                self.wills.schedule(o.tenant, o.client_id, will_at)
+        await lease_store.forget_worker(self.redis, dead)
+
+    async def release(self) -> None:
+        await lease_store.lease_release(self.redis, self.worker_id)

@@ -1,0 +1,57 @@
+"""Periodic work: per-connection timers (CONNECT timeout, keep alive) and the session sweep.
+
+``check_connection`` is pure in time (the clock is passed in), so it is unit
+tested without sleeping. The sweep fires due delayed wills first (a will due
+at session end fires before the session goes), then ends expired sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from tidemq.clock import Clock
+from tidemq.mqtt.reason_codes import RC
+from tidemq.store import sessions as sess_store
+
+from .wills import WillService
+
+if TYPE_CHECKING:
+    from .connection import MQTTConnection
+    from .registry import Registry
+
+log = logging.getLogger("tidemq.worker")
+
+CONNECT_TIMEOUT = 10.0  # seconds a connection may take to send CONNECT
+TICK = 1.0
+
+
+def check_connection(conn: MQTTConnection, now: float) -> None:
+    """CONNECT timeout and keep alive of one connection at monotonic time ``now``."""
+    if conn.machine.connect_timed_out(now, CONNECT_TIMEOUT, conn.opened):
+        conn.close_reason = "no CONNECT in time"
+        conn.flush()
+    elif conn.machine.keepalive_expired(now):
+        conn.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+
+
+async def connection_timers(registry: Registry, clock: Clock) -> None:
+    while True:
+        await asyncio.sleep(TICK)
+        now = clock.monotonic()
+        for conn in list(registry.connections):
+            check_connection(conn, now)
+
+
+async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for tenant in await sess_store.tenants_list(redis):
+                await wills.fire_due(tenant)
+                await sess_store.sessions_expire(redis, tenant, now_ms=clock.wall_ms())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("session sweep failed: %s", exc)
