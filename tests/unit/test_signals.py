@@ -29,7 +29,8 @@ def test_deliver_payload_stays_binary() -> None:
     assert isinstance(decoded, s.Deliver) and decoded.items[0].blob == blob
 
 
-@pytest.mark.parametrize("data", [b"", b"Z\x00\x00\x00\x02{}", b"T\x00\x00\x00\x02{}", b"N\x00\x00\x00\x05[1,2", b"K\xff\xff"])
+@pytest.mark.parametrize("data", [
+    b"", b"Z\x00\x00\x00\x02{}", b"T\x00\x00\x00\x02{}", b"N\x00\x00\x00\x05[1,2", b"K\xff\xff"])
 def test_garbage_is_a_signal_error(data: bytes) -> None:
     with pytest.raises(s.SignalError):
         s.decode(data)
