@@ -11,10 +11,12 @@
 -- rel, q2in, record) is wiped first. Every kept route is rewritten with the new route value
 -- (worker \0 persistent \0 opts; worker is "" for a persistent session, whose messages go through
 -- its inbox) and rver is bumped only when a route value changed or was removed.
+--#include session_wipe
+--#include routes
+
 local client = ARGV[1]
 local persistent = ARGV[5]
 local worker = ARGV[7]
-local sep = '\0'
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 local prev_worker, prev_epoch = '', 0
 if exists then
@@ -34,13 +36,7 @@ end
 local present = exists and ARGV[2] ~= '1'
 local changed = false
 if not present then
-  local filters = redis.call('HKEYS', KEYS[2])
-  for i = 1, #filters do
-    if redis.call('HDEL', KEYS[6], client .. sep .. filters[i]) == 1 then
-      changed = true
-    end
-  end
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  changed = session_wipe(KEYS[6], client, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 end
 local epoch = redis.call('INCR', KEYS[10])
 redis.call('HSET', KEYS[1], 'user', ARGV[3], 'ver', ARGV[4], 'persistent', persistent,
@@ -56,16 +52,9 @@ redis.call('HDEL', KEYS[1], 'will_at')
 local subs, rel, q2in, sent = {}, {}, {}, 0
 if present then
   subs = redis.call('HGETALL', KEYS[2])
-  local route_worker = worker
-  if persistent == '1' then
-    route_worker = ''
-  end
-  local prefix = route_worker .. sep .. persistent .. sep
+  local prefix = route_prefix(worker, persistent)
   for i = 1, #subs, 2 do
-    local field = client .. sep .. subs[i]
-    local value = prefix .. subs[i + 1]
-    if redis.call('HGET', KEYS[6], field) ~= value then
-      redis.call('HSET', KEYS[6], field, value)
+    if route_put(KEYS[6], client, subs[i], prefix .. subs[i + 1]) then
       changed = true
     end
   end

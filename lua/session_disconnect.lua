@@ -8,8 +8,9 @@
 --          name no worker, so they are untouched) or "removed" (record, subs, routes, inbox, rel,
 --          q2in and index entries deleted).
 -- rver is bumped when routes were removed.
+--#include session_wipe
+
 local client = ARGV[1]
-local sep = '\0'
 local rec = redis.call('HMGET', KEYS[1], 'epoch', 'persistent', 'expiry')
 if not rec[1] or tonumber(rec[1]) ~= tonumber(ARGV[2]) then
   return 'stale'
@@ -19,7 +20,6 @@ local expiry = tonumber(rec[3]) or 0
 if ARGV[4] ~= '' then
   expiry = tonumber(ARGV[4])
 end
-local changed = false
 if rec[2] == '1' and expiry > 0 then
   redis.call('HSET', KEYS[1], 'worker', '', 'disconnected_at', ARGV[3])
   if ARGV[5] ~= nil and ARGV[5] ~= '' and redis.call('HEXISTS', KEYS[1], 'will') == 1 then
@@ -35,13 +35,7 @@ if rec[2] == '1' and expiry > 0 then
   redis.call('ZADD', KEYS[8], now + expiry * 1000, client)
   return 'offline'
 end
-local filters = redis.call('HKEYS', KEYS[2])
-for i = 1, #filters do
-  if redis.call('HDEL', KEYS[6], client .. sep .. filters[i]) == 1 then
-    changed = true
-  end
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local changed = session_wipe(KEYS[6], client, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('ZREM', KEYS[8], client)
 redis.call('ZREM', KEYS[9], client)
 redis.call('ZREM', KEYS[10], client)

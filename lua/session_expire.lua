@@ -6,10 +6,11 @@
 -- Returns: {client, worker, epoch, client, worker, epoch, ...} for every removed session; worker is
 --          "" when it was offline, else the owner to signal (with the epoch of the connection to close). Index entries of missing records are dropped;
 --          an online session found in sexp leaves sexp (so the "expired" sweep always advances).
+--#include session_wipe
+
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
-local sep = '\0'
 local out = {}
 local changed = false
 for i = 4, #ARGV do
@@ -33,13 +34,10 @@ for i = 4, #ARGV do
     redis.call('ZREM', KEYS[3], client)
   end
   if remove then
-    local filters = redis.call('HKEYS', KEYS[base + 2])
-    for j = 1, #filters do
-      if redis.call('HDEL', KEYS[1], client .. sep .. filters[j]) == 1 then
-        changed = true
-      end
+    if session_wipe(KEYS[1], client, KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4],
+                    KEYS[base + 5]) then
+      changed = true
     end
-    redis.call('DEL', KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5])
     redis.call('ZREM', KEYS[3], client)
     redis.call('ZREM', KEYS[4], client)
     out[#out + 1] = client

@@ -7,6 +7,8 @@
 --          one per pair. The route value is worker \0 persistent \0 opts from the session record
 --          (worker "" for a persistent session);
 --          rver is bumped when any route value changed.
+--#include routes
+
 local rec = redis.call('HMGET', KEYS[1], 'worker', 'persistent', 'epoch')
 if not rec[3] then
   return -1
@@ -26,23 +28,14 @@ if ARGV[3] ~= '' then
   end
 end
 local client = ARGV[1]
-local sep = '\0'
-local persistent = rec[2] or '0'
-local route_worker = rec[1] or ''
-if persistent == '1' then
-  route_worker = ''
-end
-local prefix = route_worker .. sep .. persistent .. sep
+local prefix = route_prefix(rec[1] or '', rec[2] or '0')
 local out = {}
 local changed = false
 for i = 4, #ARGV, 2 do
   local filter = ARGV[i]
   local opts = ARGV[i + 1]
   out[#out + 1] = 1 - redis.call('HSET', KEYS[2], filter, opts)
-  local field = client .. sep .. filter
-  local value = prefix .. opts
-  if redis.call('HGET', KEYS[3], field) ~= value then
-    redis.call('HSET', KEYS[3], field, value)
+  if route_put(KEYS[3], client, filter, prefix .. opts) then
     changed = true
   end
 end

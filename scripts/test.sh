@@ -43,6 +43,9 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
 fi
 
 ruff check .
+# types (strict, [tool.mypy] in pyproject.toml) and layer contracts ([tool.importlinter]) fail the run
+python3 -m mypy
+lint-imports
 
 set +e
 python3 -m pytest -q -p no:cacheprovider "$@"

@@ -1,18 +1,20 @@
 """Per-tenant settings: BifroMQ's tenant-level setting names and defaults, overridable per tenant in Redis.
 
-``TenantSettings`` is a frozen dataclass of typed values, one field per
-setting; ``SPECS`` maps each BifroMQ name (``MaxTopicLevels``, ...) to its
-field, type, initial value and validity check. Effective values are layered:
-BifroMQ's initial value, then the process ``Settings`` where it has the same
-knob (``inbox_size`` is ``SessionInboxSize``, ...; see ``PROCESS_DEFAULTS``),
-then the tenant's Redis hash ``tidemq:settings:{tenant}`` (field = BifroMQ
-name, value = decimal or ``true``/``false``) that operators edit with
-``redis-cli``. A bad name or value in the hash is logged (once per distinct
-value) and ignored: reading settings never fails a connection.
-``SettingsProvider`` caches each tenant's settings for a short TTL (clock
-injectable): ``await get(tenant)`` for the connect path, ``cached(tenant)``
-(sync, never awaits) for the hot path, which returns the cached value, even
-if stale, or the defaults, and schedules one background refresh.
+``TenantSettings`` is a frozen dataclass of typed values. Each setting is
+declared once, as one field: its BifroMQ name, initial value, validity
+check, description and (where one exists) the process ``Settings`` knob that
+provides its default; ``SPECS``, ``ALIASES`` and ``PROCESS_DEFAULTS`` are
+derived from those declarations. Effective values are layered: BifroMQ's
+initial value, then the process ``Settings`` where it has the same knob
+(``inbox_size`` is ``SessionInboxSize``, ...), then the tenant's Redis hash
+(``tidemq.store.settings``; field = BifroMQ name, value = decimal or
+``true``/``false``) that operators edit with ``redis-cli``. A bad name or
+value in the hash is logged (once per distinct value) and ignored: reading
+settings never fails a connection. ``SettingsProvider`` caches each tenant's
+settings for a short TTL (clock injectable): ``await get(tenant)`` for the
+connect path, ``cached(tenant)`` (sync, never awaits) for the hot path, which
+returns the cached value, even if stale, or the defaults, and schedules one
+background refresh. This module does no Redis I/O of its own.
 """
 
 from __future__ import annotations
@@ -20,66 +22,131 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import Settings
-from .store import keys
+from .store import settings as settings_store
 
 log = logging.getLogger("tidemq.tenants")
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
+_T = TypeVar("_T", bool, int)
+
+
+def _between(lo: int, hi: int) -> Callable[[int], bool]:
+    return lambda v: lo <= v <= hi
+
+
+def _any(v: int) -> bool:
+    return True
+
+
+_ANY = _any
+_POSITIVE = _between(1, INT32_MAX)
+_NON_NEGATIVE = _between(0, INT32_MAX)
+
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """What a field declaration says about its setting (the field name and type come from the field)."""
+
+    name: str  # BifroMQ name (the Redis hash field)
+    check: Callable[[int], bool]
+    doc: str
+    process: str  # the process Settings field providing the default ("" if none)
+    aliases: tuple[str, ...]
+
+
+def setting(name: str, initial: _T, doc: str, check: Callable[[int], bool] = _ANY, *,
+            process: str = "", aliases: tuple[str, ...] = ()) -> _T:
+    """Declare one setting as a ``TenantSettings`` field (typed as its value for the type checker)."""
+    meta = _Declared(name, check, doc, process, aliases)
+    value: _T = dataclasses.field(default=initial, metadata={"setting": meta})
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class TenantSettings:
-    """One tenant's effective settings (field comments name the BifroMQ setting)."""
+    """One tenant's effective settings: one field per BifroMQ setting, declared with ``setting(...)``."""
 
-    mqtt3_enabled: bool = True  # MQTT3Enabled
-    mqtt4_enabled: bool = True  # MQTT4Enabled
-    mqtt5_enabled: bool = True  # MQTT5Enabled
-    no_lwt_when_server_shutting_down: bool = True  # NoLWTWhenServerShuttingDown
-    debug_mode_enabled: bool = False  # DebugModeEnabled
-    force_transient: bool = False  # ForceTransient
-    payload_format_validation_enabled: bool = True  # PayloadFormatValidationEnabled
-    retain_enabled: bool = True  # RetainEnabled
-    wildcard_subscription_enabled: bool = True  # WildcardSubscriptionEnabled
-    subscription_identifier_enabled: bool = True  # SubscriptionIdentifierEnabled
-    shared_subscription_enabled: bool = True  # SharedSubscriptionEnabled
-    maximum_qos: int = 2  # MaximumQoS
-    max_topic_level_length: int = 40  # MaxTopicLevelLength
-    max_topic_levels: int = 16  # MaxTopicLevels
-    max_topic_length: int = 255  # MaxTopicLength
-    max_topic_alias: int = 10  # MaxTopicAlias
-    max_shared_group_members: int = 200  # MaxSharedGroupMembers
-    max_topic_filters_per_inbox: int = 100  # MaxTopicFiltersPerInbox
-    msg_pub_per_sec: int = 200  # MsgPubPerSec
-    receiving_maximum: int = 200  # ReceivingMaximum
-    in_bound_bandwidth: int = 512 * 1024  # InBoundBandWidth, bytes/s (0: unlimited)
-    out_bound_bandwidth: int = 512 * 1024  # OutBoundBandWidth, bytes/s (0: unlimited)
-    max_last_will_bytes: int = 128  # MaxLastWillBytes
-    max_user_payload_bytes: int = 256 * 1024  # MaxUserPayloadBytes
-    min_send_per_sec: int = 8  # MinSendPerSec
-    max_resend_times: int = 3  # MaxResendTimes
-    resend_timeout_seconds: int = 10  # ResendTimeoutSeconds
-    max_topic_filters_per_sub: int = 10  # MaxTopicFiltersPerSub
-    max_group_fanout: int = 100  # MaxGroupFanout
-    max_persistent_fanout: int = INT32_MAX  # MaxPersistentFanout
-    max_persistent_fanout_bytes: int = INT64_MAX  # MaxPersistentFanoutBytes
-    max_session_expiry_seconds: int = 86400  # MaxSessionExpirySeconds
-    min_session_expiry_seconds: int = 60  # MinSessionExpirySeconds
-    min_keep_alive_seconds: int = 60  # MinKeepAliveSeconds
-    session_inbox_size: int = 1000  # SessionInboxSize
-    qos0_drop_oldest: bool = False  # QoS0DropOldest
-    retain_message_match_limit: int = 10  # RetainMessageMatchLimit
+    mqtt3_enabled: bool = setting("MQTT3Enabled", True, "accept MQTT 3.1 clients")
+    mqtt4_enabled: bool = setting("MQTT4Enabled", True, "accept MQTT 3.1.1 clients")
+    mqtt5_enabled: bool = setting("MQTT5Enabled", True, "accept MQTT 5.0 clients")
+    no_lwt_when_server_shutting_down: bool = setting(
+        "NoLWTWhenServerShuttingDown", True, "no will messages when the server shuts down")
+    debug_mode_enabled: bool = setting("DebugModeEnabled", False, "debug mode (verbose per-tenant events)")
+    force_transient: bool = setting("ForceTransient", False, "every session is transient (session expiry 0)")
+    payload_format_validation_enabled: bool = setting(
+        "PayloadFormatValidationEnabled", True, "check UTF-8 payloads flagged with payload format indicator 1")
+    retain_enabled: bool = setting("RetainEnabled", True, "retained messages are stored", process="retain_enabled")
+    wildcard_subscription_enabled: bool = setting("WildcardSubscriptionEnabled", True, "filters may use + and #")
+    subscription_identifier_enabled: bool = setting(
+        "SubscriptionIdentifierEnabled", True, "MQTT 5 subscription identifiers are accepted")
+    shared_subscription_enabled: bool = setting("SharedSubscriptionEnabled", True, "$share/$oshare filters")
+    maximum_qos: int = setting("MaximumQoS", 2, "highest QoS accepted", _between(0, 2))
+    max_topic_level_length: int = setting("MaxTopicLevelLength", 40, "longest topic level, in bytes", _POSITIVE)
+    max_topic_levels: int = setting("MaxTopicLevels", 16, "most levels in a topic or filter", _POSITIVE,
+                                    process="max_topic_levels")
+    max_topic_length: int = setting("MaxTopicLength", 255, "longest topic or filter, in bytes",
+                                    _between(1, 65535), process="max_topic_length")
+    max_topic_alias: int = setting("MaxTopicAlias", 10, "MQTT 5 topic alias maximum", _between(0, 65535))
+    max_shared_group_members: int = setting("MaxSharedGroupMembers", 200, "members per shared group", _POSITIVE)
+    max_topic_filters_per_inbox: int = setting("MaxTopicFiltersPerInbox", 100, "subscriptions per session",
+                                               _POSITIVE)
+    msg_pub_per_sec: int = setting("MsgPubPerSec", 200, "PUBLISH packets per second per connection", _POSITIVE,
+                                   process="msg_pub_per_sec")
+    receiving_maximum: int = setting("ReceivingMaximum", 200, "server receive maximum (inbound QoS 1/2 in flight)",
+                                     _between(1, 65535), process="max_inflight")
+    in_bound_bandwidth: int = setting("InBoundBandWidth", 512 * 1024,
+                                      "bytes per second read from one connection (0: unlimited)",
+                                      _between(0, INT64_MAX), process="inbound_bandwidth")
+    out_bound_bandwidth: int = setting("OutBoundBandWidth", 512 * 1024,
+                                       "bytes per second written to one connection (0: unlimited)",
+                                       _between(0, INT64_MAX), process="outbound_bandwidth")
+    max_last_will_bytes: int = setting("MaxLastWillBytes", 128, "largest will payload",
+                                       _between(1, 250 * 1024 * 1024), process="max_will_bytes")
+    max_user_payload_bytes: int = setting("MaxUserPayloadBytes", 256 * 1024, "largest PUBLISH payload",
+                                          _between(3, 256 * 1024 * 1024), process="max_payload")
+    min_send_per_sec: int = setting("MinSendPerSec", 8, "slowest acceptable consumer, messages/s", _POSITIVE)
+    max_resend_times: int = setting("MaxResendTimes", 3, "resends of an unacknowledged QoS 1/2", _NON_NEGATIVE)
+    resend_timeout_seconds: int = setting("ResendTimeoutSeconds", 10, "seconds before a resend", _POSITIVE)
+    max_topic_filters_per_sub: int = setting("MaxTopicFiltersPerSub", 10, "filters in one SUBSCRIBE packet",
+                                             _between(1, 100))
+    max_group_fanout: int = setting("MaxGroupFanout", 100, "shared groups one message reaches", _POSITIVE)
+    max_persistent_fanout: int = setting("MaxPersistentFanout", INT32_MAX,
+                                         "persistent sessions one message reaches", _POSITIVE)
+    max_persistent_fanout_bytes: int = setting("MaxPersistentFanoutBytes", INT64_MAX,
+                                               "bytes one message may fan out to persistent sessions",
+                                               _between(1, INT64_MAX))
+    max_session_expiry_seconds: int = setting("MaxSessionExpirySeconds", 86400, "longest session expiry granted",
+                                              _between(1, 2**32 - 1), process="max_session_expiry")
+    min_session_expiry_seconds: int = setting(
+        "MinSessionExpirySeconds", 60, "shortest expiry of a persistent session (<= MaxSessionExpirySeconds)",
+        _between(1, 2**32 - 1), process="min_session_expiry")
+    min_keep_alive_seconds: int = setting("MinKeepAliveSeconds", 60, "smallest keep alive accepted (0: none)",
+                                          _between(0, 65534), process="min_keep_alive")
+    session_inbox_size: int = setting("SessionInboxSize", 1000, "messages per persistent inbox",
+                                      _between(1, 65535), process="inbox_size")
+    qos0_drop_oldest: bool = setting("QoS0DropOldest", False, "a full inbox drops its oldest message",
+                                     process="inbox_drop_oldest")
+    retain_message_match_limit: int = setting("RetainMessageMatchLimit", 10,
+                                              "retained messages sent per new subscription", _NON_NEGATIVE,
+                                              process="retain_match_limit")
     # TideMQ's equivalents of BifroMQ's resource-throttler limits (0: unlimited)
-    retained_topic_limit: int = 10000  # RetainedTopicLimit (BifroMQ TotalRetainTopics)
-    total_connections: int = 0  # TotalConnections (alias MaxConnectionsPerTenant), per worker
-    total_connect_per_second: int = 0  # TotalConnectPerSecond, per worker
+    retained_topic_limit: int = setting("RetainedTopicLimit", 10000, "retained topics per tenant", _NON_NEGATIVE,
+                                        aliases=("TotalRetainTopics",))
+    total_connections: int = setting("TotalConnections", 0, "connections of the tenant per worker (0: unlimited)",
+                                     _NON_NEGATIVE, aliases=("MaxConnectionsPerTenant",))
+    total_connect_per_second: int = setting("TotalConnectPerSecond", 0,
+                                            "CONNECTs of the tenant per second per worker (0: unlimited)",
+                                            _NON_NEGATIVE)
 
     def protocol_enabled(self, protocol_level: int) -> bool:
         """Whether MQTT 3.1 (level 3), 3.1.1 (4) or 5.0 (5) clients may connect."""
@@ -105,95 +172,20 @@ class Spec:
     doc: str
 
 
-def _between(lo: int, hi: int) -> Callable[[int], bool]:
-    return lambda v: lo <= v <= hi
+def _declared() -> list[tuple[dataclasses.Field[Any], _Declared]]:
+    return [(f, f.metadata["setting"]) for f in dataclasses.fields(TenantSettings)]
 
 
-_ANY: Callable[[int], bool] = lambda v: True  # noqa: E731
-_POSITIVE = _between(1, INT32_MAX)
-_NON_NEGATIVE = _between(0, INT32_MAX)
-
-SPECS: dict[str, Spec] = {s.name: s for s in (
-    Spec("MQTT3Enabled", "mqtt3_enabled", bool, _ANY, "accept MQTT 3.1 clients"),
-    Spec("MQTT4Enabled", "mqtt4_enabled", bool, _ANY, "accept MQTT 3.1.1 clients"),
-    Spec("MQTT5Enabled", "mqtt5_enabled", bool, _ANY, "accept MQTT 5.0 clients"),
-    Spec("NoLWTWhenServerShuttingDown", "no_lwt_when_server_shutting_down", bool, _ANY,
-         "no will messages when the server shuts down"),
-    Spec("DebugModeEnabled", "debug_mode_enabled", bool, _ANY, "debug mode (verbose per-tenant events)"),
-    Spec("ForceTransient", "force_transient", bool, _ANY, "every session is transient (session expiry 0)"),
-    Spec("PayloadFormatValidationEnabled", "payload_format_validation_enabled", bool, _ANY,
-         "check UTF-8 payloads flagged with payload format indicator 1"),
-    Spec("RetainEnabled", "retain_enabled", bool, _ANY, "retained messages are stored"),
-    Spec("WildcardSubscriptionEnabled", "wildcard_subscription_enabled", bool, _ANY, "filters may use + and #"),
-    Spec("SubscriptionIdentifierEnabled", "subscription_identifier_enabled", bool, _ANY,
-         "MQTT 5 subscription identifiers are accepted"),
-    Spec("SharedSubscriptionEnabled", "shared_subscription_enabled", bool, _ANY, "$share/$oshare filters"),
-    Spec("MaximumQoS", "maximum_qos", int, _between(0, 2), "highest QoS accepted"),
-    Spec("MaxTopicLevelLength", "max_topic_level_length", int, _POSITIVE, "longest topic level, in bytes"),
-    Spec("MaxTopicLevels", "max_topic_levels", int, _POSITIVE, "most levels in a topic or filter"),
-    Spec("MaxTopicLength", "max_topic_length", int, _between(1, 65535), "longest topic or filter, in bytes"),
-    Spec("MaxTopicAlias", "max_topic_alias", int, _between(0, 65535), "MQTT 5 topic alias maximum"),
-    Spec("MaxSharedGroupMembers", "max_shared_group_members", int, _POSITIVE, "members per shared group"),
-    Spec("MaxTopicFiltersPerInbox", "max_topic_filters_per_inbox", int, _POSITIVE, "subscriptions per session"),
-    Spec("MsgPubPerSec", "msg_pub_per_sec", int, _POSITIVE, "PUBLISH packets per second per connection"),
-    Spec("ReceivingMaximum", "receiving_maximum", int, _between(1, 65535),
-         "server receive maximum (inbound QoS 1/2 in flight)"),
-    Spec("InBoundBandWidth", "in_bound_bandwidth", int, _between(0, INT64_MAX),
-         "bytes per second read from one connection (0: unlimited)"),
-    Spec("OutBoundBandWidth", "out_bound_bandwidth", int, _between(0, INT64_MAX),
-         "bytes per second written to one connection (0: unlimited)"),
-    Spec("MaxLastWillBytes", "max_last_will_bytes", int, _between(1, 250 * 1024 * 1024), "largest will payload"),
-    Spec("MaxUserPayloadBytes", "max_user_payload_bytes", int, _between(3, 256 * 1024 * 1024),
-         "largest PUBLISH payload"),
-    Spec("MinSendPerSec", "min_send_per_sec", int, _POSITIVE, "slowest acceptable consumer, messages/s"),
-    Spec("MaxResendTimes", "max_resend_times", int, _NON_NEGATIVE, "resends of an unacknowledged QoS 1/2"),
-    Spec("ResendTimeoutSeconds", "resend_timeout_seconds", int, _POSITIVE, "seconds before a resend"),
-    Spec("MaxTopicFiltersPerSub", "max_topic_filters_per_sub", int, _between(1, 100),
-         "filters in one SUBSCRIBE packet"),
-    Spec("MaxGroupFanout", "max_group_fanout", int, _POSITIVE, "shared groups one message reaches"),
-    Spec("MaxPersistentFanout", "max_persistent_fanout", int, _POSITIVE, "persistent sessions one message reaches"),
-    Spec("MaxPersistentFanoutBytes", "max_persistent_fanout_bytes", int, _between(1, INT64_MAX),
-         "bytes one message may fan out to persistent sessions"),
-    Spec("MaxSessionExpirySeconds", "max_session_expiry_seconds", int, _between(1, 2**32 - 1),
-         "longest session expiry granted"),
-    Spec("MinSessionExpirySeconds", "min_session_expiry_seconds", int, _between(1, 2**32 - 1),
-         "shortest expiry of a persistent session (<= MaxSessionExpirySeconds)"),
-    Spec("MinKeepAliveSeconds", "min_keep_alive_seconds", int, _between(0, 65534),
-         "smallest keep alive accepted (0: none)"),
-    Spec("SessionInboxSize", "session_inbox_size", int, _between(1, 65535), "messages per persistent inbox"),
-    Spec("QoS0DropOldest", "qos0_drop_oldest", bool, _ANY, "a full inbox drops its oldest message"),
-    Spec("RetainMessageMatchLimit", "retain_message_match_limit", int, _NON_NEGATIVE,
-         "retained messages sent per new subscription"),
-    Spec("RetainedTopicLimit", "retained_topic_limit", int, _NON_NEGATIVE, "retained topics per tenant"),
-    Spec("TotalConnections", "total_connections", int, _NON_NEGATIVE,
-         "connections of the tenant per worker (0: unlimited)"),
-    Spec("TotalConnectPerSecond", "total_connect_per_second", int, _NON_NEGATIVE,
-         "CONNECTs of the tenant per second per worker (0: unlimited)"),
-)}
-
-ALIASES = {"MaxConnectionsPerTenant": "TotalConnections", "TotalRetainTopics": "RetainedTopicLimit"}
+SPECS: dict[str, Spec] = {
+    d.name: Spec(d.name, f.name, type(f.default), d.check, d.doc) for f, d in _declared()
+}
+ALIASES: dict[str, str] = {alias: d.name for _f, d in _declared() for alias in d.aliases}
 
 _BY_LOWER: dict[str, Spec] = {name.lower(): spec for name, spec in SPECS.items()}
 _BY_LOWER.update({alias.lower(): SPECS[target] for alias, target in ALIASES.items()})
 
 # process Settings field -> TenantSettings field it provides the default for
-PROCESS_DEFAULTS = {
-    "max_inflight": "receiving_maximum",
-    "max_session_expiry": "max_session_expiry_seconds",
-    "min_keep_alive": "min_keep_alive_seconds",
-    "inbox_size": "session_inbox_size",
-    "inbox_drop_oldest": "qos0_drop_oldest",
-    "max_payload": "max_user_payload_bytes",
-    "max_topic_levels": "max_topic_levels",
-    "max_topic_length": "max_topic_length",
-    "retain_enabled": "retain_enabled",
-    "msg_pub_per_sec": "msg_pub_per_sec",
-    "inbound_bandwidth": "in_bound_bandwidth",
-    "outbound_bandwidth": "out_bound_bandwidth",
-    "retain_match_limit": "retain_message_match_limit",
-    "min_session_expiry": "min_session_expiry_seconds",
-    "max_will_bytes": "max_last_will_bytes",
-}
+PROCESS_DEFAULTS: dict[str, str] = {d.process: f.name for f, d in _declared() if d.process}
 # process knobs where 0 means "unlimited" but the BifroMQ setting must stay positive
 _UNLIMITED_WHEN_ZERO = {"msg_pub_per_sec": INT32_MAX, "retain_message_match_limit": INT32_MAX}
 
@@ -325,14 +317,17 @@ class SettingsProvider:
     def _start(self, tenant: str) -> asyncio.Task[TenantSettings]:
         task = asyncio.get_running_loop().create_task(self._load(tenant))
         self._inflight[tenant] = task
-        task.add_done_callback(lambda _t, tenant=tenant: self._inflight.pop(tenant, None))
+        task.add_done_callback(functools.partial(self._forget_inflight, tenant))
         return task
+
+    def _forget_inflight(self, tenant: str, _task: asyncio.Task[TenantSettings]) -> None:
+        self._inflight.pop(tenant, None)
 
     async def _load(self, tenant: str) -> TenantSettings:
         if self.redis is None:
             return self._store(tenant, self.defaults)
         try:
-            raw = await self.redis.hgetall(keys.tenant_settings(tenant))
+            raw = await settings_store.settings_read(self.redis, tenant)
         except Exception as exc:  # the store is down: keep what we had, retry after one TTL
             log.warning("tenant settings of %r unreadable, using cached/defaults: %s", tenant, exc)
             entry = self._cache.get(tenant)
@@ -347,7 +342,7 @@ class SettingsProvider:
                     self._warned.clear()
                 self._warned.add(mark)
                 log.warning("tenant %r: ignoring setting %s in %s: %s", tenant, name,
-                            keys.tenant_settings(tenant), problem)
+                            settings_store.settings_key(tenant), problem)
         return self._store(tenant, value)
 
     def _store(self, tenant: str, value: TenantSettings) -> TenantSettings:
@@ -375,19 +370,12 @@ def validate_overrides(values: Mapping[str, Any]) -> dict[str, str]:
 
 async def write_overrides(redis: Any, tenant: str, values: Mapping[str, Any]) -> None:
     """Validate and HSET tenant overrides (what ``redis-cli HSET`` would do, but checked first)."""
-    mapping = validate_overrides(values)
-    if mapping:
-        await redis.hset(keys.tenant_settings(tenant), mapping=mapping)
+    await settings_store.settings_write(redis, tenant, validate_overrides(values))
 
 
 async def clear_overrides(redis: Any, tenant: str, names: list[str] | None = None) -> None:
     """Remove some (or all) overrides of a tenant, back to the defaults."""
-    key = keys.tenant_settings(tenant)
-    if names is None:
-        await redis.delete(key)
-    elif names:
-        fields = []
-        for name in names:
-            spec = lookup(name)
-            fields.append(spec.name if spec is not None else name)
-        await redis.hdel(key, *fields)
+    fields = None
+    if names is not None:
+        fields = [spec.name if (spec := lookup(name)) is not None else name for name in names]
+    await settings_store.settings_delete(redis, tenant, fields)

@@ -15,7 +15,7 @@ put on the wire.
 
 from __future__ import annotations
 
-from .codec_decode import DECODERS, decode_connect
+from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
 from .packets import Connect, Packet, PacketType
@@ -29,9 +29,9 @@ _CONNECT = PacketType.CONNECT
 _AUTH = PacketType.AUTH
 _PUBLISH = PacketType.PUBLISH
 # Fixed-header flags each packet type must carry (PUBLISH is checked on its own).
-_FLAGS = {t: 0 for t in PacketType}
+_FLAGS: dict[int, int] = {t: 0 for t in PacketType}
 _FLAGS[PacketType.PUBREL] = _FLAGS[PacketType.SUBSCRIBE] = _FLAGS[PacketType.UNSUBSCRIBE] = 0b0010
-_FLAG_RULES = {
+_FLAG_RULES: dict[int, str] = {
     PacketType.PUBREL: "MQTT-3.6.1-1",
     PacketType.SUBSCRIBE: "MQTT-3.8.1-1",
     PacketType.UNSUBSCRIBE: "MQTT-3.10.1-1",
@@ -99,10 +99,10 @@ class Decoder:
                 raise MalformedPacket("PUBLISH with QoS 3", rule="MQTT-3.3.1-4")
             if flags & 0x08 and not qos:
                 raise MalformedPacket("PUBLISH with DUP set and QoS 0", rule="MQTT-3.3.1-2")
-        elif flags != _FLAGS[ptype]:  # type: ignore[index]
+        elif flags != _FLAGS[ptype]:
             raise MalformedPacket(
                 f"{PacketType(ptype).name} fixed header flags are 0b{flags:04b}",
-                rule=_FLAG_RULES.get(ptype, "MQTT-2.1.3-1"),  # type: ignore[call-overload]
+                rule=_FLAG_RULES.get(ptype, "MQTT-2.1.3-1"),
             )
 
     def _next(self) -> Packet | None:
@@ -141,15 +141,18 @@ class Decoder:
         if end > n:
             return None
         r = Reader(buf, i, end)
+        packet: Packet
         if ptype == _CONNECT:
-            packet: Packet = decode_connect(r, flags, self.protocol_level)
-            self.protocol_level = packet.protocol_level
+            packet = connect = decode_connect(r, flags, self.protocol_level)
+            self.protocol_level = connect.protocol_level
             self._connect_seen = True
-        else:
-            packet = DECODERS[ptype](r, flags, self.protocol_level)  # type: ignore[arg-type]
-            if self.server_side and ptype == _PUBLISH and "subscription_identifier" in packet.properties:
+        elif ptype == _PUBLISH:
+            packet = publish = decode_publish(r, flags, self.protocol_level)
+            if self.server_side and "subscription_identifier" in publish.properties:
                 raise ProtocolViolation("PUBLISH from a client carries a subscription identifier",
                                         rule="MQTT-3.3.4-6")
+        else:
+            packet = DECODERS[ptype](r, flags, self.protocol_level)
         self._pos = end
         return packet
 
@@ -158,7 +161,7 @@ def encode(packet: Packet, protocol_level: int) -> bytes:
     """Encode ``packet`` for ``protocol_level`` (3, 4 or 5); ``ValueError`` if it cannot be encoded."""
     if protocol_level not in (3, 4, 5):
         raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
-    encoder = ENCODERS.get(getattr(packet, "type", None))  # type: ignore[arg-type]
+    encoder = ENCODERS.get(getattr(packet, "type", -1))
     if encoder is None:
         raise ValueError(f"not an MQTT packet: {packet!r}")
     if isinstance(packet, Connect) and packet.protocol_level not in (3, 4, 5):

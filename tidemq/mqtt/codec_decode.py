@@ -2,7 +2,8 @@
 
 Each decoder gets a ``Reader`` bounded to exactly the packet's remaining
 length, the fixed-header flags (already checked against the reserved values
-by ``codec.Decoder``) and the protocol level, and returns the packet
+by ``codec.Decoder``) and the protocol level (``None`` only before CONNECT
+set it; decoders only compare it with 3 and 5), and returns the packet
 dataclass. Every check names its spec statement; problems raise
 ``MalformedPacket``, ``ProtocolViolation`` or ``UnsupportedProtocolVersion``
 only. A decoder must consume the body exactly: leftover or missing bytes are
@@ -87,7 +88,7 @@ def decode_connect(r: Reader, flags: int, level: int | None) -> Connect:
         rule = "MQTT-3.1.2-1" if name not in ("MQTT", "MQIsdp") else "MQTT-3.1.2-2"
         err = UnsupportedProtocolVersion(f"unsupported protocol {name!r} level {proto_level}", rule=rule)
         # the worker needs the requested level to pick the CONNACK form (0x01 for v3/v4, 0x84 for v5)
-        err.protocol_level = proto_level  # type: ignore[attr-defined]
+        err.protocol_level = proto_level
         raise err
     v5 = proto_level == 5
     cflags = r.u8("the connect flags")
@@ -125,7 +126,7 @@ def decode_connect(r: Reader, flags: int, level: int | None) -> Connect:
                    name)
 
 
-def decode_connack(r: Reader, flags: int, level: int) -> Connack:
+def decode_connack(r: Reader, flags: int, level: int | None) -> Connack:
     ack = r.u8("the connect acknowledge flags")
     if level == 3:
         ack = 0  # MQTT 3.1: an unused byte, no session present flag
@@ -146,7 +147,7 @@ def decode_connack(r: Reader, flags: int, level: int) -> Connack:
 # --------------------------------------------------------------------------- PUBLISH and its acks
 
 
-def decode_publish(r: Reader, flags: int, level: int) -> Publish:
+def decode_publish(r: Reader, flags: int, level: int | None) -> Publish:
     qos = (flags >> 1) & 0x03  # QoS 3 and DUP with QoS 0 are rejected with the fixed header
     topic = r.utf8("the topic name")
     pid = _packet_id(r) if qos else None
@@ -156,10 +157,10 @@ def decode_publish(r: Reader, flags: int, level: int) -> Publish:
     return Publish(topic, r.rest(), qos, bool(flags & 0x01), bool(flags & 0x08), pid, props)
 
 
-def _pub_response(cls: type[Puback | Pubrec | Pubrel | Pubcomp]) -> Callable[[Reader, int, int], Packet]:
+def _pub_response(cls: type[Puback | Pubrec | Pubrel | Pubcomp]) -> Callable[[Reader, int, int | None], Packet]:
     ptype = cls.type
 
-    def decode(r: Reader, flags: int, level: int) -> Packet:
+    def decode(r: Reader, flags: int, level: int | None) -> Packet:
         pid = _packet_id(r)
         code = 0
         props = {}
@@ -177,7 +178,7 @@ def _pub_response(cls: type[Puback | Pubrec | Pubrel | Pubcomp]) -> Callable[[Re
 # --------------------------------------------------------------------------- SUBSCRIBE / UNSUBSCRIBE
 
 
-def decode_subscribe(r: Reader, flags: int, level: int) -> Subscribe:
+def decode_subscribe(r: Reader, flags: int, level: int | None) -> Subscribe:
     pid = _packet_id(r)
     props = decode_properties(r, P.SUBSCRIBE) if level == 5 else {}
     subs = []
@@ -203,7 +204,7 @@ def decode_subscribe(r: Reader, flags: int, level: int) -> Subscribe:
     return Subscribe(pid, subs, props)
 
 
-def decode_suback(r: Reader, flags: int, level: int) -> Suback:
+def decode_suback(r: Reader, flags: int, level: int | None) -> Suback:
     pid = _packet_id(r)
     props = decode_properties(r, P.SUBACK) if level == 5 else {}
     codes = list(r.rest())
@@ -217,7 +218,7 @@ def decode_suback(r: Reader, flags: int, level: int) -> Suback:
     return Suback(pid, codes, props)
 
 
-def decode_unsubscribe(r: Reader, flags: int, level: int) -> Unsubscribe:
+def decode_unsubscribe(r: Reader, flags: int, level: int | None) -> Unsubscribe:
     pid = _packet_id(r)
     props = decode_properties(r, P.UNSUBSCRIBE) if level == 5 else {}
     filters = []
@@ -228,7 +229,7 @@ def decode_unsubscribe(r: Reader, flags: int, level: int) -> Unsubscribe:
     return Unsubscribe(pid, filters, props)
 
 
-def decode_unsuback(r: Reader, flags: int, level: int) -> Unsuback:
+def decode_unsuback(r: Reader, flags: int, level: int | None) -> Unsuback:
     pid = _packet_id(r)
     if level != 5:
         r.expect_end("UNSUBACK")
@@ -243,17 +244,17 @@ def decode_unsuback(r: Reader, flags: int, level: int) -> Unsuback:
 # --------------------------------------------------------------------------- the rest
 
 
-def decode_pingreq(r: Reader, flags: int, level: int) -> Pingreq:
+def decode_pingreq(r: Reader, flags: int, level: int | None) -> Pingreq:
     r.expect_end("PINGREQ")
     return Pingreq()
 
 
-def decode_pingresp(r: Reader, flags: int, level: int) -> Pingresp:
+def decode_pingresp(r: Reader, flags: int, level: int | None) -> Pingresp:
     r.expect_end("PINGRESP")
     return Pingresp()
 
 
-def decode_disconnect(r: Reader, flags: int, level: int) -> Disconnect:
+def decode_disconnect(r: Reader, flags: int, level: int | None) -> Disconnect:
     code = 0
     props = {}
     if level == 5:
@@ -265,7 +266,7 @@ def decode_disconnect(r: Reader, flags: int, level: int) -> Disconnect:
     return Disconnect(code, props)
 
 
-def decode_auth(r: Reader, flags: int, level: int) -> Auth:
+def decode_auth(r: Reader, flags: int, level: int | None) -> Auth:
     code = 0
     props = {}
     if r.remaining:
@@ -276,7 +277,7 @@ def decode_auth(r: Reader, flags: int, level: int) -> Auth:
     return Auth(code, props)
 
 
-DECODERS: dict[int, Callable[[Reader, int, int], Packet]] = {
+DECODERS: dict[int, Callable[[Reader, int, int | None], Packet]] = {
     P.CONNECT: decode_connect,
     P.CONNACK: decode_connack,
     P.PUBLISH: decode_publish,

@@ -48,3 +48,4 @@ class UnsupportedProtocolVersion(MQTTError):
     """CONNECT names a protocol name/level we do not speak (0x84 / v3 0x01)."""
 
     default_code = RC.UNSUPPORTED_PROTOCOL_VERSION
+    protocol_level: int | None = None  # the level the CONNECT asked for, set by the decoder

@@ -71,14 +71,16 @@ class Reader:
         if pos + 2 > self.end:
             raise _short(what)
         self.pos = pos + 2
-        return _U16.unpack_from(self.buf, pos)[0]
+        value: int = _U16.unpack_from(self.buf, pos)[0]
+        return value
 
     def u32(self, what: str = "a four byte integer") -> int:
         pos = self.pos
         if pos + 4 > self.end:
             raise _short(what)
         self.pos = pos + 4
-        return _U32.unpack_from(self.buf, pos)[0]
+        value: int = _U32.unpack_from(self.buf, pos)[0]
+        return value
 
     def varint(self, what: str = "a variable byte integer") -> int:
         value, self.pos = read_varint(self.buf, self.pos, self.end, what)

@@ -13,6 +13,7 @@ order, ``subscription_identifier`` as ints (repeatable only in PUBLISH).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -61,11 +62,11 @@ class PropertySpec:
 
 
 P = PacketType
-_ALL = frozenset(
+_ALL: frozenset[Kind] = frozenset(
     {P.CONNECT, P.CONNACK, P.PUBLISH, WILL, P.PUBACK, P.PUBREC, P.PUBREL, P.PUBCOMP, P.SUBSCRIBE,
      P.SUBACK, P.UNSUBSCRIBE, P.UNSUBACK, P.DISCONNECT, P.AUTH}
 )
-_PUB_WILL = frozenset({P.PUBLISH, WILL})
+_PUB_WILL: frozenset[Kind] = frozenset({P.PUBLISH, WILL})
 _FLAG = (0, 1)
 
 
@@ -119,7 +120,7 @@ PROPERTIES: dict[int, PropertySpec] = {
 }
 BY_NAME: dict[str, PropertySpec] = {s.name: s for s in PROPERTIES.values()}
 
-_READERS = {
+_READERS: dict[Wire, Callable[[Reader, str], Any]] = {
     Wire.BYTE: Reader.u8,
     Wire.U16: Reader.u16,
     Wire.U32: Reader.u32,

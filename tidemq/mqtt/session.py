@@ -219,7 +219,8 @@ class ServerConnection:
 
     def receive_data(self, data: bytes, now: float) -> list[Event]:
         """Feed bytes from the network; returns the events they produce, in order."""
-        if self.state is State.CLOSED:
+        state = self.state  # a local, so the check below does not narrow self.state for the loop
+        if state is State.CLOSED:
             return []
         self.last_received = now
         self.bytes_in += len(data)
@@ -357,8 +358,9 @@ class ServerConnection:
             if p.packet_id not in self._inbound_pending:
                 self._send(Pubrec(p.packet_id))
             return
-        if p.qos > 0:
-            if p.packet_id in self._inbound_pending:
+        pid = p.packet_id
+        if pid is not None:  # QoS 1 or 2: the decoder reads a packet id exactly when qos > 0
+            if pid in self._inbound_pending:
                 if p.qos == 1:  # resend while we still route the first copy: the ack will come
                     return
             # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
@@ -367,9 +369,9 @@ class ServerConnection:
                 raise ProtocolViolation(
                     "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
                 )
-            self._inbound_pending.add(p.packet_id)  # type: ignore[arg-type]
+            self._inbound_pending.add(pid)
             if p.qos == 2:
-                self._qos2_in.add(p.packet_id)  # type: ignore[arg-type]
+                self._qos2_in.add(pid)
         events.append(PublishReceived(p))
 
     # ------------------------------------------------------------ output

@@ -9,7 +9,7 @@ wildcard [MQTT-4.7.2-1]).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tidemq.mqtt.topics import topic_matches
 from tidemq.store import keys
@@ -20,12 +20,14 @@ _SET = get("retain_set")
 SCAN_COUNT = 500
 
 
-async def retain_set(
-    r: Any, t: str, topic: str, blob: bytes, *, limit: int
-) -> Literal["RETAINED", "CLEARED", "EXCEED_LIMIT"]:
+RetainResult = Literal["RETAINED", "CLEARED", "EXCEED_LIMIT"]
+
+
+async def retain_set(r: Any, t: str, topic: str, blob: bytes, *, limit: int) -> RetainResult:
     """Store (or with an empty ``blob`` clear) the retained message of ``topic``."""
     res = await _SET(r, [keys.retain(t)], [topic, blob, limit])
-    return res.decode() if isinstance(res, bytes) else res
+    # retain_set.lua returns exactly one of the three status words
+    return cast(RetainResult, res.decode() if isinstance(res, bytes) else res)
 
 
 def _has_wildcard(topic_filter: str) -> bool:
@@ -46,7 +48,8 @@ async def retain_match(r: Any, t: str, topic_filter: str) -> list[bytes]:
 
 
 async def retain_get(r: Any, t: str, topic: str) -> bytes | None:
-    return await r.hget(keys.retain(t), topic)
+    blob: bytes | None = await r.hget(keys.retain(t), topic)
+    return blob
 
 
 async def retain_count(r: Any, t: str) -> int:

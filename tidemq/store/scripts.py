@@ -1,7 +1,13 @@
 """The Lua script registry: SCRIPT LOAD once, EVALSHA always, reload only on NOSCRIPT.
 
-Every ``lua/<name>.lua`` file is read once at import and its SHA1 computed
-locally. ``await load_all(client)`` runs SCRIPT LOAD (redis-py sends it to
+Every ``lua/<name>.lua`` file is read once at import, its includes expanded,
+and the SHA1 of the expanded source computed locally. A line
+``--#include <name>`` (a Lua comment, alone on its line) is replaced by
+``lua/include/<name>.lua``, itself expanded the same way; a block is pulled
+into one script at most once (a second include of it is dropped), and a
+missing file or an include cycle fails the import with ``ScriptIncludeError``.
+Included blocks define ``local function``s only; every key still comes from
+the calling script's KEYS. ``await load_all(client)`` runs SCRIPT LOAD (redis-py sends it to
 every primary of a cluster). A call uses EVALSHA; on a NOSCRIPT error (a
 restarted or flushed node) it loads the script and retries exactly once. Any
 other error is raised as is and never retried: the script may have done part
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,10 +82,48 @@ class Script:
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
+INCLUDE = re.compile(r"^--#include[ \t]+([A-Za-z0-9_]+)[ \t]*$")
+
+
+class ScriptIncludeError(ValueError):
+    """An ``--#include`` names a missing block, or blocks include each other in a cycle."""
+
+
+def expand_includes(name: str, source: str, include_dir: Path) -> str:
+    """``source`` (of script ``name``) with every ``--#include <block>`` line replaced by the block."""
+    return _expand(name, source, include_dir, stack=[name], done=set())
+
+
+def _expand(name: str, source: str, include_dir: Path, *, stack: list[str], done: set[str]) -> str:
+    out: list[str] = []
+    for lineno, line in enumerate(source.split("\n"), 1):
+        m = INCLUDE.match(line)
+        if m is None:
+            if line.startswith("--#include"):
+                raise ScriptIncludeError(f"{name}:{lineno}: malformed include line {line!r}")
+            out.append(line)
+            continue
+        block = m.group(1)
+        if block in stack:
+            raise ScriptIncludeError(f"{name}:{lineno}: include cycle {' -> '.join([*stack, block])}")
+        if block in done:
+            continue
+        path = include_dir / f"{block}.lua"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ScriptIncludeError(f"{name}:{lineno}: no include {block!r} ({path})") from None
+        done.add(block)
+        out.append(_expand(block, text, include_dir, stack=[*stack, block], done=done).rstrip("\n"))
+    return "\n".join(out)
+
+
 def _read_all(directory: Path) -> dict[str, Script]:
     scripts: dict[str, Script] = {}
+    include_dir = directory / "include"
     for path in sorted(directory.glob("*.lua")):
-        scripts[path.stem] = Script(path.stem, path.read_text(encoding="utf-8"))
+        source = expand_includes(path.stem, path.read_text(encoding="utf-8"), include_dir)
+        scripts[path.stem] = Script(path.stem, source)
     return scripts
 
 

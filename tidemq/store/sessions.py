@@ -11,17 +11,19 @@ one tenant (one cluster slot).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tidemq.store import keys
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
-from tidemq.store.scripts import Batch, get
+from tidemq.store.scripts import Arg, Batch, get
 
 _CONNECT = get("session_connect")
 _DISCONNECT = get("session_disconnect")
 _EXPIRE = get("session_expire")
 
 EXPIRE_CHUNK = 100
+
+DisconnectResult = Literal["stale", "offline", "removed"]
 
 RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at", "seq", "sent", "will_delay")
 
@@ -59,8 +61,8 @@ async def session_connect(
     first; on a cluster the two go to different nodes in one pipelined write).
     """
     ks = [*_connect_keys(t, c), keys.epoch(t), keys.wills(t)]
-    args = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker, address,
-            client_type, now_ms, will, will_delay]
+    args: list[Arg] = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker,
+                       address, client_type, now_ms, will, will_delay]
     if track:
         batch = Batch(r)
         batch.pipe.sadd(keys.worker_sessions(worker), t + "\0" + c)
@@ -84,7 +86,7 @@ async def session_connect(
 async def session_disconnect(
     r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None, will_at: int = 0,
     untrack_worker: str = "",
-) -> Literal["stale", "offline", "removed"]:
+) -> DisconnectResult:
     """The connection ``epoch`` ended: keep the session offline until it expires, or remove it.
 
     ``will_at`` (ms): keep the stored will as a delayed will firing then (``will_take``), for an
@@ -93,7 +95,7 @@ async def session_disconnect(
     worker's reaper index (``wsess:<worker>``).
     """
     ks = [*_connect_keys(t, c), keys.wills(t)]
-    args = [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
+    args: list[Arg] = [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
     if untrack_worker:
         batch = Batch(r)
         index = batch.script(_DISCONNECT, ks, args)
@@ -101,7 +103,7 @@ async def session_disconnect(
         res = (await batch.execute())[index]
     else:
         res = await _DISCONNECT(r, ks, args)
-    return _s(res)  # type: ignore[return-value]
+    return cast(DisconnectResult, _s(res))  # session_disconnect.lua returns exactly one of the three words
 
 
 async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:

@@ -70,16 +70,20 @@ class SignalListener:
 
     async def _get(self) -> dict[str, Any] | None:
         """The next pub/sub message of any type (blocks until there is one)."""
+        msg: dict[str, Any] | None
         if self._cluster:
-            return await self._pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=None)
-        return await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+            msg = await self._pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=None)
+        else:
+            msg = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+        return msg
 
     async def get(self) -> bytes:
         """The next payload (waits for it; wrap in ``asyncio.timeout`` to bound the wait)."""
         while True:
             msg = await self._get()
             if msg is not None and _kind(msg) in ("message", "smessage"):
-                return msg["data"]
+                data: bytes = msg["data"]
+                return data
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
