@@ -4,8 +4,8 @@ refused without hashing (``tidemq.auth.passwd``).
 Attack: many CONNECTs with wrong passwords from one address, to burn the worker's CPU on PBKDF2 or to guess.
 After ``TIDEMQ_AUTH_FAIL_THRESHOLD`` failures the address is refused at once (even with the right password,
 until its back-off ends), the worker says so in one WARNING line, and a fresh client from another address
-still logs in. The CPU bound itself is shown by ``bench/`` rather than timed here; the pool bound and the
-back-off arithmetic are checked without sleeping (fake clock, events).
+still logs in. The pool bound and the back-off arithmetic are checked without sleeping (fake clock, events);
+the CPU share under a flood belongs in a benchmark, not in a timed test.
 """
 
 from __future__ import annotations
