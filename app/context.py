@@ -4,7 +4,8 @@
 store client, the auth provider, the tenant settings provider, the route
 cache and the metrics: caches only, nothing durable. ``endpoint(name)`` turns a handler of
 ``(request, state, params)`` into a Sanic handler that validates the headers
-against ``app.spec`` (400 before any store call) and bounds the whole
+against ``app.spec`` (400 before any store call), refuses a tenant-scoped
+token acting on another tenant (403, ``app.tokens``) and bounds the whole
 store conversation with ``store_timeout`` (a timeout is a 503, see
 ``app.errors``), so a request never hangs on Redis.
 """
@@ -23,6 +24,7 @@ from app.errors import ApiError
 from app.headers import parse
 from app.metrics import Metrics
 from app.spec import BY_NAME, Params
+from app.tokens import allows
 from tidemq.auth import AuthProvider
 from tidemq.config import Settings
 from tidemq.publish import RouteCache
@@ -57,6 +59,8 @@ def endpoint(name: str) -> Callable[[Handler], Callable[[Request], Awaitable[HTT
             if request.ctx.req_id_invalid:
                 raise ApiError(400, "req_id must be a signed 64-bit decimal integer")
             params = parse(ep, request.ctx.headers, request.ctx.client_meta)
+            if "tenant_id" in params.values and not allows(request.ctx.token_scope, tenant(params)):
+                raise ApiError(403, f"token not allowed for tenant {tenant(params)}")
             state: ApiState = request.app.ctx.state
             async with asyncio.timeout(state.store_timeout):
                 return await fn(request, state, params)

@@ -1,8 +1,11 @@
 """Header parsing for the admin API: names normalised once, values checked against ``app.spec``.
 
-Names are matched case-insensitively with ``-`` and ``_`` alike (the first
-occurrence of a name wins). ``client_meta_<key>`` headers keep ``<key>`` as
-sent (lower-cased by HTTP). Numbers must be plain decimal strings (no sign on
+Names are matched case-insensitively with ``-`` and ``_`` alike. A header the
+API reads (any name in ``app.spec``, ``authorization``, ``client_meta_*``) that
+arrives twice, in the same or in two spellings (``tenant_id`` and
+``Tenant-Id``), is a 400: a proxy and the API must never disagree about which
+copy counts. ``client_meta_<key>`` headers keep ``<key>`` as sent (lower-cased
+by HTTP). Numbers must be plain decimal strings (no sign on
 unsigned values, no spaces, no ``_`` as Python's ``int()`` would allow). Every
 failure is an ``ApiError(400)`` whose one-line text names the header and rule.
 """
@@ -17,6 +20,7 @@ from app.errors import ApiError
 from app.spec import (
     INT64_MAX,
     INT64_MIN,
+    KNOWN_HEADERS,
     LIST_LIMIT_DEFAULT,
     LIST_LIMIT_MAX,
     UINT32_MAX,
@@ -35,15 +39,21 @@ def normalise(name: str) -> str:
 
 
 def collect(items: Iterable[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
-    """``(headers by canonical name, client_meta key -> value)``; first occurrence wins."""
+    """``(headers by canonical name, client_meta key -> value)``; a known header given twice is a 400."""
     out: dict[str, str] = {}
     meta: dict[str, str] = {}
     for raw_name, value in items:
         name = normalise(raw_name)
         if name.startswith(META_PREFIX) and len(name) > len(META_PREFIX):
-            meta.setdefault(raw_name[len(META_PREFIX):].lower(), value)
+            key = raw_name[len(META_PREFIX):].lower()
+            if key in meta:
+                raise ApiError(400, f"header {name} given more than once")
+            meta[key] = value
+        elif name in out:
+            if name in KNOWN_HEADERS:
+                raise ApiError(400, f"header {name} given more than once")
         else:
-            out.setdefault(name, value)
+            out[name] = value
     return out, meta
 
 

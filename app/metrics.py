@@ -11,7 +11,7 @@ series count stays bounded whatever clients send.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
@@ -24,7 +24,7 @@ def _label(value: str) -> str:
 class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:

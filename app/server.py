@@ -3,8 +3,10 @@
 ``create_app(settings, redis)`` builds one Sanic app per call (unique name, no
 import-time app), registers one blueprint per resource and the cross-cutting
 middleware: request ids (parsed or generated, echoed on every response),
-header normalisation, the optional bearer token (all but /healthz, /readyz,
-/metrics), metrics, and the single error handler (``app.errors``).
+header normalisation (a known header given twice is a 400), the bearer
+tokens (``app.tokens``: every path but /healthz and /readyz needs one when a
+token or a token file is configured; the token's tenants are checked by
+``app.context.endpoint``), metrics, and the single error handler (``app.errors``).
 ``start_api`` serves it with ``create_server`` inside the running loop, next
 to an MQTT worker in standalone mode; the returned handle's ``stop()`` closes
 it. The store client belongs to the caller.
@@ -13,7 +15,6 @@ it. The store client belongs to the caller.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import logging
 import socket
@@ -21,6 +22,7 @@ import time
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
+from sanic.response import BaseHTTPResponse
 
 from app import openapi
 from app.context import DEFAULT_STORE_TIMEOUT, ApiState
@@ -28,6 +30,7 @@ from app.endpoints import BLUEPRINTS
 from app.errors import ApiError, error_response
 from app.headers import collect, new_req_id, parse_req_id
 from app.spec import OPEN_PATHS
+from app.tokens import Tokens
 from tidemq.auth import AuthProvider, make_provider
 from tidemq.config import Settings
 from tidemq.store import admin as admin_store
@@ -50,7 +53,7 @@ def create_app(
     store_timeout: float = DEFAULT_STORE_TIMEOUT,
     retained_topic_limit: int | None = None,
     tenants: SettingsProvider | None = None,
-) -> Sanic:
+) -> Sanic[Any, Any]:
     """The admin API as a Sanic app bound to ``settings`` and the store client ``redis``.
 
     ``auth`` defaults to ``make_provider(settings)`` and ``tenants`` to a ``SettingsProvider``
@@ -68,26 +71,25 @@ def create_app(
                              retained_topic_limit=retained_topic_limit, openapi=openapi.document())
     for bp in BLUEPRINTS:
         app.blueprint(bp)
-    token = settings.api_token
+    tokens = Tokens.from_settings(settings.api_token, settings.api_token_file)
 
-    @app.on_request
     async def _before(request: Request) -> HTTPResponse | None:
         request.ctx.t0 = time.perf_counter()
+        request.ctx.token_scope = None  # no token needed; else the tenants the caller's token covers
         headers, meta = collect(request.headers.items())
         request.ctx.headers = headers
         request.ctx.client_meta = meta
         req_id = parse_req_id(headers.get("req_id"))
         request.ctx.req_id_invalid = req_id is None
         request.ctx.req_id = new_req_id() if req_id is None else req_id
-        if token and request.path not in OPEN_PATHS:
-            given = request.headers.get("authorization", "")
-            scheme, _, value = given.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        if tokens.required and request.path not in OPEN_PATHS:
+            scope = tokens.scope(headers.get("authorization"))
+            if scope is None:
                 raise ApiError(401, "missing or invalid bearer token")
+            request.ctx.token_scope = scope
         return None
 
-    @app.on_response
-    async def _after(request: Request, response: HTTPResponse) -> None:
+    async def _after(request: Request, response: BaseHTTPResponse) -> None:
         req_id = getattr(request.ctx, "req_id", None)
         if req_id is None:  # the request failed before our middleware (e.g. a malformed request line)
             req_id = request.ctx.req_id = new_req_id()
@@ -98,6 +100,8 @@ def create_app(
         app.ctx.state.metrics.observe(name, request.method, response.status,
                                       time.perf_counter() - t0 if t0 else 0.0)
 
+    app.register_middleware(_before, "request")
+    app.register_middleware(_after, "response")
     app.error_handler.add(Exception, error_response)
     return app
 
@@ -105,7 +109,7 @@ def create_app(
 class ApiHandle:
     """A running API server: ``port`` it listens on, ``await stop()`` to close it."""
 
-    def __init__(self, app: Sanic, server: Any, port: int) -> None:
+    def __init__(self, app: Sanic[Any, Any], server: Any, port: int) -> None:
         self.app = app
         self.server = server
         self.port = port
@@ -122,7 +126,7 @@ class ApiHandle:
                 conn.close_if_idle()
             await server.after_stop()
         finally:
-            Sanic.unregister_app(self.app)  # type: ignore[attr-defined]
+            Sanic.unregister_app(self.app)
         log.info("admin API stopped")
 
 
@@ -148,7 +152,7 @@ async def start_api(settings: Settings, redis: Any, **options: Any) -> ApiHandle
     except Exception as exc:  # the store may come up later: /readyz says so, NOSCRIPT reloads
         log.warning("admin API: could not load Lua scripts yet: %s", exc)
     sock = _listen(settings.host, settings.api_port)
-    server = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
+    server: Any = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
     if server is None:  # pragma: no cover - Sanic always returns one with return_asyncio_server
         raise RuntimeError("Sanic did not return a server")
     await server.startup()

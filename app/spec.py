@@ -44,7 +44,7 @@ class Endpoint:
     responses: tuple[Response, ...] = ()
     body: str = ""  # "" (none) or a description of the raw body
     client_meta: bool = False  # accepts client_meta_* headers
-    open: bool = False  # no bearer token needed (health and metrics)
+    open: bool = False  # no bearer token needed (health and readiness)
     tag: str = ""
 
 
@@ -70,9 +70,11 @@ COMMON = (REQ_ID, TENANT)
 R400 = Response(400, "A header is missing or invalid: one line naming the header and the rule.",
                 examples=("missing header: tenant_id",))
 R401_TOKEN = Response(401, "Missing or wrong `Authorization: Bearer <token>` (when TIDEMQ_API_TOKEN is set).")
+R403 = Response(403, "The bearer token is scoped to other tenants (TIDEMQ_API_TOKEN_FILE): one line naming the "
+                     "tenant.", examples=("token not allowed for tenant acme",))
 R503 = Response(503, "Redis is unreachable or did not answer in time; nothing was changed by this request "
                      "beyond what the text says.")
-STD = (R400, R401_TOKEN, R503)
+STD = (R400, R401_TOKEN, R403, R503)
 R400_REQ_ID = Response(400, "`req_id` is not a signed 64-bit decimal integer.")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -80,7 +82,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "pub", "POST", "/pub", "Publish a message to the tenant's subscribers, as a client of the tenant would.",
         (*COMMON, TOPIC, QOS, CLIENT_TYPE, PUB_EXPIRY),
         (Response(200, "`OK`: at least one subscriber matched; `NO_MATCH`: none did.", examples=("OK", "NO_MATCH")),
-         R400, R401_TOKEN, Response(413, "Body larger than the tenant's max payload."), R503),
+         R400, R401_TOKEN, R403, Response(413, "Body larger than the tenant's max payload."), R503),
         body="The message payload, raw bytes (may be empty).", client_meta=True, tag="pub",
     ),
     Endpoint(
@@ -89,7 +91,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (Response(200, "`RETAINED` or `CLEARED`.", examples=("RETAINED", "CLEARED")),
          Response(400, "Bad header or topic, or `EXCEED_LIMIT`: the tenant holds its maximum number of "
                        "retained topics.", examples=("EXCEED_LIMIT", "missing header: topic")),
-         Response(401, "Retained messages are disabled for the tenant, or a missing/wrong bearer token."),
+         Response(401, "Retained messages are disabled for the tenant, or a missing/wrong bearer token."), R403,
          Response(413, "Body larger than the tenant's max payload."), R503),
         body="The retained payload, raw bytes; empty clears the topic.", client_meta=True, tag="retain",
     ),
@@ -111,7 +113,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "session_get", "GET", "/session", "One session, online or persisted.",
         (*COMMON, USER, CLIENT),
-        (Response(200, "The session.", "application/json", "Session"), R400, R401_TOKEN,
+        (Response(200, "The session.", "application/json", "Session"), R400, R401_TOKEN, R403,
          Response(404, "No such session (online or persisted) for that user."), R503),
         tag="session",
     ),
@@ -140,7 +142,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                        "DISCONNECT 0x98.", "application/json", "Killed"),
          Response(400, "Bad header, or client_id without user_id.",
                   examples=("client_id requires user_id",)),
-         R401_TOKEN, Response(404, "No online connection matched."), R503),
+         R401_TOKEN, R403, Response(404, "No online connection matched."), R503),
         client_meta=True, tag="kill",
     ),
     Endpoint(
@@ -148,7 +150,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         (*COMMON, USER, CLIENT, FILTER, SUB_QOS),
         (Response(200, "`OK` (added) or `EXISTS` (it was there; its QoS is updated).", examples=("OK", "EXISTS")),
          R400, Response(401, "Denied by the auth provider for the session's identity, or a missing/wrong bearer "
-                             "token."),
+                             "token."), R403,
          Response(404, "No such session for that user."), R503),
         tag="sub",
     ),
@@ -156,7 +158,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "unsub", "DELETE", "/unsub", "Remove a subscription from a session.",
         (*COMMON, USER, CLIENT, FILTER),
         (Response(200, "`OK` (removed) or `NO_SUB` (there was none).", examples=("OK", "NO_SUB")),
-         R400, Response(401, "Denied by the auth provider, or a missing/wrong bearer token."),
+         R400, Response(401, "Denied by the auth provider, or a missing/wrong bearer token."), R403,
          Response(404, "No such session for that user."), R503),
         tag="sub",
     ),
@@ -165,8 +167,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("readyz", "GET", "/readyz", "Readiness: Redis reachable and the Lua scripts loaded.", (REQ_ID,),
              (Response(200, "`ready`", examples=("ready",)),
               R400_REQ_ID, Response(503, "Not ready, with the reason.")), open=True, tag="ops"),
-    Endpoint("metrics", "GET", "/metrics", "Prometheus metrics of this API process.", (REQ_ID,),
-             (Response(200, "Prometheus text exposition format 0.0.4."), R400_REQ_ID), open=True, tag="ops"),
+    Endpoint("metrics", "GET", "/metrics", "Prometheus metrics of this API process and the live workers.",
+             (REQ_ID,),
+             (Response(200, "Prometheus text exposition format 0.0.4."), R400_REQ_ID, R401_TOKEN,
+              Response(403, "The bearer token is scoped to some tenants; metrics need a token for every tenant.")),
+             tag="ops"),
     Endpoint("openapi", "GET", "/openapi.json", "This OpenAPI document.", (REQ_ID,),
              (Response(200, "OpenAPI 3.0 document.", "application/json", "OpenAPI"), R400_REQ_ID, R401_TOKEN),
              tag="ops"),
@@ -175,6 +180,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
 OPEN_PATHS = frozenset(e.path for e in ENDPOINTS if e.open)
 KNOWN_PATHS = frozenset(e.path for e in ENDPOINTS)
+# every header name the API reads (canonical spelling): each may appear once per request
+KNOWN_HEADERS = frozenset({h.name for e in ENDPOINTS for h in e.headers} | {"authorization"})
 
 
 @dataclass(slots=True)

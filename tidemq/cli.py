@@ -3,6 +3,12 @@
 Flags override the environment (``TIDEMQ_*``, see ``.env.example``), which
 overrides the defaults in ``tidemq.config.Settings``. SIGTERM and SIGINT stop
 the process gracefully.
+
+Safe defaults (docs/security.md): without ``--host`` every listener binds to
+127.0.0.1. Listening elsewhere with the ``devonly`` auth provider, or serving
+the admin API elsewhere without a token, exits with status 2 and one line
+naming ``TIDEMQ_ALLOW_INSECURE`` unless that opt-in (or ``--allow-insecure``)
+is given, in which case the process starts with one WARNING line per exposure.
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ def _parser() -> argparse.ArgumentParser:
         ("standalone", "MQTT + admin API in one process on an embedded in-memory store"),
     ):
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--host", help="listen address (TIDEMQ_HOST, default 0.0.0.0)")
+        sp.add_argument("--host", help="listen address (TIDEMQ_HOST, default 127.0.0.1: loopback only)")
+        sp.add_argument("--allow-insecure", action="store_const", const=True, default=None,
+                        help="start even when listening off loopback without authentication "
+                             "(TIDEMQ_ALLOW_INSECURE; development only)")
         sp.add_argument("--mqtt-port", type=int, help="MQTT TCP port (TIDEMQ_MQTT_PORT, default 1883)")
         sp.add_argument("--api-port", type=int, help="admin API port (TIDEMQ_API_PORT, default 8091)")
         sp.add_argument("--redis-url", help="redis://host:port/db or redis+cluster://host:port (TIDEMQ_REDIS_URL)")
@@ -48,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides: dict[str, Any] = {
         "host": args.host, "mqtt_port": args.mqtt_port, "api_port": args.api_port,
         "redis_url": args.redis_url, "worker_id": args.worker_id, "log_level": args.log_level,
+        "allow_insecure": args.allow_insecure,
     }
     if args.command == "standalone" and not args.redis_url:
         overrides["redis_url"] = "memory://"
@@ -55,7 +65,21 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env(**overrides)
     except ValueError as exc:
         sys.exit(f"tidemq: {exc}")
+    exposed = settings.exposure(mqtt=args.command in ("worker", "standalone"),
+                                api=args.command in ("api", "standalone"))
+    if exposed and not settings.allow_insecure:
+        print(f"tidemq: refusing to serve {'; '.join(exposed)}: set TIDEMQ_ALLOW_INSECURE=1 (or "
+              "--allow-insecure) to accept that, or bind to 127.0.0.1 (docs/security.md)", file=sys.stderr)
+        sys.exit(2)
+    if args.command in ("api", "standalone") and settings.api_token_file:
+        from app.tokens import TokenFileError, load_token_file
+
+        try:
+            load_token_file(settings.api_token_file)
+        except TokenFileError as exc:
+            sys.exit(f"tidemq: {exc}")
     logs.setup(settings.log_level, settings.log_json)
+    _prepare(settings, exposed)
     if args.command == "worker" and args.processes > 1:
         sys.exit(_run_processes(settings, args.processes))
     _install_uvloop()
@@ -63,6 +87,16 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_run(args.command, settings, reuse_port=getattr(args, "reuse_port", False)))
     except KeyboardInterrupt:
         pass
+
+
+def _prepare(settings: Settings, exposed: list[str]) -> None:
+    """Per-process setup after logging: the insecure-exposure warnings and the password verifier."""
+    from .auth import passwd
+
+    for what in exposed:
+        log.warning("INSECURE (TIDEMQ_ALLOW_INSECURE is set): serving %s", what)
+    passwd.configure(threads=settings.auth_verify_threads, fail_threshold=settings.auth_fail_threshold,
+                     backoff_max=settings.auth_fail_backoff_max)
 
 
 def _install_uvloop() -> None:
@@ -74,6 +108,7 @@ def _install_uvloop() -> None:
 
 def _child(settings: Settings) -> None:
     logs.setup(settings.log_level, settings.log_json)
+    _prepare(settings, [])  # the parent logged the warnings
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run("worker", settings, reuse_port=True))

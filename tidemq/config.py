@@ -8,7 +8,9 @@ meant.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, get_type_hints
 
@@ -18,7 +20,10 @@ ENV_PREFIX = "TIDEMQ_"
 @dataclass(slots=True)
 class Settings:
     # network
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # loopback only unless set: see docs/security.md
+    # listening off loopback with the devonly provider, or serving the admin API off loopback without a
+    # token, is refused unless this is set (development only)
+    allow_insecure: bool = False
     mqtt_port: int = 1883
     api_port: int = 8091
     # store: redis://host:port/db, redis+cluster://host:port, or memory:// (embedded fakeredis)
@@ -41,7 +46,8 @@ class Settings:
     max_topic_length: int = 255
     retain_enabled: bool = True
     # admin API
-    api_token: str = ""
+    api_token: str = ""  # bearer token for every admin endpoint but /healthz and /readyz
+    api_token_file: str = ""  # file of "<token> <tenant>..." lines: tokens scoped to tenants (app/tokens.py)
     # operations
     log_level: str = "INFO"
     log_json: str = "auto"  # auto | true | false
@@ -56,6 +62,9 @@ class Settings:
     auth_webhook_timeout: float = 2.0  # seconds per webhook call; a timeout denies
     auth_cache_ttl: float = 10.0  # seconds an auth decision (webhook) or verified password is cached
     auth_cache_size: int = 10000  # entries per auth decision cache (bounded LRU)
+    auth_verify_threads: int = 2  # threads that verify passwords (PBKDF2), per process
+    auth_fail_threshold: int = 5  # wrong passwords from one address before it backs off (0: never)
+    auth_fail_backoff_max: float = 60.0  # longest back-off of one address, seconds (doubles from 1 s)
     tenant_settings_ttl: float = 5.0  # seconds a tenant's settings hash is cached per process
     max_connections: int = 0  # connections per worker process (0: unlimited)
     max_connect_rate: float = 0.0  # CONNECTs accepted per second per worker process (0: unlimited)
@@ -75,15 +84,17 @@ class Settings:
     ws_port: int = 0  # MQTT over WebSocket (conventionally 8080)
     ws_path: str = "/mqtt"  # HTTP path of the WebSocket endpoint (WS and WSS)
     wss_port: int = 0  # MQTT over WebSocket over TLS (conventionally 8443)
+    ws_allowed_origins: str = ""  # comma list of Origin values a WebSocket upgrade may carry (empty: any)
+    ws_require_subprotocol: bool = False  # refuse WebSocket upgrades that offer no MQTT subprotocol (400)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``env`` (default ``os.environ``), then ``overrides`` (not None)."""
-        env = os.environ if env is None else env
+        source: Mapping[str, str] = os.environ if env is None else env
         hints = get_type_hints(cls)
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
+            raw = source.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
                 values[f.name] = _parse(f.name, raw, hints[f.name])
         for name, value in overrides.items():
@@ -94,6 +105,32 @@ class Settings:
     @classmethod
     def env_names(cls) -> list[str]:
         return [ENV_PREFIX + f.name.upper() for f in fields(cls)]
+
+    def exposure(self, *, mqtt: bool, api: bool) -> list[str]:
+        """What serving MQTT (``mqtt``) and/or the admin API (``api``) on ``host`` would expose unprotected.
+
+        Empty when the host is loopback or every exposed service authenticates. The caller refuses to
+        start on a non-empty answer unless ``allow_insecure`` is set (then it only warns).
+        """
+        if is_loopback(self.host):
+            return []
+        out = []
+        if mqtt and self.auth_provider.strip().lower() == "devonly":
+            out.append(f"MQTT on {self.host} with the devonly auth provider (every client is let in)")
+        if api and not (self.api_token or self.api_token_file):
+            out.append(f"the admin API on {self.host} without TIDEMQ_API_TOKEN or TIDEMQ_API_TOKEN_FILE")
+        return out
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1); False for anything else,
+    including ``""`` and ``0.0.0.0`` / ``::`` (every interface) and other host names."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(name: str, raw: str, typ: Any) -> Any:

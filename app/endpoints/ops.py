@@ -1,6 +1,7 @@
 """Operations endpoints: ``/healthz`` (process alive), ``/readyz`` (Redis reachable, scripts loaded),
 ``/metrics`` (Prometheus text: this process, plus the live workers' published counters) and
-``/openapi.json``. Health and metrics need no token."""
+``/openapi.json``. Health and readiness need no token; metrics (every tenant's inbox depth, every worker's
+counters) need a token that covers every tenant when tokens are configured."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sanic import Blueprint, HTTPResponse, Request, raw, text
 
 from app.context import ApiState
 from app.errors import ApiError, store_unavailable
+from app.tokens import ALL
 from tidemq.store import admin as admin_store
 from tidemq.store import leases
 
@@ -47,6 +49,8 @@ async def readyz(request: Request) -> HTTPResponse:
 @bp.get("/metrics", name="metrics")
 async def metrics(request: Request) -> HTTPResponse:
     _req_id_ok(request)
+    if request.ctx.token_scope not in (None, ALL):
+        raise ApiError(403, "metrics need a token for every tenant")
     state: ApiState = request.app.ctx.state
     workers: dict[str, dict[str, int]] = {}
     depths: dict[str, int] = {}

@@ -10,6 +10,7 @@ later publish on any worker or API node sees it.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, text
 
@@ -25,7 +26,7 @@ from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 bp = Blueprint("sub")
 
 
-async def _session(state: ApiState, params: Params) -> tuple[Identity, dict]:
+async def _session(state: ApiState, params: Params) -> tuple[Identity, dict[str, Any]]:
     t, c, user = tenant(params), str(params["client_id"]), str(params["user_id"])
     rec = await sess_store.session_get(state.redis, t, c)
     if rec is None or rec.get("user", "") != user:

@@ -70,7 +70,9 @@ def test_bearer_token(api_factory, tenant):
     assert api.request("POST", "/pub", {**h, "Authorization": "Basic s3cret"}, b"x").status_code == 401
     assert api.request("POST", "/pub", {**h, "Authorization": "Bearer s3cret"}, b"x").text == "NO_MATCH"
     assert api.request("GET", "/openapi.json").status_code == 401
-    for path in ("/healthz", "/readyz", "/metrics"):
+    assert api.request("GET", "/metrics").status_code == 401
+    assert api.request("GET", "/metrics", {"Authorization": "Bearer s3cret"}).status_code == 200
+    for path in ("/healthz", "/readyz"):
         assert api.request("GET", path).status_code == 200, path
 
 

@@ -43,16 +43,22 @@ def _ci_values() -> dict[str, Any]:
     return yaml.safe_load(CI_VALUES.read_text())
 
 
+# the default values use the devonly provider and no admin token: they render only with the opt-in
+DEV = {"config": {"allowInsecure": True}}
+SECURED = {"config": {"authProvider": "file", "authFile": "/etc/tidemq/auth/users.json"}, "api": {"token": "t"}}
 VALUE_SETS: dict[str, dict[str, Any]] = {
-    "default": {},
+    "default": DEV,
     "tls-cluster": _ci_values(),
-    "autoscaled": {"workers": {"autoscaling": {"enabled": True}}, "api": {"token": "t"}},
+    "autoscaled": {"workers": {"autoscaling": {"enabled": True}}, **SECURED},
     "workers-only": {"api": {"enabled": False}, "redis": {"url": "rediss://:pw@redis:6380/2"},
                      "listeners": {"ws": {"enabled": True}},
-                     "workers": {"service": {"type": "ClusterIP"}, "podDisruptionBudget": {"enabled": False}}},
+                     "config": {"authProvider": "webhook", "authWebhookUrl": "http://auth:8080/mqtt",
+                                "wsAllowedOrigins": "https://app.example.com", "wsRequireSubprotocol": True},
+                     "workers": {"service": {"type": "LoadBalancer"}, "podDisruptionBudget": {"enabled": False}}},
     "existing-secrets": {"listeners": {"tls": {"enabled": True}},
                          "tls": {"existingSecret": "mqtt-cert", "existingSecretCAKey": "ca.crt"},
-                         "api": {"existingSecret": "admin", "existingSecretKey": "token"}},
+                         "api": {"existingSecret": "admin", "existingSecretKey": "token"},
+                         "config": {"authProvider": "file", "authFile": "/a.json", "apiTokenFile": "/t/tokens"}},
 }
 
 
@@ -65,6 +71,16 @@ def chart() -> Any:
 def render(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
     """Every object the chart renders for ``values`` (NOTES.txt and empty documents left out)."""
     out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return objects_of(out)
+
+
+def notes(chart: Any, values: dict[str, Any]) -> str:
+    out = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    (text,) = [t for p, t in out.items() if p.endswith("NOTES.txt")]
+    return str(text)
+
+
+def objects_of(out: dict[str, str]) -> list[dict[str, Any]]:
     objects = []
     for path, text in sorted(out.items()):
         if path.endswith("NOTES.txt"):
@@ -124,7 +140,7 @@ def test_rendered_objects_are_valid_kubernetes(chart: Any, case: str, kube_versi
 
 
 def test_default_objects(chart: Any) -> None:
-    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in render(chart, {}))
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in render(chart, DEV))
     assert kinds == sorted([
         ("ConfigMap", FULLNAME),
         ("Secret", FULLNAME),
@@ -157,14 +173,18 @@ def test_every_settings_field_can_be_set(chart: Any) -> None:
     assert not covered & set(NOT_SET)
 
 
+# values.yaml differs from the Settings defaults here, on purpose: pods must listen on their pod address
+CHART_SETS = {"host": "0.0.0.0"}
+
+
 def test_default_config_is_the_settings_defaults(chart: Any) -> None:
-    """values.yaml repeats the Settings defaults (and so .env.example), but for the Redis URL."""
-    configmap = find(render(chart, {}), "ConfigMap", FULLNAME)
-    parsed = Settings.from_env(configmap["data"])
+    """values.yaml repeats the Settings defaults (and so .env.example), but for the Redis URL and the host."""
+    configmap = find(render(chart, DEV), "ConfigMap", FULLNAME)
+    parsed = Settings.from_env({k: v for k, v in configmap["data"].items() if k != "TIDEMQ_ALLOW_INSECURE"})
     default = Settings()
     for f in fields(Settings):
         if ENV_PREFIX + f.name.upper() in configmap["data"]:
-            assert getattr(parsed, f.name) == getattr(default, f.name), f.name
+            assert getattr(parsed, f.name) == CHART_SETS.get(f.name, getattr(default, f.name)), f.name
 
 
 def test_config_values_reach_the_environment(chart: Any) -> None:
@@ -226,12 +246,12 @@ def test_worker_probes_drain_and_listeners(chart: Any) -> None:
 
 
 def test_default_worker_has_plain_mqtt_only(chart: Any) -> None:
-    objects = render(chart, {})
+    objects = render(chart, DEV)
     c = container(objects, "worker")
     assert [p["name"] for p in c["ports"]] == ["mqtt", "health"]  # MQTT and the probe endpoint only
     assert not {e["name"] for e in c["env"]} & {"TIDEMQ_TLS_PORT", "TIDEMQ_WS_PORT", "TIDEMQ_WSS_PORT"}
     service = find(objects, "Service", f"{FULLNAME}-mqtt")
-    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["type"] == "ClusterIP"  # nothing published outside the cluster by default
     assert [p["port"] for p in service["spec"]["ports"]] == [1883]
     assert not [o for o in objects if o["metadata"]["name"] == f"{FULLNAME}-tls"]
 
@@ -294,7 +314,7 @@ def test_config_change_rolls_the_pods(chart: Any) -> None:
         deployment = find(render(chart, values), "Deployment", f"{FULLNAME}-worker")
         return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
 
-    assert checksum({}) != checksum({"config": {"maxInflight": 10}})
+    assert checksum(DEV) != checksum({"config": {"allowInsecure": True, "maxInflight": 10}})
 
 
 # ------------------------------------------------------------------ bad values are refused
@@ -331,3 +351,35 @@ def test_schema_accepts_the_shipped_values(chart: Any) -> None:
 def test_tls_without_material_fails_to_render(chart: Any, values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm.HelmError, match=message):
         render(chart, values)
+
+
+# ------------------------------------------------------------------ no unauthenticated exposure by accident
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    ({}, ["authProvider=devonly", "the admin API"]),  # the defaults: devonly and no admin token
+    ({"api": {"token": "t"}}, ["authProvider=devonly"]),
+    ({"api": {"enabled": False}}, ["authProvider=devonly"]),
+    ({"config": {"authProvider": "file", "authFile": "/a.json"}}, ["the admin API"]),
+])
+def test_unauthenticated_exposure_fails_to_render(chart: Any, values: dict[str, Any], named: list[str]) -> None:
+    with pytest.raises(helm.HelmError, match="allowInsecure") as caught:
+        render(chart, values)
+    for what in named:
+        assert what in str(caught.value)
+
+
+def test_authenticated_values_render_without_the_opt_in(chart: Any) -> None:
+    objects = render(chart, SECURED)
+    data = find(objects, "ConfigMap", FULLNAME)["data"]
+    assert data["TIDEMQ_ALLOW_INSECURE"] == "false" and data["TIDEMQ_AUTH_PROVIDER"] == "file"
+    assert render(chart, {"api": {"enabled": False}, "config": SECURED["config"]})
+
+
+def test_notes_say_what_is_exposed(chart: Any) -> None:
+    dev = notes(chart, DEV)
+    assert "ClusterIP Service" in dev and "inside the cluster only" in dev
+    assert "devonly" in dev and "WARNING (config.allowInsecure=true)" in dev and "the admin API without" in dev
+    public = notes(chart, {**SECURED, "workers": {"service": {"type": "LoadBalancer"}}})
+    assert "from outside the cluster" in public and "file auth provider" in public
+    assert "WARNING" not in public and "needs a bearer token" in public

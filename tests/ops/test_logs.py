@@ -46,3 +46,26 @@ def test_connect_disconnect_lines_are_json_without_payloads(worker_factory: Call
     assert len(connects) == 1 and len(disconnects) == 1
     assert (connects[0]["tenant"], connects[0]["user"], connects[0]["ver"]) == ("acme", "alice", 5)
     assert disconnects[0]["reason"].startswith("client disconnect")
+
+
+def test_text_format_escapes_control_characters() -> None:
+    import logging
+
+    from tidemq.logs import TextFormatter
+
+    record = logging.LogRecord("tidemq", logging.INFO, __file__, 1, "connect client=%s", ("a\nb\r\x1b[2J\u2028",), None)
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\x1b" not in line
+    assert line.endswith("connect client=a\\nb\\r\\x1b[2J\\u2028")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://user:pw@hooks.example.com:8443/auth?token=abc#f", "https://hooks.example.com:8443/auth?…"),
+    ("http://[::1]:9000/x", "http://[::1]:9000/x"),
+    ("http://h/p", "http://h/p"),
+    ("http://h:notaport/p", "<unparsable URL>"),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    from tidemq.logs import redact_url
+
+    assert redact_url(url) == shown

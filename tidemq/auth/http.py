@@ -15,6 +15,8 @@ import contextlib
 import ssl
 from urllib.parse import urlsplit
 
+from ..logs import redact_url
+
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 64 * 1024
 
@@ -29,7 +31,7 @@ class HttpClient:
         self.timeout = timeout
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HttpError(f"need an http:// or https:// URL with a host, got {url!r}")
+            raise HttpError(f"need an http:// or https:// URL with a host, got {redact_url(url)!r}")
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl: ssl.SSLContext | None = None

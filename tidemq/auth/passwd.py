@@ -5,17 +5,33 @@ The format is Django's: ``salt`` is an ASCII string used as UTF-8 bytes,
 iterations) with a 32-byte output, so Django-made hashes verify here too.
 Comparison is constant time. Run ``python -m tidemq.auth.passwd`` to print a
 hash (the password is read without echo, or from ``--password`` / stdin).
+
+Off the event loop: ``verify_off_loop`` runs the verification on one small
+process-wide thread pool (``configure(threads=...)``, default 2), so a flood of
+passwords costs at most that many cores' worth of PBKDF2 however many
+connections wait. ``FailureBackoff`` (sans-IO, clock injected) counts wrong
+passwords per source address: after ``threshold`` failures in a row an address
+is refused without hashing for 1 s, doubling per further failure up to
+``backoff_max``; a success or a quiet period of ``backoff_max`` forgets it. It
+holds at most ``max_entries`` addresses (the oldest are forgotten first).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import getpass
 import hashlib
 import hmac
+import logging
 import secrets
 import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 ALGORITHM = "pbkdf2_sha256"
 DEFAULT_ITERATIONS = 600_000  # OWASP 2023 guidance for PBKDF2-HMAC-SHA256
@@ -58,6 +74,127 @@ def verify_password(password: str | bytes, encoded: str) -> bool:
     pw = password.encode("utf-8") if isinstance(password, str) else password
     dk = hashlib.pbkdf2_hmac("sha256", pw, salt.encode("utf-8"), iterations, dklen=len(digest))
     return hmac.compare_digest(dk, digest)
+
+
+log = logging.getLogger("tidemq.auth")
+
+DEFAULT_THREADS = 2
+DEFAULT_FAIL_THRESHOLD = 5
+DEFAULT_BACKOFF_MAX = 60.0
+BACKOFF_FIRST = 1.0
+MAX_SOURCES = 10000
+
+
+def source_of(address: str) -> str:
+    """The host part of a ``host:port`` peer address (``::1:5000`` -> ``::1``); ``address`` if no port."""
+    host, sep, port = address.rpartition(":")
+    return host.strip("[]") if sep and port.isdigit() and host else address
+
+
+@dataclass(slots=True)
+class _Source:
+    failures: int = 0
+    until: float = 0.0  # refused before this time
+    last: float = 0.0  # time of the last failure
+
+
+class FailureBackoff:
+    """Wrong passwords per source address, and how long each address is refused (see module doc)."""
+
+    def __init__(self, *, threshold: int = DEFAULT_FAIL_THRESHOLD, backoff_max: float = DEFAULT_BACKOFF_MAX,
+                 max_entries: int = MAX_SOURCES, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = threshold
+        self.backoff_max = backoff_max
+        self.max_entries = max_entries
+        self.clock = clock
+        self._sources: OrderedDict[str, _Source] = OrderedDict()
+        self.refused = 0  # attempts refused without verifying
+
+    def wait(self, source: str) -> float:
+        """Seconds ``source`` is still refused for (0.0: verify its password)."""
+        if self.threshold <= 0 or not source:
+            return 0.0
+        entry = self._sources.get(source)
+        if entry is None:
+            return 0.0
+        now = self.clock()
+        if now - entry.last >= self.backoff_max:  # quiet long enough: forgotten
+            del self._sources[source]
+            return 0.0
+        return max(0.0, entry.until - now)
+
+    def failure(self, source: str) -> float:
+        """Record a wrong password from ``source``; returns the back-off it starts (0.0: none yet)."""
+        if self.threshold <= 0 or not source:
+            return 0.0
+        now = self.clock()
+        entry = self._sources.pop(source, None)
+        if entry is None or now - entry.last >= self.backoff_max:
+            entry = _Source()
+        self._sources[source] = entry  # most recent last
+        while len(self._sources) > self.max_entries:
+            self._sources.popitem(last=False)
+        entry.failures += 1
+        entry.last = now
+        over = entry.failures - self.threshold
+        if over < 0:
+            return 0.0
+        delay = min(self.backoff_max, BACKOFF_FIRST * 2.0 ** min(over, 32))
+        entry.until = now + delay
+        return delay
+
+    def success(self, source: str) -> None:
+        self._sources.pop(source, None)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+
+_threads = DEFAULT_THREADS
+_pool: ThreadPoolExecutor | None = None
+backoff = FailureBackoff()
+
+
+def configure(*, threads: int = DEFAULT_THREADS, fail_threshold: int = DEFAULT_FAIL_THRESHOLD,
+              backoff_max: float = DEFAULT_BACKOFF_MAX) -> None:
+    """Size the verification pool and set the back-off (per process; the CLI calls it from Settings)."""
+    global _threads, _pool, backoff
+    if threads < 1:
+        raise ValueError("TIDEMQ_AUTH_VERIFY_THREADS must be >= 1")
+    old, _pool = _pool, None
+    if old is not None:
+        old.shutdown(wait=False)
+    _threads = threads
+    backoff = FailureBackoff(threshold=fail_threshold, backoff_max=backoff_max)
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="tidemq-passwd")
+    return _pool
+
+
+async def verify_off_loop(password: str | bytes, encoded: str, *, source: str = "",
+                          verify: Callable[[str | bytes, str], bool] = verify_password) -> bool:
+    """``verify(password, encoded)`` on the bounded pool; False at once while ``source`` backs off.
+
+    ``source`` is the client's address (``host`` or ``host:port``); empty: no back-off.
+    """
+    src = source_of(source) if source else ""
+    if src and backoff.wait(src) > 0.0:
+        backoff.refused += 1
+        return False
+    ok = await asyncio.get_running_loop().run_in_executor(_executor(), verify, password, encoded)
+    if src:
+        if ok:
+            backoff.success(src)
+        else:
+            delay = backoff.failure(src)
+            if delay:
+                log.warning("wrong passwords from %s: refused without checking for %.0fs", src, delay,
+                            extra={"event": "auth_backoff", "address": src})
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ mtime changes, checked at most every ``watch_interval`` seconds at CONNECT.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -43,7 +42,7 @@ from ..mqtt.reason_codes import RC
 from . import acl as acl_mod
 from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
-from .passwd import parse_hash, verify_password
+from .passwd import parse_hash, verify_off_loop, verify_password
 
 log = logging.getLogger("tidemq.auth")
 
@@ -248,7 +247,7 @@ class StaticFileProvider(BaseAuthProvider):
         mark = hmac.new(self._key, user.password.encode() + b"\0" + info.password, hashlib.sha256).digest()
         key = (tenant, user.name, mark)
         if self._verified.get(key) is MISSING:
-            if not await asyncio.to_thread(verify_password, info.password, user.password):
+            if not await verify_off_loop(info.password, user.password, source=info.address, verify=verify_password):
                 return AuthResult(False, reason_code=RC.BAD_USER_NAME_OR_PASSWORD)
             self._verified.put(key, True)
         return AuthResult(True, tenant, user.name, attributes=attributes)

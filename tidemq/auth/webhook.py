@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from ..logs import redact_url
 from ..mqtt.reason_codes import RC
 from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
@@ -41,7 +42,7 @@ _REFUSED = AuthResult(False, reason_code=RC.NOT_AUTHORIZED)
 class WebhookProvider(BaseAuthProvider):
     def __init__(self, url: str, *, timeout: float = 2.0, cache_ttl: float = 10.0, cache_size: int = 10000,
                  clock: Callable[[], float] = time.monotonic, client: HttpClient | None = None) -> None:
-        self.url = url
+        self.url = redact_url(url)  # what log lines show: no credentials, no query
         self.timeout = timeout
         self.http = client or HttpClient(url, timeout=timeout)
         self.cache = TTLCache(cache_size, cache_ttl, clock)

@@ -21,6 +21,7 @@ from tidemq.config import Settings
 
 from .tls import build_ssl_context
 from .websocket import WebSocketProtocol
+from .ws_protocol import parse_origins
 
 log = logging.getLogger("tidemq.worker")
 
@@ -35,8 +36,11 @@ async def start_listeners(settings: Settings, factory: Callable[[], asyncio.Prot
     loop = asyncio.get_running_loop()
     ctx = build_ssl_context(settings) if (settings.tls_port or settings.wss_port) else None
 
+    origins = parse_origins(settings.ws_allowed_origins)
+
     def ws_factory() -> asyncio.Protocol:
-        return WebSocketProtocol(factory, path=settings.ws_path, max_frame_size=settings.max_packet_size)
+        return WebSocketProtocol(factory, path=settings.ws_path, max_frame_size=settings.max_packet_size,
+                                 allowed_origins=origins, require_subprotocol=settings.ws_require_subprotocol)
 
     plan: list[tuple[str, int, Callable[[], asyncio.Protocol], Any]] = []
     if settings.tls_port:

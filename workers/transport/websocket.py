@@ -11,7 +11,8 @@ Flow control (``pause_reading``, ``get_write_buffer_size``, ``pause_writing``)
 and ``get_extra_info`` (peername, peercert, ssl_object...) go straight to the
 socket transport. Invariants: the inner protocol gets ``connection_made``
 only after a successful upgrade and exactly one ``connection_lost`` (when
-the socket closes); pings are answered; a close started by either side is
+the socket closes); the handshake enforces the optional allowed origins (403)
+and required subprotocol (400) given to the constructor; pings are answered; a close started by either side is
 completed (the server waits at most ``close_timeout`` for the client's
 close frame, then drops the socket); a protocol error closes with its code.
 """
@@ -105,10 +106,13 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def __init__(self, factory: Callable[[], asyncio.Protocol], *, path: str = "/mqtt",
                  max_frame_size: int = 268435460, subprotocols: tuple[str, ...] = wsp.SUBPROTOCOLS,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT, close_timeout: float = CLOSE_TIMEOUT,
+                 allowed_origins: frozenset[str] | None = None, require_subprotocol: bool = False) -> None:
         self.factory = factory
         self.path = path
         self.subprotocols = subprotocols
+        self.allowed_origins = allowed_origins
+        self.require_subprotocol = require_subprotocol
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
         self.reader = wsp.FrameReader(max_frame_size)
@@ -167,7 +171,8 @@ class WebSocketProtocol(asyncio.Protocol):
         head, rest = self._head[:end], self._head[end + 4:]
         self._head = b""
         try:
-            hs = wsp.parse_request(head, path=self.path, subprotocols=self.subprotocols)
+            hs = wsp.parse_request(head, path=self.path, subprotocols=self.subprotocols,
+                                   allowed_origins=self.allowed_origins, require_subprotocol=self.require_subprotocol)
         except wsp.HandshakeError as exc:
             self._refuse(exc)
             return
@@ -183,7 +188,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def _refuse(self, exc: wsp.HandshakeError) -> None:
         assert self._sock is not None
-        log.info("websocket upgrade refused from %s: %s", self._sock.get_extra_info("peername"), exc)
+        log.info("websocket upgrade refused from %s: %s", self._sock.get_extra_info("peername"), exc,
+                 extra={"event": "ws_refused", "code": exc.status})
         self._cancel_timer()
         self._sock.write(exc.response())
         self._sock.close()

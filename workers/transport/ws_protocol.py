@@ -42,7 +42,7 @@ CLOSE_INVALID_PAYLOAD = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
-_REASONS = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 426: "Upgrade Required",
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 426: "Upgrade Required",
             431: "Request Header Fields Too Large"}
 
 
@@ -84,12 +84,29 @@ def _tokens(value: str) -> list[str]:
     return [t.strip().lower() for t in value.split(",") if t.strip()]
 
 
-def parse_request(head: bytes, *, path: str = "/mqtt", subprotocols: tuple[str, ...] = SUBPROTOCOLS) -> Handshake:
+def parse_origins(value: str) -> frozenset[str] | None:
+    """The allowed-origins setting (comma list) as normalised origins; None (any origin) when empty."""
+    origins = frozenset(normalise_origin(o) for o in value.split(",") if o.strip())
+    return None if not origins or "*" in origins else origins
+
+
+def normalise_origin(origin: str) -> str:
+    """An Origin value compared case-insensitively, without a trailing ``/``."""
+    return origin.strip().lower().rstrip("/")
+
+
+def parse_request(head: bytes, *, path: str = "/mqtt", subprotocols: tuple[str, ...] = SUBPROTOCOLS,
+                  allowed_origins: frozenset[str] | None = None, require_subprotocol: bool = False) -> Handshake:
     """Validate an upgrade request head (without the final blank line) and build the 101 answer.
 
     Subprotocol: the first of ``subprotocols`` the client offers; a client that
     offers only others is refused (400); one that offers none is accepted
-    without the header (lenient towards clients that omit it).
+    without the header (lenient towards clients that omit it) unless
+    ``require_subprotocol`` (then 400). Origin: with ``allowed_origins`` (see
+    ``parse_origins``), a request whose ``Origin`` is not in the set is refused
+    (403): that stops other web sites' pages from opening connections with a
+    visitor's browser. A request without ``Origin`` (not a browser) passes:
+    such a client can send any Origin it likes, so refusing it protects nothing.
     """
     try:
         text = head.decode("latin-1")
@@ -128,9 +145,12 @@ def parse_request(head: bytes, *, path: str = "/mqtt", subprotocols: tuple[str, 
             raise ValueError(key)
     except (ValueError, binascii.Error) as exc:
         raise HandshakeError(400, "Sec-WebSocket-Key must be 16 bytes, base64-encoded") from exc
+    origin = headers.get("origin")
+    if allowed_origins is not None and origin is not None and normalise_origin(origin) not in allowed_origins:
+        raise HandshakeError(403, "origin not allowed")
     offered = _tokens(headers.get("sec-websocket-protocol", ""))
     chosen = next((p for p in subprotocols if p.lower() in offered), None)
-    if offered and chosen is None:
+    if (offered or require_subprotocol) and chosen is None:
         raise HandshakeError(400, f"unsupported subprotocol; this server speaks {', '.join(subprotocols)}")
     lines_out = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade",
                  f"Sec-WebSocket-Accept: {accept_key(key)}"]

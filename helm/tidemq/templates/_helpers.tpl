@@ -77,7 +77,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{- define "tidemq.hasApiToken" -}}
-{{- if or .Values.api.existingSecret .Values.api.token }}true{{ end }}
+{{- if or .Values.api.existingSecret .Values.api.token .Values.config.apiTokenFile }}true{{ end }}
+{{- end }}
+
+{{/* What these values serve without authentication (empty: nothing); see config.allowInsecure. */}}
+{{- define "tidemq.insecure" -}}
+{{- if eq (lower (toString .Values.config.authProvider)) "devonly" }}MQTT with config.authProvider=devonly (every client is let in); {{ end }}
+{{- if and .Values.api.enabled (not (include "tidemq.hasApiToken" .)) }}the admin API without api.token, api.existingSecret or config.apiTokenFile; {{ end }}
 {{- end }}
 
 {{/* Any listener needing a certificate is on. */}}
@@ -114,6 +120,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- if and (not .Values.redis.existingSecret) (not .Values.redis.url) }}
 {{- fail "set redis.url or redis.existingSecret" }}
+{{- end }}
+{{- $insecure := include "tidemq.insecure" . }}
+{{- if and $insecure (not .Values.config.allowInsecure) }}
+{{- fail (printf "refusing to serve %sset config.allowInsecure=true to accept that (development only), or configure authentication (docs/security.md)" $insecure) }}
 {{- end }}
 {{- end }}
 
