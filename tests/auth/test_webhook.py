@@ -9,6 +9,7 @@ import pytest
 
 from tests.auth.conftest import Hook
 from tidemq.auth import ConnectInfo, Identity, WebhookProvider
+from tidemq.auth.acl import GRANTED
 from tidemq.auth.http import HttpClient, HttpError
 from tidemq.mqtt.reason_codes import RC
 
@@ -103,7 +104,7 @@ async def test_concurrent_questions_share_one_request(hook: Hook) -> None:
         tasks = [asyncio.create_task(p.check_subscribe(WHO, "x/#", 1)) for _ in range(5)]
         await hook.received.wait()
         hook.hold.set()
-        assert await asyncio.gather(*tasks) == [True] * 5
+        assert await asyncio.gather(*tasks) == [GRANTED] * 5
         assert len(hook.requests) == 1
     finally:
         await p.close()
