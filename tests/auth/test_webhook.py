@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
@@ -24,13 +25,13 @@ class FakeClock:
         return self.now
 
 
-def decide(body: dict) -> tuple[int, dict]:
+def decide(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if body["action"] == "connect":
         if body["password"] == "good":
             return 200, {"result": "allow", "tenant_id": "acme", "user_id": body["username"],
                          "attributes": {"role": "dev"}}
         return 200, {"result": "deny", "reason_code": 0x86}
-    topic = body.get("topic") or body.get("topic_filter")
+    topic = str(body.get("topic") or body.get("topic_filter"))
     return 200, {"result": "allow" if topic.startswith("ok/") else "deny"}
 
 

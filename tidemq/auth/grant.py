@@ -19,9 +19,10 @@ The worker's contract:
    ``generation`` moved): ``await conn.reads.refresh(provider, who, {filter: qos, ...})``. A filter the new rules
    refuse stays subscribed but delivers nothing until the rules allow it again (mosquitto does the same).
 3. UNSUBSCRIBE: ``conn.reads.discard(flt)``.
-4. Every delivery (live, queued in the inbox, retained replay): skip the message unless
-   ``conn.reads.allows(topic)``. A connection with no narrowed subscription answers True after one
-   truthiness test: subscriptions that overlap no deny rule carry nothing and cost nothing.
+4. Every delivery (live, queued in the inbox, retained replay): skip the message when
+   ``conn.reads.active and not conn.reads.allows(topic)``. ``active`` is a plain attribute, False unless
+   some subscription of the connection is narrowed: subscriptions that overlap no deny rule carry nothing
+   and cost one attribute test per delivery.
 5. Some timer of the worker calls ``poll(provider)`` (about once a second) so a changed auth file is
    reloaded even when no client connects; the next delivery then sees the new generation.
 
@@ -102,17 +103,27 @@ class DeliveryFilter:
 
     Holds the narrowed filters (filter -> its compiled levels and ReadFilter)
     and the names of the plain ones, which are consulted only when every
-    narrowed filter matching a topic refuses it. ``generation`` is the
-    provider generation the grants were computed under.
+    narrowed filter matching a topic refuses it. ``active`` is True exactly
+    when some filter is narrowed; only then is anything computed, and each
+    topic's verdict is kept in a bounded dict (``cache_size``) emptied by
+    every change. ``generation`` is the provider generation the grants were
+    computed under.
     """
 
-    __slots__ = ("_narrowed", "_plain", "_plain_patterns", "generation")
+    __slots__ = ("_narrowed", "_plain", "_plain_patterns", "_verdicts", "active", "cache_size", "generation")
 
-    def __init__(self, generation: int = 0) -> None:
+    def __init__(self, generation: int = 0, cache_size: int = 256) -> None:
         self._narrowed: dict[str, tuple[Pattern, ReadFilter]] = {}
         self._plain: set[str] = set()
         self._plain_patterns: dict[str, Pattern] = {}
+        self._verdicts: dict[str, bool] = {}
+        self.active = False
+        self.cache_size = cache_size
         self.generation = generation
+
+    def _changed(self) -> None:
+        self._verdicts.clear()
+        self.active = bool(self._narrowed)
 
     def set(self, topic_filter: str, grant: SubscribeGrant) -> None:
         """Record how ``topic_filter`` was granted (a refused grant delivers nothing through it)."""
@@ -124,20 +135,23 @@ class DeliveryFilter:
             self._plain.discard(topic_filter)
             self._plain_patterns.pop(topic_filter, None)
             self._narrowed[topic_filter] = (_filter_pattern(topic_filter), rf)
+        self._changed()
 
     def discard(self, topic_filter: str) -> None:
         self._narrowed.pop(topic_filter, None)
         self._plain.discard(topic_filter)
         self._plain_patterns.pop(topic_filter, None)
+        self._changed()
 
     def clear(self) -> None:
         self._narrowed.clear()
         self._plain.clear()
         self._plain_patterns.clear()
+        self._changed()
 
     def __bool__(self) -> bool:
-        """True when some subscription is narrowed (only then can ``allows`` answer False)."""
-        return bool(self._narrowed)
+        """``active``: some subscription is narrowed (only then can ``allows`` answer False)."""
+        return self.active
 
     @property
     def narrowed(self) -> dict[str, ReadFilter]:
@@ -146,12 +160,22 @@ class DeliveryFilter:
 
     def allows(self, topic: str) -> bool:
         """May a message on ``topic`` be delivered? True unless every subscription matching it refuses it."""
-        narrowed = self._narrowed
-        if not narrowed:
+        if not self.active:
             return True
+        verdicts = self._verdicts
+        verdict = verdicts.get(topic)
+        if verdict is None:
+            verdict = self._decide(topic)
+            if self.cache_size > 0:
+                if len(verdicts) >= self.cache_size:
+                    del verdicts[next(iter(verdicts))]
+                verdicts[topic] = verdict
+        return verdict
+
+    def _decide(self, topic: str) -> bool:
         levels = topic.split("/")
         refused = False
-        for flt_levels, rf in narrowed.values():
+        for flt_levels, rf in self._narrowed.values():
             if matches(flt_levels, levels):
                 if rf.allows(topic):
                     return True
@@ -188,6 +212,7 @@ class DeliveryFilter:
             fresh.set(flt, grant)
         self._narrowed, self._plain, self._plain_patterns = fresh._narrowed, fresh._plain, fresh._plain_patterns
         self.generation = generation
+        self._changed()
 
 
 __all__ = [
