@@ -201,7 +201,9 @@ class DeliveryFilter:
         The new state replaces the old one only when all answers are in, so
         deliveries during a webhook round trip use the previous grants. A
         provider exception propagates and leaves the state (and generation)
-        as it was, so the next delivery retries.
+        as it was, so the next delivery retries. A ``set``/``discard`` made
+        while this awaits is overwritten: run it on the same ordered path as
+        SUBSCRIBE/UNSUBSCRIBE, or pass the subscriptions as they are at the end.
         """
         generation = provider_generation(provider)
         fresh = DeliveryFilter(generation)
