@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tidemq.auth import ConnectInfo, Identity, StaticFileProvider, WebhookProvider
+from tidemq.auth.acl import GRANTED
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "auth.md"
 
@@ -38,6 +39,23 @@ async def test_toml_example(tmp_path: Path) -> None:
     assert await p.check_publish(s, "devices/d1/telemetry/temp", 0, False)
     assert not await p.check_publish(s, "devices/d2/telemetry/temp", 0, False)
     assert await p.check_publish(Identity("ops", "admin", "x"), "anything/at/all", 2, True)
+
+
+async def test_narrowing_example(tmp_path: Path) -> None:
+    path = tmp_path / "auth.toml"
+    path.write_text(blocks("toml")[1])
+    p = StaticFileProvider(path)
+    assert (await p.authenticate(ConnectInfo("v", "plant/viewer", b"sensor-secret", 5))).ok
+    v = Identity("plant", "viewer", "v")
+    g = p.subscribe_grant_now(v, "sensors/#", 1)
+    assert g.granted and g.deny is not None
+    assert g.deny.allows("sensors/a") and g.deny.allows("sensors/b/temp")
+    assert not g.deny.allows("sensors/secret") and not g.deny.allows("sensors/secret/b")
+    plus = p.subscribe_grant_now(v, "sensors/+", 1)
+    assert plus.deny is not None and plus.deny.allows("sensors/a") and not plus.deny.allows("sensors/secret")
+    assert p.subscribe_grant_now(v, "sensors/public/#", 1) == GRANTED
+    for refused in ("sensors/secret/#", "sensors/secret/b", "#"):
+        assert not (await p.check_subscribe(v, refused, 1)).granted
 
 
 async def test_webhook_example(tmp_path: Path) -> None:

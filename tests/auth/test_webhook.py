@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 
 from tests.auth.conftest import Hook
 from tidemq.auth import ConnectInfo, Identity, WebhookProvider
+from tidemq.auth.acl import GRANTED
 from tidemq.auth.http import HttpClient, HttpError
 from tidemq.mqtt.reason_codes import RC
 
@@ -23,13 +25,13 @@ class FakeClock:
         return self.now
 
 
-def decide(body: dict) -> tuple[int, dict]:
+def decide(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     if body["action"] == "connect":
         if body["password"] == "good":
             return 200, {"result": "allow", "tenant_id": "acme", "user_id": body["username"],
                          "attributes": {"role": "dev"}}
         return 200, {"result": "deny", "reason_code": 0x86}
-    topic = body.get("topic") or body.get("topic_filter")
+    topic = str(body.get("topic") or body.get("topic_filter"))
     return 200, {"result": "allow" if topic.startswith("ok/") else "deny"}
 
 
@@ -103,7 +105,7 @@ async def test_concurrent_questions_share_one_request(hook: Hook) -> None:
         tasks = [asyncio.create_task(p.check_subscribe(WHO, "x/#", 1)) for _ in range(5)]
         await hook.received.wait()
         hook.hold.set()
-        assert await asyncio.gather(*tasks) == [True] * 5
+        assert await asyncio.gather(*tasks) == [GRANTED] * 5
         assert len(hook.requests) == 1
     finally:
         await p.close()

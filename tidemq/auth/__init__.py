@@ -2,7 +2,10 @@
 
 ``from tidemq.auth import ...`` gives the interface and value types
 (``AuthProvider``, ``ConnectInfo``, ``AuthResult``, ``Identity``,
-``AuthStep``), the providers (``DevOnlyProvider``, ``StaticFileProvider``,
+``AuthStep``), the subscription-grant types and helpers the worker uses
+(``SubscribeGrant``, ``ReadFilter``, ``DeliveryFilter``, ``subscribe_grant``,
+``subscribe_grant_now``; see ``tidemq.auth.grant``), the providers
+(``DevOnlyProvider``, ``StaticFileProvider``,
 ``WebhookProvider``) and ``make_provider(settings)``, which picks one from
 ``Settings.auth_provider`` (``devonly`` | ``file`` | ``webhook`` |
 ``package.module:Class``, a custom class built as ``Class(settings)``). Provider
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .acl import ReadFilter, SubscribeGrant
 from .base import (
     DEFAULT_TENANT,
     DEFAULT_USER,
@@ -25,6 +29,7 @@ from .base import (
     DevOnlyProvider,
     Identity,
 )
+from .grant import DeliveryFilter, subscribe_grant, subscribe_grant_now
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -39,11 +44,16 @@ __all__ = [
     "AuthStep",
     "BaseAuthProvider",
     "ConnectInfo",
+    "DeliveryFilter",
     "DevOnlyProvider",
     "Identity",
+    "ReadFilter",
     "StaticFileProvider",
+    "SubscribeGrant",
     "WebhookProvider",
     "make_provider",
+    "subscribe_grant",
+    "subscribe_grant_now",
 ]
 
 

@@ -3,7 +3,10 @@
 A provider binds a connection to ``(tenant_id, user_id)`` at CONNECT
 (``authenticate``) and answers publish/subscribe permission checks for that
 ``Identity``; the worker and the admin API call the same interface and
-nothing else decides who a client is. MQTT 5 enhanced authentication (a
+nothing else decides who a client is. ``check_subscribe`` answers a bool or
+a ``SubscribeGrant`` (granted but narrowed: some topics filtered out at
+delivery); ``tidemq.auth.grant`` normalises the answer and documents what
+the worker does with it. MQTT 5 enhanced authentication (a
 CONNECT with an Authentication Method, then AUTH packets) goes through
 ``auth``, which returns one ``AuthStep`` per round: continue with data,
 success with an ``AuthResult``, or failure with a reason code; providers
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..mqtt.reason_codes import RC
+from .acl import SubscribeGrant
 
 DEFAULT_TENANT = "DevOnly"
 DEFAULT_USER = "DevUser"
@@ -88,7 +92,9 @@ class AuthProvider(Protocol):
 
     async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool: ...
 
-    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool: ...
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool | SubscribeGrant:
+        """True/False, or a ``SubscribeGrant`` (``tidemq.auth.acl.narrow`` builds a narrowed one)."""
+        ...
 
 
 class BaseAuthProvider:

@@ -20,7 +20,17 @@ path: PBKDF2 runs in a thread and a successful verification is cached for
 key, never the password itself); each identity's rules are compiled once
 and each ``(identity, action, topic, qos, retain)`` verdict is kept in a
 bounded dict, cleared when the file is reloaded. The file is re-read when its
-mtime changes, checked at most every ``watch_interval`` seconds at CONNECT.
+mtime changes, checked at most every ``watch_interval`` seconds at CONNECT,
+SUBSCRIBE and ``poll()``; a successful reload bumps ``generation``.
+
+Subscriptions may be narrowed (``acl`` module docstring): ``check_subscribe``
+and its synchronous twin ``subscribe_grant_now`` answer a ``SubscribeGrant``
+whose ``ReadFilter`` is shared by every grant with the same entries (one
+verdict cache per distinct narrowing, not per connection).
+``allowed_subscribe`` keeps its old bool meaning (True only for an
+unconditional grant) for callers unaware of narrowing. ``allowed_read`` /
+``check_read`` is the per-message read check: for a topic of a granted
+filter it agrees with that grant's read filter.
 """
 
 from __future__ import annotations
@@ -170,12 +180,19 @@ class StaticFileProvider(BaseAuthProvider):
         self.cache_size = cache_size
         self.watch_interval = watch_interval
         self._mtime = self._stat()
-        self.data = load_auth_file(self.path) if self.path is not None else data  # type: ignore[assignment]
+        if self.path is not None:
+            self.data = load_auth_file(self.path)
+        else:
+            assert data is not None
+            self.data = data
+        self.generation = 0  # bumped by every successful reload
         self._next_check = clock() + watch_interval
         self._key = secrets.token_bytes(32)
         self._verified = TTLCache(cache_size, cache_ttl, clock)
         self._acls: dict[Identity, acl_mod.Acl | None] = {}
         self._decisions: dict[tuple[Any, ...], bool] = {}
+        self._grants: dict[tuple[Identity, str, int], acl_mod.SubscribeGrant] = {}
+        self._read_filters: dict[tuple[acl_mod.Entry, ...], acl_mod.ReadFilter] = {}
 
     # ------------------------------------------------------------ file
 
@@ -202,6 +219,9 @@ class StaticFileProvider(BaseAuthProvider):
         self._verified.clear()
         self._acls.clear()
         self._decisions.clear()
+        self._grants.clear()
+        self._read_filters.clear()
+        self.generation += 1
         log.info("auth file %s reloaded (%d tenants)", self.path, len(data.tenants))
         return True
 
@@ -214,6 +234,11 @@ class StaticFileProvider(BaseAuthProvider):
         self._next_check = now + self.watch_interval
         if self._stat() != self._mtime:
             self.reload()
+
+    def poll(self) -> int:
+        """Re-read the file if it changed (at most every ``watch_interval`` seconds); the current generation."""
+        self._maybe_reload()
+        return self.generation
 
     # ------------------------------------------------------------ connect
 
@@ -290,17 +315,47 @@ class StaticFileProvider(BaseAuthProvider):
         acl = self._acl(who)
         return self._remember(key, True if acl is None else acl.can_publish(topic, qos, retain))
 
+    def _read_filter(self, entries: tuple[acl_mod.Entry, ...]) -> acl_mod.ReadFilter:
+        """One shared ReadFilter (and verdict cache) per distinct narrowing."""
+        rf = self._read_filters.get(entries)
+        if rf is None:
+            if len(self._read_filters) >= self.cache_size:
+                self._read_filters.pop(next(iter(self._read_filters)))
+            rf = self._read_filters[entries] = acl_mod.ReadFilter(entries)
+        return rf
+
+    def subscribe_grant_now(self, who: Identity, topic_filter: str, qos: int) -> acl_mod.SubscribeGrant:
+        """Synchronous subscribe answer, possibly narrowed: cached per identity, filter and QoS."""
+        key = (who, topic_filter, qos)
+        grant = self._grants.get(key)
+        if grant is not None:
+            return grant
+        self._maybe_reload()
+        acl = self._acl(who)
+        grant = acl_mod.GRANTED if acl is None else acl.grant_subscribe(topic_filter, qos, self._read_filter)
+        if len(self._grants) >= self.cache_size:
+            self._grants.pop(next(iter(self._grants)))
+        self._grants[key] = grant
+        return grant
+
     def allowed_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool:
-        """Synchronous subscribe check (what ``check_subscribe`` awaits): cached per identity and filter."""
-        key = (who, 2, topic_filter, qos)
+        """The pre-narrowing bool: True only for an unconditional grant (a narrowed one is refused)."""
+        return bool(self.subscribe_grant_now(who, topic_filter, qos))
+
+    def allowed_read(self, who: Identity, topic: str, qos: int | None = None) -> bool:
+        """Per-message read check (mosquitto's): may ``topic`` be delivered to ``who``? Cached per topic."""
+        key = (who, 4, topic, qos)
         verdict = self._decisions.get(key)
         if verdict is not None:
             return verdict
         acl = self._acl(who)
-        return self._remember(key, True if acl is None else acl.can_subscribe(topic_filter, qos))
+        return self._remember(key, True if acl is None else acl.can_read(topic, qos))
 
     async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool:
         return self.allowed_publish(who, topic, qos, retain)
 
-    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool:
-        return self.allowed_subscribe(who, topic_filter, qos)
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> acl_mod.SubscribeGrant:
+        return self.subscribe_grant_now(who, topic_filter, qos)
+
+    async def check_read(self, who: Identity, topic: str, qos: int | None = None) -> bool:
+        return self.allowed_read(who, topic, qos)

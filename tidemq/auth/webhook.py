@@ -7,9 +7,14 @@ topic, qos, retain) or ``subscribe`` (tenant_id, user_id, client_id,
 topic_filter, qos). The service answers 200 with ``{"result": "allow"}`` or
 ``{"result": "deny"}``; a connect allow must name ``tenant_id`` (``user_id``
 defaults to the username; optional ``attributes``), a connect deny may give
-a ``reason_code``. Anything else (another status, bad JSON, a timeout, a
+a ``reason_code``; a subscribe allow may carry ``"deny": [patterns]``, literal
+MQTT patterns whose topics are filtered out of the subscription at delivery
+(``acl.narrow``: a pattern covering the whole filter refuses it). Anything
+else (another status, bad JSON, a malformed ``deny`` list, a timeout, a
 refused connection) denies, and that failure is not cached: the next call
-asks again. Answers are cached for ``cache_ttl`` seconds in a bounded LRU
+asks again. Narrowing is fixed when the subscription is granted (or the
+session resumes); ``generation`` never moves, a changed policy reaches
+existing subscriptions at the next resume. Answers are cached for ``cache_ttl`` seconds in a bounded LRU
 (connect answers keyed by an HMAC of the password under a per-process
 random key), and concurrent identical questions share one request.
 """
@@ -24,12 +29,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from ..logs import redact_url
 from ..mqtt.reason_codes import RC
+from .acl import REFUSED, SubscribeGrant, narrow
 from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
 from .http import HttpClient
@@ -37,6 +43,12 @@ from .http import HttpClient
 log = logging.getLogger("tidemq.auth")
 
 _REFUSED = AuthResult(False, reason_code=RC.NOT_AUTHORIZED)
+
+T = TypeVar("T")
+
+
+class BadAnswer(ValueError):
+    """A 200 answer whose content cannot be used: a deny, not cached."""
 
 
 class WebhookProvider(BaseAuthProvider):
@@ -84,25 +96,31 @@ class WebhookProvider(BaseAuthProvider):
             return None
         return answer
 
-    async def _decide(self, key: Hashable, body: dict[str, Any], interpret: Callable[[dict[str, Any]], Any],
-                      refused: Any) -> Any:
+    async def _decide(self, key: Hashable, body: dict[str, Any], interpret: Callable[[dict[str, Any]], T],
+                      refused: T) -> T:
         """Cached answer for ``key``, else one shared request (a caller's cancellation does not cancel it)."""
-        cached = self.cache.get(key)
+        cached: T = self.cache.get(key)
         if cached is not MISSING:
             return cached
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._fetch(key, body, interpret, refused))
             self._inflight[key] = task
-        return await asyncio.shield(task)
+        value: T = await asyncio.shield(task)
+        return value
 
-    async def _fetch(self, key: Hashable, body: dict[str, Any], interpret: Callable[[dict[str, Any]], Any],
-                     refused: Any) -> Any:
+    async def _fetch(self, key: Hashable, body: dict[str, Any], interpret: Callable[[dict[str, Any]], T],
+                     refused: T) -> T:
         try:
             answer = await self._call(body)
             if answer is None:
                 return refused
-            value = interpret(answer)
+            try:
+                value = interpret(answer)
+            except BadAnswer as exc:
+                self.failures += 1
+                log.warning("auth webhook %s (%s): %s: denied", self.url, body["action"], exc)
+                return refused
             self.cache.put(key, value)
             return value
         finally:
@@ -151,12 +169,26 @@ class WebhookProvider(BaseAuthProvider):
                 "client_id": who.client_id, "topic": topic, "qos": qos, "retain": retain}
         return await self._decide(key, body, _allowed, False)
 
-    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool:
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> SubscribeGrant:
         key = ("s", who, topic_filter, qos)
         body = {"action": "subscribe", "tenant_id": who.tenant_id, "user_id": who.user_id,
                 "client_id": who.client_id, "topic_filter": topic_filter, "qos": qos}
-        return await self._decide(key, body, _allowed, False)
+
+        def interpret(answer: dict[str, Any]) -> SubscribeGrant:
+            if answer["result"] != "allow":
+                return REFUSED
+            deny = answer.get("deny")
+            if deny is None:
+                deny = []
+            if not isinstance(deny, list):
+                raise BadAnswer(f"deny must be a list of topic patterns, got {deny!r}")
+            try:
+                return narrow(topic_filter, deny)
+            except ValueError as exc:
+                raise BadAnswer(f"bad deny list: {exc}") from None
+
+        return await self._decide(key, body, interpret, REFUSED)
 
 
 def _allowed(answer: dict[str, Any]) -> bool:
-    return answer["result"] == "allow"
+    return bool(answer["result"] == "allow")
