@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from redis import exceptions as rx
 from sanic import HTTPResponse, Request, text
 from sanic.exceptions import SanicException
 
+from tidemq.store.errors import store_unavailable
+
+__all__ = ["ApiError", "error_response", "store_unavailable"]
+
 log = logging.getLogger("tidemq.api")
-
-# a reply from Redis that means "unavailable right now", not "you or I made a mistake"
-_TRANSIENT_REPLIES = ("OOM", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY", "READONLY")
-
 
 class ApiError(Exception):
     """A response decided by the API: ``status`` and a one-line plain-text ``message``."""
@@ -28,19 +27,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def store_unavailable(exc: BaseException) -> str | None:
-    """The 503 reason when ``exc`` means the store is unreachable or too slow, else None."""
-    if isinstance(exc, TimeoutError | rx.TimeoutError):
-        return "store timeout: Redis did not answer in time"
-    if isinstance(exc, rx.ConnectionError | rx.ClusterDownError | rx.ClusterError | rx.ReadOnlyError):
-        return f"store unavailable: {_one_line(exc) or type(exc).__name__}"
-    if isinstance(exc, rx.ResponseError) and str(exc).upper().startswith(_TRANSIENT_REPLIES):
-        return f"store unavailable: {_one_line(exc)}"
-    if isinstance(exc, OSError):
-        return f"store unavailable: {_one_line(exc) or type(exc).__name__}"
-    return None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 
 from . import ws_protocol as wsp
 
+_MISSING = object()
 log = logging.getLogger("tidemq.ws")
 
 HANDSHAKE_TIMEOUT = 10.0
@@ -96,8 +97,9 @@ class WebSocketTransport(asyncio.Transport):
         self._proto.inner = protocol  # type: ignore[assignment]
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name in self._extra:
-            return self._extra[name]
+        own = super().get_extra_info(name, _MISSING)  # what the upgrade recorded (e.g. the path)
+        if own is not _MISSING:
+            return own
         return self._sock.get_extra_info(name, default)
 
 
