@@ -92,7 +92,7 @@ class Broker:
         self._spawn(control.listen(self.redis, svc.worker_id, svc.registry, svc.clock, svc.lifecycle, ready))
         # accept no client before takeover/kill signals can reach us
         await asyncio.wait_for(ready.wait(), timeout=15)
-        self._spawn(timers.connection_timers(svc.registry, svc.clock))
+        self._spawn(timers.connection_timers(svc.registry, svc.clock, svc.auth))
         self._spawn(timers.sweeper(self.redis, svc.wills, svc.clock, self.settings.sweep_interval))
         self._spawn(self.leases.run())
         if self.settings.health_port:  # before MQTT: a probe must see "ready" no earlier than clients can

@@ -85,6 +85,12 @@ class MQTTConnection(asyncio.Protocol):
     def connected(self) -> bool:
         return self.machine.state is sm.State.CONNECTED
 
+    def may_read(self, topic: str) -> bool:
+        """The read check of narrowed subscriptions (a deny rule inside a granted wildcard): free for
+        connections whose subscriptions overlap no deny rule (``reads.active`` is False)."""
+        session = self.session
+        return session is None or not session.reads.active or session.reads.allows(topic)
+
     # ------------------------------------------------------------ transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

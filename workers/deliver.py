@@ -72,7 +72,7 @@ class Outbound:
                 retained: bool = False) -> None:
         """A message for this transient session (local route, ``D`` signal or retained replay)."""
         conn = self.conn
-        if not conn.connected or msg.expired(now_ms):
+        if not conn.connected or msg.expired(now_ms) or not conn.may_read(msg.topic):
             return
         retain = retained or (rap and msg.retain)
         if qos == 0:
@@ -189,7 +189,7 @@ class InboxCursor:
                 break
             seq = e.seq
             msg = unpack(e.blob)
-            if msg.expired(now_ms):
+            if msg.expired(now_ms) or not conn.may_read(msg.topic):  # expired, or a narrowed subscription's deny
                 ops.ack(t, c, seq)
                 self.read_after = seq
                 continue

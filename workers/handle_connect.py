@@ -20,7 +20,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from tidemq.auth import AuthResult, ConnectInfo, Identity
+from tidemq.auth import AuthResult, ConnectInfo, Identity, subscribe_grant, subscribe_grant_now
+from tidemq.auth.grant import provider_generation
 from tidemq.limits import ConnectionLimiter
 from tidemq.mqtt import session as sm
 from tidemq.mqtt.packets import Auth, Connect
@@ -28,6 +29,7 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.signals import Takeover, encode
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
+from tidemq.store import subscriptions as sub_store
 from tidemq.tenants import TenantSettings
 
 from .deliver import InboxCursor, ReleaseFlow
@@ -149,11 +151,13 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     if svc.registry.note_tenant(tenant):  # once per tenant per process: the sweeper's tenant index
         await sess_store.tenants_add(svc.redis, tenant)
     session.sub_count = len(res.subscriptions)
-    session.sub_filters = set(res.subscriptions)
+    session.sub_filters = {flt: opts.qos for flt, opts in res.subscriptions.items()}
+    present = res.present and not p.clean_start
+    if present and session.sub_filters:
+        await _recheck_subscriptions(conn, session)
     props = dict(auth_props)
     if level == 5:
         props.update(_connack_properties(ts, client_id if assigned else None, capped if capped != expiry else None))
-    present = res.present and not p.clean_start
     held = m.accept(session_present=present, properties=props)
     log.info("connect tenant=%s user=%s client=%s ver=%d persistent=%s present=%s addr=%s",
              tenant, session.user, client_id, level, session.persistent, present, conn.address,
@@ -170,6 +174,33 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     conn.flush()
     conn.dispatch(held)  # what the client sent behind its CONNECT, in order [MQTT-3.1.4-5]
     conn.flush()
+
+
+async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession) -> None:
+    """Subscriptions restored on resume meet the provider's current rules: a filter no longer allowed
+    is dropped (and logged, without any payload); one that now overlaps deny rules is narrowed."""
+    svc = conn.services
+    refused: list[str] = []
+    for flt, qos in session.sub_filters.items():
+        grant = subscribe_grant_now(svc.auth, session.identity, flt, qos)
+        if grant is None:
+            grant = await subscribe_grant(svc.auth, session.identity, flt, qos)
+        if grant.granted:
+            session.reads.set(flt, grant)
+        else:
+            refused.append(flt)
+    session.reads.generation = provider_generation(svc.auth)
+    if not refused:
+        return
+    await sub_store.unsubscribe(svc.redis, session.tenant, session.client_id, refused, epoch=session.epoch)
+    for flt in refused:
+        del session.sub_filters[flt]
+        svc.metrics.refuse("subscription_dropped", session.tenant, RC.NOT_AUTHORIZED)
+        log.warning("subscription dropped on resume tenant=%s user=%s client=%s filter=%s: no longer allowed",
+                    session.tenant, session.user, session.client_id, flt,
+                    extra={"event": "subscription_dropped", "tenant": session.tenant, "user": session.user,
+                           "client": session.client_id, "reason": "acl"})
+    session.sub_count = max(0, session.sub_count - len(refused))
 
 
 def _session_expiry(p: Connect, level: int, ts: TenantSettings) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
+from tidemq.auth import SubscribeGrant, subscribe_grant, subscribe_grant_now
 from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
@@ -51,6 +52,7 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
     codes: list[int] = []
     accepted: list[tuple[str, SubOpts]] = []
     positions: list[int] = []
+    grants: dict[str, SubscribeGrant] = {}
     room = ts.max_topic_filters_per_inbox - session.sub_count
     for i, s in enumerate(p.subscriptions):
         refusal = 0
@@ -80,15 +82,14 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
             conn.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
             return
-        allowed_sub = getattr(svc.auth, "allowed_subscribe", None)
-        if allowed_sub is not None:
-            ok = allowed_sub(session.identity, s.topic_filter, s.qos)
-        else:
-            ok = await svc.auth.check_subscribe(session.identity, s.topic_filter, s.qos)
-        if not ok:
+        grant = subscribe_grant_now(svc.auth, session.identity, s.topic_filter, s.qos)
+        if grant is None:  # a provider that answers asynchronously (webhook)
+            grant = await subscribe_grant(svc.auth, session.identity, s.topic_filter, s.qos)
+        if not grant.granted:
             svc.metrics.refuse("subscribe_denied", session.tenant, RC.NOT_AUTHORIZED)
             codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
             continue
+        grants[s.topic_filter] = grant  # narrowed by overlapping deny rules, or plain
         qos = min(s.qos, ts.maximum_qos)
         positions.append(len(codes))
         codes.append(qos)
@@ -104,7 +105,9 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
             conn.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
             return
         session.sub_count += sum(1 for e in existed if not e)
-        session.sub_filters.update(f for f, _ in accepted)
+        for flt, opts in accepted:
+            session.sub_filters[flt] = opts.qos
+            session.reads.set(flt, grants[flt])  # deliveries through it are read-checked from now on
     # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
     # right behind it: a message published after the client saw its SUBACK can never overtake
     # the retained one (which would leave the client with stale state last)
@@ -176,7 +179,9 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
         conn.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")
         return
     session.sub_count = max(0, session.sub_count - sum(1 for e in existed if e))
-    session.sub_filters.difference_update(p.topic_filters)
+    for flt in p.topic_filters:
+        session.sub_filters.pop(flt, None)
+        session.reads.discard(flt)
     codes: list[int] = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
     conn.machine.ack_unsubscribe(p.packet_id, codes)
     conn.flush()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tidemq.auth import Identity
+from tidemq.auth import DeliveryFilter, Identity
 from tidemq.limits import ConnectionLimiter
 
 from .wills import StoredWill
@@ -30,7 +30,8 @@ class ClientSession:
     publish_will: bool = True  # False after a normal DISCONNECT (v5 0x04 sets it again)
     limiter: ConnectionLimiter | None = None
     sub_count: int = 0  # filters of the session (MaxTopicFiltersPerInbox)
-    sub_filters: set[str] = field(default_factory=set)  # their names: re-subscribing takes no quota
+    sub_filters: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS (re-subscribing: no quota)
+    reads: DeliveryFilter = field(default_factory=DeliveryFilter)  # narrowed subscriptions' read checks
 
     @property
     def identity(self) -> Identity:

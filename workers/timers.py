@@ -11,6 +11,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from tidemq.auth import AuthProvider
+from tidemq.auth.grant import poll, provider_generation, subscribe_grant_now
 from tidemq.clock import Clock
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import sessions as sess_store
@@ -36,12 +38,40 @@ def check_connection(conn: MQTTConnection, now: float) -> None:
         conn.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
 
 
-async def connection_timers(registry: Registry, clock: Clock) -> None:
+async def connection_timers(registry: Registry, clock: Clock, auth: AuthProvider) -> None:
+    generation = provider_generation(auth)
     while True:
         await asyncio.sleep(TICK)
         now = clock.monotonic()
         for conn in list(registry.connections):
             check_connection(conn, now)
+        try:
+            current = poll(auth)  # the provider re-reads changed rules (e.g. the auth file)
+        except Exception as exc:
+            log.warning("auth provider poll failed: %s", exc)
+            continue
+        if current != generation:
+            generation = current
+            for conn in list(registry.sessions.values()):
+                refresh_reads(conn)
+
+
+def refresh_reads(conn: MQTTConnection) -> None:
+    """The ACL changed: recompute which subscriptions of ``conn`` are narrowed (before its next delivery
+    where the provider answers synchronously)."""
+    session = conn.session
+    if session is None or not session.sub_filters:
+        return
+    auth = conn.services.auth
+    grants = {flt: subscribe_grant_now(auth, session.identity, flt, qos) for flt, qos in session.sub_filters.items()}
+    if any(g is None for g in grants.values()):  # an asynchronous provider: recomputed on a task
+        conn.spawn(session.reads.refresh(auth, session.identity, dict(session.sub_filters)))
+        return
+    session.reads.clear()
+    for flt, grant in grants.items():
+        assert grant is not None
+        session.reads.set(flt, grant)
+    session.reads.generation = provider_generation(auth)
 
 
 async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float) -> None:
