@@ -4,6 +4,8 @@
 -- ARGV: 1 client id, 2 clean_start ("1"/"0"), 3 user, 4 protocol version, 5 persistent ("1"/"0"),
 --       6 session expiry (s), 7 worker id, 8 address, 9 client type, 10 now (ms),
 --       11 will message blob ("" = no will), 12 will delay (s)
+-- A live session of another user (sess.user ~= ARGV 3) is left untouched: returns {-1} [the session
+-- belongs to (tenant, user, client); sessions of different users never resume, wipe or kick each other].
 -- Returns: {present (1/0), epoch, prev_worker, prev_epoch, sent, {filter, opts, ...}, {rel pid, ...},
 --           {q2in pid, ...}}; prev_worker is "" and prev_epoch 0 when the session was offline or absent.
 -- An offline session whose sexp deadline (ARGV 10 = now) has passed counts as absent, swept or not.
@@ -32,6 +34,11 @@ if exists and prev_worker == '' then
   if at and tonumber(at) <= tonumber(ARGV[10]) then
     exists = false
   end
+end
+local owner = exists and redis.call('HGET', KEYS[1], 'user')
+if owner and owner ~= ARGV[3] then
+  -- the session of another user of the tenant: never resumed, wiped or taken over by this one
+  return {-1}
 end
 local present = exists and ARGV[2] ~= '1'
 local changed = false

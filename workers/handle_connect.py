@@ -133,11 +133,16 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(svc.inbox_ops.flush_now(), ACK_BARRIER_TIMEOUT)
     now_ms = svc.clock.wall_ms()
-    res = await sess_store.session_connect(
-        svc.redis, tenant, client_id, user=session.user, ver=level, clean_start=p.clean_start,
-        persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
-        client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
-        track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
+    try:
+        res = await sess_store.session_connect(
+            svc.redis, tenant, client_id, user=session.user, ver=level, clean_start=p.clean_start,
+            persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
+            client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
+            track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
+    except sess_store.SessionOfAnotherUser:
+        _refuse(conn, svc.metrics.refuse("client_id_of_another_user", tenant, RC.CLIENT_IDENTIFIER_NOT_VALID),
+                "client id in use by another user")
+        return
     if conn.transport is None or conn.transport.is_closing():
         # the client went away while we were connecting: undo our claim
         await sess_store.session_disconnect(svc.redis, tenant, client_id, res.epoch, now_ms=svc.clock.wall_ms())

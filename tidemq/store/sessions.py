@@ -36,6 +36,13 @@ def _connect_keys(t: str, c: str) -> list[str]:
     return [*keys.session_keys(t, c), keys.routes(t), keys.rver(t), keys.sexp(t), keys.sessidx(t)]
 
 
+class SessionOfAnotherUser(Exception):
+    """``session_connect`` found the session ``(tenant, client id)`` owned by another user: nothing changed."""
+
+    def __init__(self, tenant: str, client_id: str) -> None:
+        super().__init__(f"session {tenant}/{client_id} belongs to another user")
+
+
 async def session_connect(
     r: Any,
     t: str,
@@ -70,6 +77,8 @@ async def session_connect(
         res = (await batch.execute())[index]
     else:
         res = await _CONNECT(r, ks, args)
+    if int(res[0]) < 0:  # the client id names a live session of another user of the tenant
+        raise SessionOfAnotherUser(t, c)
     present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in = res
     return ConnectResult(
         present=bool(present),
