@@ -26,6 +26,7 @@ from tidemq.limits import ConnectionCounter, ConnectRateLimiter
 from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt.reason_codes import RC
+from tidemq.publish import DROPS
 from tidemq.store import leases
 from tidemq.store import scripts as store_scripts
 from tidemq.store import sessions as sess_store
@@ -241,6 +242,7 @@ class Broker:
             out[f"messages_in_qos{qos}"] = n
         out["messages_routed"] = self.dispatcher.stats_routed
         out["dispatch_backlog"] = self.dispatcher.backlog
+        out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
         return out
 
     def schedule_will(self, tenant: str, client_id: str, fire_at_ms: int) -> None:

@@ -288,7 +288,15 @@ class MQTTConnection(ConnectHandler, SubscribeHandler, asyncio.Protocol):
             pid, qos = p.packet_id, p.qos
 
             def done(rc: int, pid: int = pid, qos: int = qos) -> None:
-                code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS) else RC.UNSPECIFIED_ERROR
+                code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) \
+                    else RC.UNSPECIFIED_ERROR
+                if code == RC.QUOTA_EXCEEDED and m.protocol_level < 5:
+                    # MQTT 3 has no failure PUBACK: acknowledge, the drop is counted and logged
+                    log.warning("inbox full: MQTT 3 publish acknowledged but queued nowhere tenant=%s "
+                                "client=%s", self.tenant, self.client_id,
+                                extra={"event": "inbox_drop_acked", "tenant": self.tenant,
+                                       "client": self.client_id})
+                    code = RC.SUCCESS
                 if self.persistent and qos == 2 and code < 0x80:
                     # the id is recorded only once the message is routed, and PUBREC goes out only once
                     # it is recorded: a crash in between makes the client resend the PUBLISH (routed
