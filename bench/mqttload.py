@@ -107,6 +107,7 @@ class MqttConn(asyncio.Protocol):
         self.first_rx = 0.0
         self.last_rx = 0.0
         self.acked = 0
+        self.refused_pids: list[int] = []  # packet ids of PUBACKs with a failure reason (MQTT 5, >= 0x80)
         self.inflight = 0
         self.next_pid = 1
         self.want_payload = False
@@ -201,6 +202,8 @@ class MqttConn(asyncio.Protocol):
                         cb(None, qos)
             elif ptype == PUBACK:
                 self.acked += 1
+                if rl > 2 and buf[p + 2] >= 0x80:
+                    self.refused_pids.append((buf[p] << 8) | buf[p + 1])
                 self.inflight -= 1
                 self._ack_event.set()
             elif ptype == CONNACK:

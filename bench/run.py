@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import BrokerError, start_broker
-from scenarios import ALIASES, SCALES, SCENARIOS, Scale, ScenarioResult
+from scenarios import ALIASES, QUEUE_LIMITS, SCALES, SCENARIOS, Scale, ScenarioResult
 
 try:
     import uvloop
@@ -69,7 +69,8 @@ def run_one(name: str, broker_kind: str, args: argparse.Namespace, scale: Scale,
         with start_broker(
             broker_kind,
             tidemq_mode=args.tidemq_mode,
-            max_queued=max(20_000, scale.offline_messages + 1_000),
+            max_queued=(QUEUE_LIMITS[name](scale) if name in QUEUE_LIMITS
+                        else max(20_000, scale.offline_messages + 1_000)),
             extra_args=args.tidemq_arg if broker_kind == "tidemq" else None,
             keep_logs=logs,
         ) as broker:

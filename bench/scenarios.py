@@ -413,7 +413,59 @@ async def offline_queue(host: str, port: int, s: Scale, version: int, run_id: st
     return res
 
 
+async def offline_overflow(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """An offline persistent subscriber and 4x more QoS 1 messages than its queue (``QUEUE_LIMITS``), from an
+    MQTT 5 publisher: what the broker acknowledged with success must be exactly what the subscriber gets
+    on reconnect. ``lost`` = acknowledged-with-success not delivered; ``duplicated`` = delivered twice or
+    never acknowledged with success. The MQTT 5 publisher is used whatever ``version`` says: MQTT 3.1.1
+    has no failure PUBACK, so a 3.1.1 publisher cannot be told (TideMQ acknowledges, counts and logs)."""
+    res = ScenarioResult("offline-overflow")
+    n = s.offline_messages
+    topic = f"bench/{run_id}/overflow"
+    cid = f"{run_id}-overflow-sub"
+    sub = await connect(host, port, cid, version=5, clean=False, session_expiry=3600)
+    await sub.subscribe([topic], 1)
+    await sub.disconnect()
+    pub = await connect(host, port, f"{run_id}-overflow-pub", version=5)
+    sink = _SeqSink(n, None)
+    sub2: MqttConn | None = None
+    try:
+        t0 = time.perf_counter()
+        first_pid = pub.next_pid
+        res.sent = await publish_qos1(pub, topic, _seq_payload(s.payload_size), min(n, 65535), s.window,
+                                      t0 + s.pub_time, ack_grace=s.grace)
+        if pub.inflight:
+            res.notes.append(f"{pub.inflight} PUBACKs never arrived: not counted as acknowledged")
+        refused = {(pid - first_pid) % 65535 for pid in pub.refused_pids}
+        ok = [seq for seq in range(res.sent) if seq not in refused][: max(0, pub.acked - len(refused))]
+        res.expected = len(ok)
+        sub2 = await connect(host, port, cid, version=5, clean=False, session_expiry=3600, on_publish=sink,
+                             want_payload=True)
+        t1 = time.perf_counter()
+        await _wait_count(lambda: sink.unique, res.expected, t1, s)
+        if res.expected == sink.unique:  # one idle period more: anything extra would be a loss in reverse
+            await asyncio.sleep(min(s.idle, 1.0))
+        res.received = sub2.received
+        res.elapsed = (sub2.last_rx or time.perf_counter()) - t1
+        ok_set = set(ok)
+        res.lost = sum(1 for seq in ok if not sink.seen[seq])
+        extra = sum(1 for seq in range(n) if sink.seen[seq] and seq not in ok_set)
+        res.duplicated = sink.dups + sink.out_of_range + extra
+        res.metrics = [Metric("refused (0x97)", float(len(refused)), "msg"),
+                       Metric("drain msgs/s", _rate(sink.unique, res.elapsed), "msg/s")]
+        res.notes.append(f"tally: published {res.sent}, acknowledged-ok {len(ok)}, refused {len(refused)}, "
+                         f"delivered {sink.unique}, lost {res.lost}, unexpected {extra}, duplicates {sink.dups}")
+    finally:
+        await _close_all([pub] + ([sub2] if sub2 else []))
+    return res
+
+
 ScenarioFn = Callable[[str, int, Scale, int, str], Awaitable[ScenarioResult]]
+
+# the broker's per-session offline queue for scenarios that must overflow it (others get a roomy one)
+QUEUE_LIMITS: dict[str, Callable[[Scale], int]] = {
+    "offline-overflow": lambda s: max(10, s.offline_messages // 4),
+}
 
 SCENARIOS: dict[str, ScenarioFn] = {
     "fan-in": fan_in,
@@ -423,6 +475,7 @@ SCENARIOS: dict[str, ScenarioFn] = {
     "latency": latency,
     "connect-storm": connect_storm,
     "offline-queue": offline_queue,
+    "offline-overflow": offline_overflow,
 }
 
 ALIASES: dict[str, list[str]] = {

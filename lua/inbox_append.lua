@@ -1,36 +1,83 @@
 -- inbox_append: append one message to the inboxes of several sessions of one tenant.
 -- KEYS: per target t (1-based): 2t-1 sess, 2t inbox
 -- ARGV: 1 message blob (passed once for all targets), 2 inbox limit (entries; < 1 stores nothing),
---       3 drop_oldest ("1": a full inbox drops its oldest entry, "0": the new message is dropped),
---       then per target: 2+2t qos, 3+2t subscription ids ("1,7" or "")
--- Returns: {missing, dropped, owner worker, ...}: targets without a session, messages dropped by the
---          limit, and the distinct online owners of the inboxes that got the message (to notify).
+--       3 qos0_drop_oldest ("1" or "0"),
+--       then per target: 2+2t qos ("1", or "1r" = deliver with RETAIN), 3+2t subscription ids ("1,7" or "")
+-- Policy (BifroMQ's QoS0DropOldest, which concerns QoS 0 only): an inbox holding `limit` entries is
+-- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
+-- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and
+-- the inbox holds a QoS 0 entry: the oldest QoS 0 entry is deleted and the new one queued (reason 3).
+-- Finding the oldest QoS 0 entry: sess field q0lo is a sequence number below which every live entry is
+-- QoS 1/2 (entries only ever get higher seqs, so it only grows); the scan starts there and moves it,
+-- so each entry is scanned at most once over the inbox's life (amortized O(1) per append). It lives in
+-- the session record, so it goes wherever the session goes.
+-- Returns: {missing, queued, {owner worker, ...}, {target index, reason, target index, reason, ...}}:
+--          targets without a session, targets that got the message, the distinct online owners of the
+--          inboxes that got it (to notify), and one (index, reason) pair per drop.
 -- Entry: id "<seq>-0" with seq = HINCRBY sess seq 1, fields q (qos), i (sub ids), m (blob).
 local limit = tonumber(ARGV[2])
 local drop_oldest = ARGV[3] == '1'
-local missing, dropped = 0, 0
-local result = {0, 0}
+local missing, queued = 0, 0
+local owners, drops = {}, {}
 local seen = {}
-for t = 1, #KEYS / 2 do
-  local sess = KEYS[2 * t - 1]
-  local inbox = KEYS[2 * t]
-  local worker = redis.call('HGET', KEYS[2 * t - 1], 'worker')
-  if not worker then
-    missing = missing + 1
-  elseif limit < 1 or (not drop_oldest and redis.call('XLEN', inbox) >= limit) then
-    dropped = dropped + 1
-  else
-    local seq = redis.call('HINCRBY', sess, 'seq', 1)
-    redis.call('XADD', inbox, seq .. '-0', 'q', ARGV[2 + 2 * t], 'i', ARGV[3 + 2 * t], 'm', ARGV[1])
-    if drop_oldest then
-      dropped = dropped + redis.call('XTRIM', inbox, 'MAXLEN', limit)
+
+local function drop_oldest_qos0(sess, inbox)
+  local from = tonumber(redis.call('HGET', sess, 'q0lo')) or 1
+  while true do
+    local page = redis.call('XRANGE', inbox, from .. '-0', '+', 'COUNT', 64)
+    if #page == 0 then
+      redis.call('HSET', sess, 'q0lo', from)
+      return false
     end
-    if worker ~= '' and not seen[worker] then
-      seen[worker] = true
-      result[#result + 1] = worker
+    for _, e in ipairs(page) do
+      local seq = tonumber(string.match(e[1], '^(%d+)'))
+      local fields = e[2]
+      for k = 1, #fields - 1, 2 do
+        if fields[k] == 'q' then
+          if string.sub(fields[k + 1], 1, 1) == '0' then
+            redis.call('XDEL', inbox, e[1])
+            redis.call('HSET', sess, 'q0lo', seq + 1)
+            return true
+          end
+          break
+        end
+      end
+      from = seq + 1
     end
   end
 end
-result[1] = missing
-result[2] = dropped
-return result
+
+for t = 1, #KEYS / 2 do
+  local sess = KEYS[2 * t - 1]
+  local inbox = KEYS[2 * t]
+  local qos = ARGV[2 + 2 * t]
+  local worker = redis.call('HGET', sess, 'worker')
+  local store = true
+  if not worker then
+    missing = missing + 1
+    store = false
+  elseif limit < 1 or redis.call('XLEN', inbox) >= limit then
+    if string.sub(qos, 1, 1) ~= '0' then
+      drops[#drops + 1] = t
+      drops[#drops + 1] = 1
+      store = false
+    elseif limit >= 1 and drop_oldest and drop_oldest_qos0(sess, inbox) then
+      drops[#drops + 1] = t
+      drops[#drops + 1] = 3
+    else
+      drops[#drops + 1] = t
+      drops[#drops + 1] = 2
+      store = false
+    end
+  end
+  if store then
+    local seq = redis.call('HINCRBY', sess, 'seq', 1)
+    redis.call('XADD', inbox, seq .. '-0', 'q', qos, 'i', ARGV[3 + 2 * t], 'm', ARGV[1])
+    queued = queued + 1
+    if worker ~= '' and not seen[worker] then
+      seen[worker] = true
+      owners[#owners + 1] = worker
+    end
+  end
+end
+return {missing, queued, owners, drops}

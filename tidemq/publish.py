@@ -11,6 +11,12 @@ always matched. ``publish`` is the whole path for a single message from a
 process without connections (the admin API): check, match, plan, append and
 signal in one pipelined round trip each, notify inbox owners.
 
+No silent loss: ``fan_out`` counts every inbox drop per tenant in ``DROPS``
+(read by the worker's and the API's metrics) and logs it as an ``inbox_drop``
+event (tenant, client, reason; never the payload); ``publish_code`` turns a
+message that could be queued for no target because of the inbox quota into
+0x97 (Quota exceeded) for the publisher.
+
 Invariants: the subscriber QoS is ``min(publish qos, subscription qos)``; a
 message is packed once; nothing here retains (retained messages are
 ``tidemq.store.retained``'s business).
@@ -19,17 +25,21 @@ message is packed once; nothing here retains (retained messages are
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from tidemq import signals
 from tidemq.message import Message, pack
+from tidemq.mqtt.reason_codes import RC
 from tidemq.routing.trie import Route, TenantRoutes
 from tidemq.store import inbox as inbox_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import AppendResult, InboxAppend
+
+log = logging.getLogger("tidemq.publish")
 
 # (client id, qos, subscription ids); qos "<n>r" = deliver with RETAIN set (retain as published)
 InboxTarget = tuple[str, int | str, tuple[int, ...]]
@@ -111,17 +121,72 @@ class PublishResult:
     inbox_targets: int = 0
     remote_targets: int = 0
     dropped: int = 0
+    refused: int = 0  # inbox targets that did not get the message (inbox full)
+    queued: int = 0  # inbox targets that got it
+
+
+# metric name per inbox drop reason (tidemq.store.models.DROP_REASONS), in the family of the
+# worker's ``refused_<reason>`` / ``dropped_qos0`` counters
+DROP_METRICS = {
+    "inbox_full": "refused_inbox_full",  # a QoS 1/2 message not queued: its inbox is full
+    "qos0_inbox_full": "dropped_qos0_inbox_full",  # a new QoS 0 message not queued
+    "qos0_oldest": "dropped_qos0_oldest",  # the oldest queued QoS 0 entry deleted to make room
+}
+
+
+class InboxDrops:
+    """Per-tenant counters of inbox drops (one process); ``DROPS`` is the process-wide one."""
+
+    def __init__(self) -> None:
+        self.by_tenant: Counter[tuple[str, str]] = Counter()  # (tenant, metric name) -> drops
+
+    def record(self, tenant: str, results: list[AppendResult]) -> None:
+        """Count and log the drops of ``results`` (one log line per client and reason per call)."""
+        per: Counter[tuple[str, str]] = Counter()
+        for res in results:
+            per.update(res.drops)
+        for (client, reason), n in sorted(per.items()):
+            name = DROP_METRICS[reason]
+            self.by_tenant[(tenant, name)] += n
+            log.warning("inbox drop tenant=%s client=%s reason=%s count=%d", tenant, client, reason, n,
+                        extra={"event": "inbox_drop", "tenant": tenant, "client": client, "reason": reason,
+                               "count": n})
+
+    def totals(self) -> dict[str, int]:
+        """Every drop metric summed over tenants (zeros included, so the series always exist)."""
+        out = dict.fromkeys(DROP_METRICS.values(), 0)
+        for (_tenant, name), n in self.by_tenant.items():
+            out[name] += n
+        return out
+
+    def tenant(self, tenant: str) -> dict[str, int]:
+        """One tenant's drop counters."""
+        return {name: self.by_tenant[(tenant, name)] for name in DROP_METRICS.values()}
+
+
+DROPS = InboxDrops()
+
+
+def publish_code(matched: bool, delivered_elsewhere: bool, append: AppendResult | None) -> int:
+    """The reason code for a publisher: 0x10 without a match; 0x97 (Quota exceeded) when the message
+    went to no transient subscriber and to no inbox because inboxes were full; else success."""
+    if not matched:
+        return RC.NO_MATCHING_SUBSCRIBERS
+    if not delivered_elsewhere and append is not None and append.queued == 0 and append.refused:
+        return RC.QUOTA_EXCEEDED
+    return RC.SUCCESS
 
 
 async def fan_out(
     r: Any, appends: list[InboxAppend], remote: dict[str, list[signals.Delivery]], *,
-    local_worker: str | None = None,
+    local_worker: str | None = None, drops: InboxDrops = DROPS,
 ) -> tuple[list[AppendResult], list[tuple[str, str]]]:
     """Write planned deliveries: inbox appends and per-worker ``D`` signals in one concurrent step,
     then an ``N`` signal to every other worker owning an inbox that got entries.
 
-    Returns the append results and the ``(tenant, client)`` inboxes owned by ``local_worker``
-    (the caller wakes those itself).
+    Returns the append results (one per append, in order: ``publish_code`` reads them) and the
+    ``(tenant, client)`` inboxes owned by ``local_worker`` (the caller wakes those itself).
+    Every inbox drop is counted and logged in ``drops``.
     """
     aws: list[Any] = []
     if appends:
@@ -131,6 +196,12 @@ async def fan_out(
             r, [(w, signals.encode_deliveries(items)) for w, items in remote.items()]))
     out = await asyncio.gather(*aws) if aws else []
     results: list[AppendResult] = out[0] if appends else []
+    dropped: dict[str, list[AppendResult]] = defaultdict(list)
+    for item, res in zip(appends, results, strict=True):
+        if res.drops:
+            dropped[item.tenant].append(res)
+    for tenant, rs in dropped.items():
+        drops.record(tenant, rs)
     local: list[tuple[str, str]] = []
     notify: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for item, res in zip(appends, results, strict=True):
@@ -161,5 +232,6 @@ async def publish(
     appends = [InboxAppend(tenant, blob, plan.inbox, inbox_limit, drop_oldest)] if plan.inbox else []
     remote = {w: [signals.Delivery(tenant, targets, blob)] for w, targets in plan.remote.items()}
     results, _ = await fan_out(r, appends, remote)
-    dropped = results[0].dropped if results else 0
-    return PublishResult(True, len(plan.inbox), sum(len(v) for v in plan.remote.values()), dropped)
+    res = results[0] if results else None
+    return PublishResult(True, len(plan.inbox), sum(len(v) for v in plan.remote.values()),
+                         res.dropped if res else 0, res.refused if res else 0, res.queued if res else 0)

@@ -23,6 +23,7 @@ from tidemq.auth import AuthProvider, make_provider
 from tidemq.clock import SYSTEM_CLOCK, Clock
 from tidemq.config import Settings
 from tidemq.mqtt.reason_codes import RC
+from tidemq.publish import DROPS
 from tidemq.store import scripts as store_scripts
 from tidemq.tenants import SettingsProvider
 
@@ -171,4 +172,5 @@ class Broker:
             out[f"messages_in_qos{qos}"] = n
         out["messages_routed"] = svc.dispatcher.stats_routed
         out["dispatch_backlog"] = svc.dispatcher.backlog
+        out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
         return out

@@ -32,7 +32,7 @@ from tidemq import signals
 from tidemq.clock import Clock
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import RouteCache, fan_out, plan_routes, sub_ids
+from tidemq.publish import RouteCache, fan_out, plan_routes, publish_code, sub_ids
 from tidemq.routing.trie import Route
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend
@@ -149,6 +149,8 @@ class Dispatcher:
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
         local: list[tuple[Pending, Route, int]] = []
         matched = [False] * len(batch)
+        elsewhere = [False] * len(batch)  # also went to a transient session (local or remote)
+        append_at: dict[int, int] = {}  # batch index -> its inbox append (its result: quota refusals)
 
         settings: dict[str, TenantSettings] = {}
         for i, p in enumerate(batch):
@@ -167,16 +169,18 @@ class Dispatcher:
             matched[i] = True
             plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain)
             local.extend((p, rt, qos) for rt, qos in plan.local)
+            elsewhere[i] = bool(plan.local or plan.remote)
             if plan.inbox or plan.remote:  # encoded once, and only when it leaves the process
                 p.blob = pack(p.msg)
             if plan.inbox:
+                append_at[i] = len(appends)
                 appends.append(InboxAppend(
                     p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest))
             for w, targets in plan.remote.items():
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
         # inboxes and other workers in one concurrent step; owners of inboxes woken (ours directly)
-        _results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me)
+        results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me)
         for tenant, cid in local_inboxes:
             registry.notify_inbox(tenant, cid)
 
@@ -185,7 +189,8 @@ class Dispatcher:
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:
-                p.done(RC.SUCCESS if matched[i] else RC.NO_MATCHING_SUBSCRIBERS)
+                at = append_at.get(i)
+                p.done(publish_code(matched[i], elsewhere[i], results[at] if at is not None else None))
 
     async def _retain(self, p: Pending) -> None:
         limit = self.tenants.cached(p.tenant).retained_topic_limit

@@ -16,6 +16,7 @@ any point neither loses nor duplicates the message.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from tidemq.message import Message, expiry_deadline
@@ -26,6 +27,8 @@ from tidemq.mqtt.reason_codes import RC
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
+
+log = logging.getLogger("tidemq.conn")
 
 
 def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
@@ -115,7 +118,11 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
 
         def acknowledge(code: int) -> None:
             if code >= 0x80 and m.protocol_level < 5:
-                if code == RC.QUOTA_EXCEEDED:  # v3 cannot say it; the drop is counted and logged
+                if code == RC.QUOTA_EXCEEDED:  # MQTT 3 has no failure PUBACK: acknowledged, counted and logged
+                    log.warning("inbox full: MQTT 3 publish acknowledged but queued nowhere tenant=%s client=%s",
+                                session.tenant, session.client_id, extra={
+                                    "event": "inbox_drop_acked", "tenant": session.tenant,
+                                    "client": session.client_id})
                     code = RC.SUCCESS
                 else:
                     conn.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")

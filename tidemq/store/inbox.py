@@ -7,6 +7,11 @@ entry carries ``q`` (qos granted for this subscriber), ``i`` (subscription
 ids, comma list) and ``m`` (the message blob, packed once per publish and
 passed once per script call whatever the number of targets).
 
+A full inbox (``limit`` entries) never loses a queued QoS 1/2 entry: a new
+QoS 1/2 message for it is refused and reported per target; only QoS 0 is
+ever dropped (the new one, or with drop-oldest the oldest QoS 0 entry).
+Callers learn every drop from ``AppendResult.drops`` (see lua/inbox_append.lua).
+
 Everything here is batched: one pipelined round trip for a whole list (one
 script call per message per tenant; a pipeline spans tenants and, on a
 cluster, nodes). Scripts that could recreate keys of a removed session check
@@ -19,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tidemq.store import keys
-from tidemq.store.models import AppendResult, InboxAppend, InboxEntry, InboxOp
+from tidemq.store.models import DROP_REASONS, AppendResult, InboxAppend, InboxEntry, InboxOp
 from tidemq.store.scripts import Batch, get
 
 _APPEND = get("inbox_append")
@@ -42,8 +47,13 @@ def queue_append(batch: Batch, item: InboxAppend) -> int:
     return batch.script(_APPEND, ks, args)
 
 
-def decode_append(res: Sequence[Any]) -> AppendResult:
-    return AppendResult(owners={_s(w) for w in res[2:]}, dropped=int(res[1]), missing=int(res[0]))
+def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
+    """Decode ``inbox_append``'s reply for ``item`` (drops named by the target's client id)."""
+    pairs = list(res[3])
+    drops = [(item.targets[int(pairs[k]) - 1][0], DROP_REASONS[int(pairs[k + 1])])
+             for k in range(0, len(pairs) - 1, 2)]
+    return AppendResult(owners={_s(w) for w in res[2]}, dropped=len(drops), missing=int(res[0]),
+                        queued=int(res[1]), drops=drops)
 
 
 async def inbox_append_many(r: Any, items: Sequence[InboxAppend]) -> list[AppendResult]:
@@ -51,7 +61,8 @@ async def inbox_append_many(r: Any, items: Sequence[InboxAppend]) -> list[Append
     batch = Batch(r)
     queued = [queue_append(batch, item) if item.targets else -1 for item in items]
     results = await batch.execute()
-    return [decode_append(results[i]) if i >= 0 else AppendResult(set(), 0, 0) for i in queued]
+    return [decode_append(item, results[i]) if i >= 0 else AppendResult(set(), 0, 0)
+            for item, i in zip(items, queued, strict=True)]
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> InboxEntry:

@@ -73,8 +73,20 @@ class InboxAppend:
 @dataclass(slots=True)
 class AppendResult:
     owners: set[str]  # online owner workers of inboxes that got the message (notify them)
-    dropped: int  # messages dropped by the inbox limit (new or oldest, per policy)
+    dropped: int  # messages dropped by the inbox limit (the new one, or the oldest QoS 0 entry)
     missing: int  # targets without a session
+    queued: int = 0  # targets whose inbox got the message
+    # one (client id, reason) per drop; reason in DROP_REASONS ("inbox_full": a QoS 1/2 message not queued)
+    drops: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def refused(self) -> int:
+        """Targets that did not get the new message because their inbox was full."""
+        return sum(1 for _c, reason in self.drops if reason != "qos0_oldest")
+
+
+# what inbox_append reports per dropped target, by its reason number
+DROP_REASONS = {1: "inbox_full", 2: "qos0_inbox_full", 3: "qos0_oldest"}
 
 
 @dataclass(frozen=True, slots=True)
