@@ -139,12 +139,12 @@ async def test_publish_appends_signals_and_notifies(r: Any) -> None:
         (entry,) = await inbox_read(r, T, "p")
         assert (entry.qos, entry.sub_ids, unpack(entry.blob).payload) == (1, (7,), b"payload")
         async with asyncio.timeout(5):
-            kind, deliveries = signals.decode(await w2.get())
-            assert kind == "D"
-            (d,) = deliveries
+            sig = signals.decode(await w2.get())
+            assert isinstance(sig, signals.Deliver)
+            (d,) = sig.items
             assert d.tenant == T and d.targets == [signals.DeliverTarget("t", 2, (), False)]
             assert unpack(d.blob).topic == "x/y" and d.blob == entry.blob  # packed once
-            assert signals.decode(await w1.get()) == ("N", {"s": [[T, ["p"]]]})
+            assert signals.decode(await w1.get()) == signals.Notify([(T, ["p"])])
         miss = await pub.publish(r, cache, T, Message("other", b""), inbox_limit=10, drop_oldest=False)
         assert miss == pub.PublishResult(False)
     finally:
@@ -164,8 +164,8 @@ async def test_fan_out_wakes_local_inboxes_itself_and_signals_other_owners(r: An
         # append (a worker skips the sessions it does not hold), the caller's own included
         assert local == [(T, "mine"), (T, "theirs"), (T, "nobody")]
         async with asyncio.timeout(5):
-            kind, body = signals.decode(await w9.get())
-        assert kind == "N" and body == {"s": [[T, ["mine", "nobody", "theirs"]]]}
+            sig = signals.decode(await w9.get())
+        assert sig == signals.Notify([(T, ["mine", "nobody", "theirs"])])
     finally:
         await w9.close()
     assert await fan_out(r, [], {}) == ([], [])
