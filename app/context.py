@@ -20,15 +20,16 @@ from typing import Any
 
 from sanic import HTTPResponse, Request
 
-from app.errors import ApiError
-from app.headers import parse
-from app.metrics import Metrics
-from app.spec import BY_NAME, Params
-from app.tokens import allows
 from tidemq.auth import AuthProvider
 from tidemq.config import Settings
 from tidemq.publish import RouteCache
 from tidemq.tenants import SettingsProvider, TenantSettings
+
+from .errors import ApiError
+from .headers import parse
+from .metrics import Metrics
+from .spec import BY_NAME, Params
+from .tokens import allows
 
 DEFAULT_STORE_TIMEOUT = 3.0  # seconds for the whole store conversation of one request
 

@@ -16,8 +16,8 @@ import random
 import re
 from collections.abc import Iterable
 
-from app.errors import ApiError
-from app.spec import (
+from .errors import ApiError
+from .spec import (
     INT64_MAX,
     INT64_MIN,
     KNOWN_HEADERS,

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from app.spec import ENDPOINTS, INT64_MAX, INT64_MIN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, UINT32_MAX, Header
+from .spec import ENDPOINTS, INT64_MAX, INT64_MIN, LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, UINT32_MAX, Header
 
 _NULLABLE_INT = {"type": "integer", "format": "int64", "nullable": True}
 

@@ -24,17 +24,18 @@ from typing import Any
 from sanic import HTTPResponse, Request, Sanic
 from sanic.response import BaseHTTPResponse
 
-from app import openapi
-from app.context import DEFAULT_STORE_TIMEOUT, ApiState
-from app.endpoints import BLUEPRINTS
-from app.errors import ApiError, error_response
-from app.headers import collect, new_req_id, parse_req_id
-from app.spec import OPEN_PATHS
-from app.tokens import Tokens
 from tidemq.auth import AuthProvider, make_provider
 from tidemq.config import Settings
 from tidemq.store import admin as admin_store
 from tidemq.tenants import SettingsProvider
+
+from . import openapi
+from .context import DEFAULT_STORE_TIMEOUT, ApiState
+from .endpoints import BLUEPRINTS
+from .errors import ApiError, error_response
+from .headers import collect, new_req_id, parse_req_id
+from .spec import OPEN_PATHS
+from .tokens import Tokens
 
 log = logging.getLogger("tidemq.api")
 

@@ -43,18 +43,31 @@ def test_sans_io_modules_do_no_io(path: Path) -> None:
     assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def _names(module: str, service: str) -> bool:
+    """``module`` is the service's code under its folder name or its installed name (tidemq.api/.worker)."""
+    installed = {"app": "tidemq.api", "workers": "tidemq.worker"}[service]
+    return module.split(".")[0] == service or module == installed or module.startswith(installed + ".")
+
+
 def test_app_and_workers_never_import_each_other() -> None:
     for path in product_files("app"):
-        assert not {m for m in imports(path) if m.split(".")[0] == "workers"}, path
+        assert not {m for m in imports(path) if _names(m, "workers")}, path
     for path in product_files("workers"):
-        assert not {m for m in imports(path) if m.split(".")[0] == "app"}, path
+        assert not {m for m in imports(path) if _names(m, "app")}, path
+
+
+def test_services_import_themselves_relatively() -> None:
+    """Inside app/ and workers/, own modules are imported relatively: the folder name is not the installed name."""
+    for service in ("app", "workers"):
+        for path in product_files(service):
+            assert not {m for m in imports(path) if _names(m, service)}, path
 
 
 def test_core_imports_neither_service() -> None:
     for path in product_files("tidemq"):
         if path.name == "cli.py":  # the command line composes the services
             continue
-        bad = {m for m in imports(path) if m.split(".")[0] in ("app", "workers")}
+        bad = {m for m in imports(path) if _names(m, "app") or _names(m, "workers")}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -72,11 +73,10 @@ def main(argv: list[str] | None = None) -> None:
               "--allow-insecure) to accept that, or bind to 127.0.0.1 (docs/security.md)", file=sys.stderr)
         sys.exit(2)
     if args.command in ("api", "standalone") and settings.api_token_file:
-        from app.tokens import TokenFileError, load_token_file
-
+        tokens = _component("tidemq.api.tokens")
         try:
-            load_token_file(settings.api_token_file)
-        except TokenFileError as exc:
+            tokens.load_token_file(settings.api_token_file)
+        except tokens.TokenFileError as exc:
             sys.exit(f"tidemq: {exc}")
     logs.setup(settings.log_level, settings.log_json)
     _prepare(settings, exposed)
@@ -143,6 +143,16 @@ def _run_processes(settings: Settings, n: int) -> int:
     return code
 
 
+def _component(module: str) -> Any:
+    """The worker (``tidemq.worker``) or the admin API (``tidemq.api``), imported when the command needs it.
+
+    Both are installed from the repository's ``workers/`` and ``app/`` folders (pyproject ``package-dir``);
+    mypy checks those folders as packages of their own, so they are imported by name here, which also keeps
+    the API's dependencies out of a worker process.
+    """
+    return importlib.import_module(module)
+
+
 async def _run(command: str, settings: Settings, *, reuse_port: bool = False) -> None:
     from .store.connection import close_redis, open_redis
 
@@ -157,13 +167,11 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False) ->
     broker = api = None
     try:
         if command in ("worker", "standalone"):
-            from workers.broker import Broker
-
-            broker = Broker(settings, redis)
+            broker = _component("tidemq.worker.broker").Broker(settings, redis)
             await broker.start(settings.host, settings.mqtt_port, reuse_port=reuse_port)
         if command in ("api", "standalone"):
             try:
-                from app.server import start_api
+                start_api = _component("tidemq.api.server").start_api
             except ImportError:
                 if command == "api":
                     raise

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from app.errors import ApiError
 from tidemq.mqtt.topics import TopicError, validate_topic_filter, validate_topic_name
 from tidemq.tenants import TenantSettings
+
+from ..errors import ApiError
 
 
 def now_ms() -> int:

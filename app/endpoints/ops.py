@@ -9,11 +9,12 @@ import asyncio
 
 from sanic import Blueprint, HTTPResponse, Request, raw, text
 
-from app.context import ApiState
-from app.errors import ApiError, store_unavailable
-from app.tokens import ALL
 from tidemq.store import admin as admin_store
 from tidemq.store import leases
+
+from ..context import ApiState
+from ..errors import ApiError, store_unavailable
+from ..tokens import ALL
 
 bp = Blueprint("ops")
 

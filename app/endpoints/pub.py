@@ -13,11 +13,12 @@ import logging
 
 from sanic import Blueprint, HTTPResponse, Request, text
 
-from app.context import ApiState, check_body, endpoint, tenant, tenant_settings
-from app.endpoints.common import check_topic, now_ms
-from app.spec import Params
 from tidemq.message import Message
 from tidemq.publish import publish
+
+from ..context import ApiState, check_body, endpoint, tenant, tenant_settings
+from ..spec import Params
+from .common import check_topic, now_ms
 
 bp = Blueprint("pub")
 log = logging.getLogger("tidemq.api")

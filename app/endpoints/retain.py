@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request, json, text
 
-from app.context import ApiState, check_body, endpoint, tenant, tenant_settings
-from app.endpoints.common import check_topic, now_ms
-from app.endpoints.pub import audit, message_of
-from app.errors import ApiError
-from app.spec import Params
 from tidemq.message import pack, unpack
 from tidemq.store import admin as admin_store
 from tidemq.store import retained as retained_store
+
+from ..context import ApiState, check_body, endpoint, tenant, tenant_settings
+from ..errors import ApiError
+from ..spec import Params
+from .common import check_topic, now_ms
+from .pub import audit, message_of
 
 bp = Blueprint("retain")
 

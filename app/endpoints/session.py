@@ -14,14 +14,15 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, json
 
-from app.context import ApiState, endpoint, tenant
-from app.endpoints.common import now_ms
-from app.errors import ApiError
-from app.spec import Params
 from tidemq import signals
 from tidemq.store import admin as admin_store
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
+
+from ..context import ApiState, endpoint, tenant
+from ..errors import ApiError
+from ..spec import Params
+from .common import now_ms
 
 bp = Blueprint("session")
 

@@ -14,14 +14,15 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, text
 
-from app.context import ApiState, endpoint, tenant, tenant_settings
-from app.endpoints.common import check_filter
-from app.errors import ApiError
-from app.spec import Params
 from tidemq.auth import Identity
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
+
+from ..context import ApiState, endpoint, tenant, tenant_settings
+from ..errors import ApiError
+from ..spec import Params
+from .common import check_filter
 
 bp = Blueprint("sub")
 

@@ -49,7 +49,8 @@ class ApiServer:
         return fut.result(timeout)
 
     def start(self) -> ApiServer:
-        from app.server import start_api
+        from tidemq.api.server import start_api
+
         from tidemq.store.connection import open_redis
 
         self.thread.start()

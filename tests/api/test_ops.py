@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tidemq.api.spec import ENDPOINTS
 
-from app.spec import ENDPOINTS
 from tests.api.conftest import pub_headers
 from tests.interop.clients import uid
 

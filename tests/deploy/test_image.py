@@ -99,7 +99,7 @@ def test_installed_package_finds_its_lua_scripts(tmp_path: Path) -> None:
     if pip.returncode != 0:
         pytest.skip(f"cannot build the package offline here: {pip.stderr[-500:]}")
     probe = (
-        "import json, tidemq.cli, workers.broker, app.server\n"
+        "import json, tidemq.cli, tidemq.worker.broker, tidemq.api.server\n"
         "from tidemq.store import scripts\n"
         "print(json.dumps([scripts.__file__, str(scripts.LUA_DIR), sorted(scripts.SCRIPTS)]))\n"
     )

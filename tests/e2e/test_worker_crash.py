@@ -20,12 +20,12 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from tidemq.worker.broker import LEASE_RENEW_S, LEASE_TTL_MS
 
 from tests.e2e.conftest import reconnect
 from tests.fixtures.brokers import Broker
 from tests.interop.clients import Paho, sentinel_barrier, uid
 from tidemq.store import keys
-from workers.broker import LEASE_RENEW_S, LEASE_TTL_MS
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

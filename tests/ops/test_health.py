@@ -75,7 +75,7 @@ class _Broker:
     (lambda: _Broker(redis_ok=False), 503, "not ready: Redis unavailable (ConnectionError)"),
 ], ids=["ready", "draining", "stale-lease", "redis-down"])
 async def test_readiness_rules(make, status, text) -> None:
-    from workers.health import _answer
+    from tidemq.worker.health import _answer
 
     broker = make()  # built now: the lease age is measured from the test's own clock
     assert await _answer(broker, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n") == (status, text)

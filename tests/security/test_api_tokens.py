@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tidemq.api.tokens import TokenFileError, parse_token_file
 
-from app.tokens import TokenFileError, parse_token_file
 from tests.fixtures.brokers import BrokerProcess
 from tests.interop.clients import uid
 from tests.security.conftest import redis_url_of, refused

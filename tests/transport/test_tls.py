@@ -17,15 +17,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tidemq.worker.transport import ws_protocol as wsp
+from tidemq.worker.transport.listeners import start_listeners
+from tidemq.worker.transport.tls import build_ssl_context, cert_subject
 
 from tests.fixtures.brokers import free_port
 from tests.transport.pki import PKI
 from tests.transport.wsclient import client_frame, read_frame, read_response_head, upgrade_request
 from tidemq.auth import AuthResult, ConnectInfo, Identity
 from tidemq.config import Settings
-from workers.transport import ws_protocol as wsp
-from workers.transport.listeners import start_listeners
-from workers.transport.tls import build_ssl_context, cert_subject
 
 WAIT = 10.0
 CONNECT = b"\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02c1"
@@ -119,8 +119,9 @@ class Running:
 
 @pytest.fixture
 async def running(pki: PKI) -> AsyncIterator[Running]:
+    from tidemq.worker.broker import Broker
+
     from tidemq.store.connection import close_redis, open_redis
-    from workers.broker import Broker
 
     settings = _settings(pki, host="127.0.0.1", redis_url=f"memory://tls-{uuid.uuid4().hex[:8]}",
                          tls_ca=str(pki.ca), tls_port=free_port(), ws_port=free_port(), wss_port=free_port())

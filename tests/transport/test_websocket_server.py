@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+from tidemq.worker.transport import ws_protocol as wsp
+from tidemq.worker.transport.websocket import WebSocketProtocol
 
 from tests.transport.wsclient import client_frame, read_close, read_frame, read_response_head, upgrade_request
-from workers.transport import ws_protocol as wsp
-from workers.transport.websocket import WebSocketProtocol
 
 WAIT = 5.0
 

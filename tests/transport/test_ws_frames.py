@@ -9,9 +9,9 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tidemq.worker.transport import ws_protocol as wsp
 
 from tests.transport.wsclient import client_frame, upgrade_request
-from workers.transport import ws_protocol as wsp
 
 
 def _head(req: bytes) -> bytes:

@@ -9,6 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from tidemq.worker import timers
+from tidemq.worker.broker import Broker
+from tidemq.worker.connection import MQTTConnection
 
 from tidemq.auth import AuthResult, ConnectInfo, DevOnlyProvider, Identity
 from tidemq.clock import FakeClock
@@ -17,9 +20,6 @@ from tidemq.mqtt import codec
 from tidemq.mqtt.packets import Connack, Connect, Packet, Puback, Publish, Will
 from tidemq.store import scripts as store_scripts
 from tidemq.store.connection import close_redis, open_redis
-from workers import timers
-from workers.broker import Broker
-from workers.connection import MQTTConnection
 
 
 class FakeTransport:

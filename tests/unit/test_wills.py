@@ -5,15 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from tidemq.auth import Identity
-from tidemq.clock import FakeClock
-from tidemq.message import Message, pack
-from tidemq.mqtt.packets import Will
-from tidemq.mqtt.reason_codes import RC
-from tidemq.tenants import TenantSettings
-from workers.metrics import WorkerMetrics
-from workers.wills import (
+from tidemq.worker.metrics import WorkerMetrics
+from tidemq.worker.wills import (
     StoredWill,
     WillService,
     check_will_shape,
@@ -22,6 +15,13 @@ from workers.wills import (
     encode_will,
     will_from_connect,
 )
+
+from tidemq.auth import Identity
+from tidemq.clock import FakeClock
+from tidemq.message import Message, pack
+from tidemq.mqtt.packets import Will
+from tidemq.mqtt.reason_codes import RC
+from tidemq.tenants import TenantSettings
 
 
 class FakeAuth:
