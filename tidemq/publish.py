@@ -37,12 +37,10 @@ from tidemq.routing.trie import Route, TenantRoutes
 from tidemq.store import inbox as inbox_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
-from tidemq.store.models import AppendResult, InboxAppend
+from tidemq.store.models import AppendResult, InboxAppend, InboxTarget
 
 log = logging.getLogger("tidemq.publish")
 
-# (client id, qos, subscription ids); qos "<n>r" = deliver with RETAIN set (retain as published)
-InboxTarget = tuple[str, int | str, tuple[int, ...]]
 
 
 @dataclass(slots=True)
@@ -73,7 +71,7 @@ def plan_routes(
         q = min(qos, rt.qos)
         ids = sub_ids(rt)
         if rt.persistent:
-            out.inbox.append((rt.client_id, f"{q}r" if retain and rt.retain_as_published else q, ids))
+            out.inbox.append(InboxTarget(rt.client_id, q, ids, retain and rt.retain_as_published))
         elif local_worker is not None and rt.worker == local_worker:
             out.local.append((rt, q))
         elif rt.worker:
@@ -206,7 +204,7 @@ async def fan_out(
     notify: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for item, res in zip(appends, results, strict=True):
         for owner in res.owners:
-            for cid, _q, _s in item.targets:
+            for cid in (tgt.client_id for tgt in item.targets):
                 if owner == local_worker:
                     local.append((item.tenant, cid))
                 else:

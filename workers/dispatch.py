@@ -35,7 +35,7 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import RouteCache, fan_out, plan_routes, publish_code, sub_ids
 from tidemq.routing.trie import Route
 from tidemq.store import retained as retained_store
-from tidemq.store.models import InboxAppend
+from tidemq.store.models import InboxAppend, InboxTarget
 from tidemq.tenants import SettingsProvider, TenantSettings
 
 if TYPE_CHECKING:
@@ -159,9 +159,8 @@ class Dispatcher:
                 ts = settings[p.tenant] = self.tenants.cached(p.tenant)
             if p.only is not None:
                 p.blob = pack(p.msg)  # a retained replay: delivered with RETAIN set
-                appends.append(InboxAppend(
-                    p.tenant, p.blob, [(p.only, f"{p.only_qos}r", p.only_sids)], ts.session_inbox_size,
-                    ts.qos0_drop_oldest))
+                target = InboxTarget(p.only, p.only_qos, p.only_sids, retain=True)
+                appends.append(InboxAppend(p.tenant, p.blob, [target], ts.session_inbox_size, ts.qos0_drop_oldest))
                 continue
             routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
             if not routes:

@@ -12,6 +12,7 @@ from tests.store.helpers import NOW, connect
 from tidemq.store import (
     InboxAppend,
     InboxOp,
+    InboxTarget,
     SubOpts,
     close_redis,
     inbox_append_many,
@@ -73,7 +74,7 @@ async def test_every_script_runs_single_slot(rc: Any, _single_slot_scripts: list
     first = await connect(rc, t, "c{1}")
     await subscribe(rc, t, "c{1}", [("a/#", SubOpts(qos=1))])
     await unsubscribe(rc, t, "c{1}", ["a/#"])
-    await inbox_append_many(rc, [InboxAppend(t, b"x", [("c{1}", 1, ())], 5, True)])
+    await inbox_append_many(rc, [InboxAppend(t, b"x", [InboxTarget("c{1}", 1, ())], 5, True)])
     await inbox_apply_many(rc, [InboxOp("sent", t, "c{1}", seq=1)])
     await retain_set(rc, t, "a", b"x", limit=10)
     await session_disconnect(rc, t, "c{1}", first.epoch, now_ms=NOW)
@@ -88,7 +89,7 @@ async def test_batch_of_appends_spans_every_primary(rc: Any) -> None:
     assert len({_node_name(rc, t) for t in tenants}) == 3
     for t in tenants:
         await connect(rc, t, "c", worker=f"w-{t}")
-    items = [InboxAppend(t, b"%d" % n, [("c", 1, ()), ("none", 1, ())], 10, False)
+    items = [InboxAppend(t, b"%d" % n, [InboxTarget("c", 1, ()), InboxTarget("none", 1, ())], 10, False)
              for n in range(3) for t in tenants]
     results = await inbox_append_many(rc, items)
     assert [(x.owners, x.missing) for x in results] == [({f"w-{t}"}, 1) for _ in range(3) for t in tenants]
@@ -113,7 +114,8 @@ async def test_noscript_on_one_primary_only(rc: Any, monkeypatch: pytest.MonkeyP
     victim = rc.get_node_from_key(K.routes(tenants[0]))
     await rc.execute_command("SCRIPT", "FLUSH", target_nodes=victim)
     assert await rc.execute_command("SCRIPT", "EXISTS", SCRIPTS["inbox_append"].sha, target_nodes=victim) == [0]
-    items = [InboxAppend(t, t.encode() + b"%d" % n, [("c", 1, ())], 10, True) for n in range(2) for t in tenants]
+    items = [InboxAppend(t, t.encode() + b"%d" % n, [InboxTarget("c", 1, ())], 10, True)
+             for n in range(2) for t in tenants]
     await inbox_append_many(rc, items)
     assert loads == ["inbox_append"]
     for t in tenants:

@@ -11,6 +11,7 @@ from tidemq.store import (
     InboxAppend,
     InboxEntry,
     InboxOp,
+    InboxTarget,
     inbox_append_many,
     inbox_apply_many,
     inbox_len,
@@ -29,8 +30,9 @@ async def test_append_many_orders_and_reports_owners(r: Any) -> None:
     await connect(r, T, "b", worker="w2")
     await connect(r, T, "c", worker="w1")
     await session_disconnect(r, T, "a", a.epoch, now_ms=NOW)  # offline: stored, no owner to notify
-    items = [InboxAppend(T, f"msg{i}".encode() + b"\0\xff", [("a", 1, (1, 2)), ("b", 2, ()), ("c", 0, (9,)),
-                                                               ("ghost", 1, ())], 100, True)
+    items = [InboxAppend(T, f"msg{i}".encode() + b"\0\xff", [
+        InboxTarget("a", 1, (1, 2)), InboxTarget("b", 2, ()), InboxTarget("c", 0, (9,)), InboxTarget("ghost", 1, ())],
+        100, True)
              for i in range(5)]
     results = await inbox_append_many(r, items)
     assert [(x.owners, x.dropped, x.missing) for x in results] == [({"w1", "w2"}, 0, 1)] * 5
@@ -45,7 +47,7 @@ async def test_append_many_orders_and_reports_owners(r: Any) -> None:
 
 async def test_read_after_and_count(r: Any) -> None:
     await connect(r, T, "a")
-    await inbox_append_many(r, [InboxAppend(T, bytes([i]), [("a", 1, ())], 100, True) for i in range(10)])
+    await inbox_append_many(r, [InboxAppend(T, bytes([i]), [InboxTarget("a", 1, ())], 100, True) for i in range(10)])
     page = await inbox_read(r, T, "a", after_seq=3, count=4)
     assert [e.seq for e in page] == [4, 5, 6, 7]
     many = await inbox_read_many(r, [(T, "a", 8, 10), (T, "a", 10, 10), (T, "nobody", 0, 10)])
@@ -58,7 +60,7 @@ async def test_limit_and_drop_policy(r: Any, drop_oldest: bool) -> None:
     """A full inbox refuses new QoS 1 messages whatever the QoS 0 policy (tests/store/test_inbox_quota.py)."""
     await connect(r, T, "a")
     results = await inbox_append_many(
-        r, [InboxAppend(T, f"m{i}".encode(), [("a", 1, ())], 3, drop_oldest) for i in range(5)])
+        r, [InboxAppend(T, f"m{i}".encode(), [InboxTarget("a", 1, ())], 3, drop_oldest) for i in range(5)])
     assert [x.dropped for x in results] == [0, 0, 0, 1, 1]
     assert [x.drops for x in results[3:]] == [[("a", "inbox_full")]] * 2
     blobs = [e.blob for e in await inbox_read(r, T, "a")]
@@ -66,13 +68,13 @@ async def test_limit_and_drop_policy(r: Any, drop_oldest: bool) -> None:
     assert await inbox_len(r, T, "a") == 3
     # a full inbox that is not notified has no owner to notify
     assert results[-1].owners == set()
-    zero = await inbox_append_many(r, [InboxAppend(T, b"x", [("a", 1, ())], 0, True)])
+    zero = await inbox_append_many(r, [InboxAppend(T, b"x", [InboxTarget("a", 1, ())], 0, True)])
     assert zero[0].dropped == 1 and await inbox_len(r, T, "a") == 3
 
 
 async def test_ops(r: Any) -> None:
     await connect(r, T, "a")
-    await inbox_append_many(r, [InboxAppend(T, bytes([i]), [("a", 2, ())], 100, True) for i in range(4)])
+    await inbox_append_many(r, [InboxAppend(T, bytes([i]), [InboxTarget("a", 2, ())], 100, True) for i in range(4)])
     await inbox_apply_many(r, [
         InboxOp("ack", T, "a", seq=1),
         InboxOp("rec", T, "a", seq=2, pid=20),
@@ -113,7 +115,7 @@ async def test_append_across_tenants_in_one_batch(r: Any) -> None:
     tenants = [f"tenant-{i}" for i in range(12)]
     for t in tenants:
         await connect(r, t, "c", worker=f"w-{t}")
-    items = [InboxAppend(t, t.encode(), [("c", 1, ())], 10, True) for t in tenants for _ in range(2)]
+    items = [InboxAppend(t, t.encode(), [InboxTarget("c", 1, ())], 10, True) for t in tenants for _ in range(2)]
     results = await inbox_append_many(r, items)
     assert [x.owners for x in results] == [{f"w-{t}"} for t in tenants for _ in range(2)]
     for t in tenants:

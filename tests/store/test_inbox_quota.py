@@ -12,7 +12,7 @@ import pytest
 from tests.store.helpers import connect
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import DROP_METRICS, InboxDrops, fan_out, publish_code
-from tidemq.store import InboxAppend, InboxOp, inbox_append_many, inbox_apply_many, inbox_read
+from tidemq.store import InboxAppend, InboxOp, InboxTarget, inbox_append_many, inbox_apply_many, inbox_read
 from tidemq.store import keys as K
 
 T = "quota-tenant"
@@ -20,7 +20,7 @@ T = "quota-tenant"
 
 def _append(blob: bytes, qos: int | str, limit: int = 3, drop_oldest: bool = True,
             targets: tuple[str, ...] = ("a",)) -> InboxAppend:
-    return InboxAppend(T, blob, [(c, qos, ()) for c in targets], limit, drop_oldest)
+    return InboxAppend(T, blob, [InboxTarget(c, qos, ()) for c in targets], limit, drop_oldest)
 
 
 async def _contents(r: Any, c: str = "a") -> list[tuple[int, bytes]]:

@@ -9,7 +9,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from tests.store.helpers import connect
-from tidemq.store import InboxAppend, InboxOp, inbox_append_many, inbox_apply_many, inbox_read, session_get
+from tidemq.store import InboxAppend, InboxOp, InboxTarget, inbox_append_many, inbox_apply_many, inbox_read, session_get
 from tidemq.store import keys as K
 from tidemq.store.scripts import LUA_DIR, SCRIPTS, Batch, Script, get
 
@@ -68,9 +68,9 @@ async def test_noscript_recovery_in_a_pipeline(r: Any) -> None:
     batch = Batch(r)
     batch.pipe.set("plain", "1")
     from tidemq.store.inbox import queue_append
-    i1 = queue_append(batch, InboxAppend(T, b"a", [("c1", 1, ())], 10, True))
+    i1 = queue_append(batch, InboxAppend(T, b"a", [InboxTarget("c1", 1, ())], 10, True))
     batch.pipe.get("plain")
-    i2 = queue_append(batch, InboxAppend(T, b"b", [("c1", 1, ())], 10, True))
+    i2 = queue_append(batch, InboxAppend(T, b"b", [InboxTarget("c1", 1, ())], 10, True))
     results = await batch.execute()
     assert results[1 + 1] == b"1"
     assert [x[:2] for x in (results[i1], results[i2])] == [[0, 1], [0, 1]]  # (missing, queued)
@@ -116,6 +116,7 @@ async def test_load_all_is_idempotent(r: Any) -> None:
 async def test_inbox_append_after_flush_in_bulk(r: Any) -> None:
     await connect(r, T, "c1")
     await r.script_flush()
-    res = await inbox_append_many(r, [InboxAppend(T, b"%d" % i, [("c1", 1, ())], 100, True) for i in range(20)])
+    res = await inbox_append_many(r, [InboxAppend(T, b"%d" % i, [InboxTarget("c1", 1, ())], 100, True)
+                                      for i in range(20)])
     assert len(res) == 20 and all(x.owners == {"w1"} for x in res)
     assert [e.seq for e in await inbox_read(r, T, "c1")] == list(range(1, 21))

@@ -8,6 +8,7 @@ from tests.store.helpers import NOW, connect
 from tidemq.store import (
     InboxAppend,
     InboxOp,
+    InboxTarget,
     SubOpts,
     inbox_append_many,
     inbox_apply_many,
@@ -29,7 +30,7 @@ T = "ten{a}nt%"
 
 
 async def _append(r: Any, t: str, c: str, blob: bytes = b"m") -> None:
-    await inbox_append_many(r, [InboxAppend(t, blob, [(c, 1, ())], 100, True)])
+    await inbox_append_many(r, [InboxAppend(t, blob, [InboxTarget(c, 1, ())], 100, True)])
 
 
 async def test_new_session_record(r: Any) -> None:

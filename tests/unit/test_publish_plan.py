@@ -18,7 +18,7 @@ from tidemq.routing.trie import Route
 from tidemq.store import SignalListener, SubOpts, inbox_read, load_all, session_connect, subscribe
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.connection import close_redis, open_redis
-from tidemq.store.models import InboxAppend
+from tidemq.store.models import InboxAppend, InboxTarget
 
 T = "pub{t}"
 _names = itertools.count()
@@ -38,14 +38,14 @@ def test_persistent_routes_go_to_inboxes_at_the_lower_qos() -> None:
               Route("c", "+/y", 1, persistent=True, subscription_ids=(1, 2))]
     plan = plan_routes(routes, 1)
     assert plan.matched and plan.remote == {} and plan.local == []
-    assert plan.inbox == [("a", 1, (4,)), ("b", 0, ()), ("c", 1, (1, 2))]
+    assert plan.inbox == [InboxTarget("a", 1, (4,)), InboxTarget("b", 0, ()), InboxTarget("c", 1, (1, 2))]
 
 
 def test_retain_as_published_marks_inbox_targets_only_when_the_publish_retained() -> None:
     rap = Route("a", "x", 2, persistent=True, retain_as_published=True)
     plain = Route("b", "x", 2, persistent=True)
-    assert plan_routes([rap, plain], 2, retain=True).inbox == [("a", "2r", ()), ("b", 2, ())]
-    assert plan_routes([rap, plain], 1, retain=False).inbox == [("a", 1, ()), ("b", 1, ())]
+    assert plan_routes([rap, plain], 2, retain=True).inbox == [InboxTarget("a", 2, (), True), InboxTarget("b", 2, ())]
+    assert plan_routes([rap, plain], 1, retain=False).inbox == [InboxTarget("a", 1, ()), InboxTarget("b", 1, ())]
 
 
 def test_transient_routes_split_into_local_and_per_worker() -> None:
@@ -157,7 +157,8 @@ async def test_fan_out_wakes_local_inboxes_itself_and_signals_other_owners(r: An
     await _session(r, "theirs", worker="w9", persistent=True, subs={})
     w9 = await _listen(r, "w9")
     try:
-        appends = [InboxAppend(T, b"blob", [("mine", 1, ()), ("theirs", 0, ()), ("nobody", 1, ())], 10, False)]
+        targets = [InboxTarget("mine", 1, ()), InboxTarget("theirs", 0, ()), InboxTarget("nobody", 1, ())]
+        appends = [InboxAppend(T, b"blob", targets, 10, False)]
         results, local = await fan_out(r, appends, {}, local_worker="me")
         assert (results[0].owners, results[0].missing) == ({"me", "w9"}, 1)
         # today the wake-up is per append, not per owner: every owner hears every target of the

@@ -16,6 +16,7 @@ from tidemq.store.models import (
     InboxAppend,
     InboxEntry,
     InboxOp,
+    InboxTarget,
     NoSession,
     SubOpts,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "InboxAppend",
     "InboxEntry",
     "InboxOp",
+    "InboxTarget",
     "NoSession",
     "SignalListener",
     "SubOpts",

@@ -39,18 +39,18 @@ def queue_append(batch: Batch, item: InboxAppend) -> int:
     """Queue one append on ``batch`` (to share a round trip with other commands); returns its index."""
     ks: list[str] = []
     args: list[Any] = [item.blob, item.limit, "1" if item.drop_oldest else "0"]
-    for client, qos, sub_ids in item.targets:
-        ks.append(keys.sess(item.tenant, client))
-        ks.append(keys.inbox(item.tenant, client))
-        args.append(qos)
-        args.append(",".join(str(i) for i in sub_ids))
+    for tgt in item.targets:
+        ks.append(keys.sess(item.tenant, tgt.client_id))
+        ks.append(keys.inbox(item.tenant, tgt.client_id))
+        args.append(f"{tgt.qos}r" if tgt.retain else tgt.qos)  # the entry's q field: "1", or "1r" with RETAIN
+        args.append(",".join(str(i) for i in tgt.sub_ids))
     return batch.script(_APPEND, ks, args)
 
 
 def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
     """Decode ``inbox_append``'s reply for ``item`` (drops named by the target's client id)."""
     pairs = list(res[3])
-    drops = [(item.targets[int(pairs[k]) - 1][0], DROP_REASONS[int(pairs[k + 1])])
+    drops = [(item.targets[int(pairs[k]) - 1].client_id, DROP_REASONS[int(pairs[k + 1])])
              for k in range(0, len(pairs) - 1, 2)]
     return AppendResult(owners={_s(w) for w in res[2]}, dropped=len(drops), missing=int(res[0]),
                         queued=int(res[1]), drops=drops)

@@ -58,14 +58,23 @@ class ExpiredSession:
     epoch: int = 0  # the owning connection's epoch (the signal closes that connection only)
 
 
+@dataclass(slots=True, frozen=True)
+class InboxTarget:
+    """One persistent session a message is queued for (encoded into the stream only in ``store/inbox.py``)."""
+
+    client_id: str
+    qos: int
+    sub_ids: tuple[int, ...] = ()
+    retain: bool = False  # deliver with RETAIN set (retain-as-published, or a retained replay)
+
+
 @dataclass(slots=True)
 class InboxAppend:
     """One message for the inboxes of several sessions of one tenant."""
 
     tenant: str
     blob: bytes
-    # (client id, qos, subscription ids); qos may be given as "<qos>r" to deliver with RETAIN set
-    targets: list[tuple[str, int | str, tuple[int, ...]]]
+    targets: list[InboxTarget]
     limit: int
     drop_oldest: bool
 
