@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidemq.conn")
 
 ACK_BARRIER_TIMEOUT = 1.0  # seconds a resuming session waits for this worker's pending inbox acks
-AUTH_ROUNDS = 16  # AUTH exchanges an enhanced authentication may take
+AUTH_ROUNDS = 16
+HEADER_ALLOWANCE = 65536 + 1024  # a topic (<= 64 KiB) and properties on top of the payload  # AUTH exchanges an enhanced authentication may take
 
 
 def on_connect(conn: MQTTConnection, ev: sm.ConnectReceived) -> None:
@@ -116,7 +117,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     expiry, capped = _session_expiry(p, level, ts)
     settings = svc.settings
     m.set_limits(sm.Limits(
-        max_packet_size=settings.max_packet_size, receive_maximum=ts.receiving_maximum,
+        max_packet_size=max_packet_size(settings.max_packet_size, ts), receive_maximum=ts.receiving_maximum,
         topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
         min_keep_alive=ts.min_keep_alive_seconds, preauth_max_packet_size=m.limits.preauth_max_packet_size))
     session.limiter = ConnectionLimiter(ts, svc.clock.monotonic())
@@ -206,6 +207,13 @@ async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession) -
                     extra={"event": "subscription_dropped", "tenant": session.tenant, "user": session.user,
                            "client": session.client_id, "reason": "acl"})
     session.sub_count = max(0, session.sub_count - len(refused))
+
+
+def max_packet_size(process_max: int, ts: TenantSettings) -> int:
+    """The cap on an authenticated client's packets, checked at the fixed header: the process maximum, or the
+    tenant's MaxUserPayloadBytes plus room for the headers (a payload a little over the limit still gets its
+    polite PUBACK 0x95; one far over it is never buffered)."""
+    return min(process_max, ts.max_user_payload_bytes + HEADER_ALLOWANCE)
 
 
 def _session_expiry(p: Connect, level: int, ts: TenantSettings) -> tuple[int, int]:
