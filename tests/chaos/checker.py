@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -72,7 +72,7 @@ class _Client(mqtt.Client):
 
     pubrec_refused: set[int]
 
-    def _handle_pubrec(self) -> mqtt.MQTTErrorCode:
+    def _handle_pubrec(self) -> MQTTErrorCode:
         pkt = self._in_packet["packet"]
         if len(pkt) > 2 and pkt[2] >= 0x80:
             self.pubrec_refused.add((pkt[0] << 8) | pkt[1])
@@ -93,7 +93,7 @@ def _client(client_id: str, protocol: str, persistent: bool) -> _Client:
 
 def _connect(c: mqtt.Client, port: int, protocol: str, persistent: bool) -> None:
     if protocol == "v5":
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY if persistent else 0
         c.connect_async("127.0.0.1", port, keepalive=30, clean_start=not persistent, properties=props)
     else:

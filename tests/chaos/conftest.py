@@ -106,8 +106,10 @@ class Chaos:
         def kill() -> int:
             c = self.redis.client()
             try:
-                return int(c.execute_command("CLIENT", "KILL", "TYPE", "normal")) + int(
-                    c.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+                n = 0
+                for kind in ("normal", "pubsub"):
+                    n += int(c.execute_command("CLIENT", "KILL", "TYPE", kind))  # type: ignore[no-untyped-call]
+                return n
             finally:
                 c.close()
         n = await asyncio.to_thread(kill)

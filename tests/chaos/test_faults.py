@@ -111,8 +111,9 @@ async def run(dep: Chaos, name: str, fault: Fault) -> Tally:
             dep.log.append(f"{stuck} owed deliveries stuck; every client connection cut to resume sessions")
             await wake.until(lambda: missing(subs, pubs) == 0, DRAIN)
     finally:
-        for c in [*pubs, *subs]:
-            if hasattr(c, "client"):
+        clients: list[Publisher | Subscriber] = [*pubs, *subs]
+        for c in clients:
+            if hasattr(c, "client"):  # started
                 await asyncio.to_thread(c.stop)
     tally = account(name, pubs, subs)
     tally.stuck = stuck - tally.lost

@@ -10,17 +10,21 @@ tests/store/test_inbox_quota.py on the 3-master cluster; the worker path does no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from tests.conformance import wire
+from tests.fixtures.brokers import Broker
 from tests.limits.helpers import SESSION_EXPIRY, connect311, uid, until, until_async, worker_stats
 from tidemq.store import keys
 
 pytestmark = pytest.mark.redis
 
 EXPIRY = wire.props((SESSION_EXPIRY, 600))
+Settings = Callable[..., None]
 
 
 async def _offline_subscriber(c5: Any, r: Any, tenant: str, topic: str, qos: int = 1) -> str:
@@ -40,8 +44,9 @@ async def _drain(c5: Any, cid: str, n: int) -> list[bytes]:
     return got
 
 
-async def test_mqtt5_overflow_gets_quota_exceeded_and_acked_are_delivered(worker, tenant, settings, c5, r,
-                                                                         worker_id) -> None:
+async def test_mqtt5_overflow_gets_quota_exceeded_and_acked_are_delivered(
+        worker: Broker, tenant: str, settings: Settings, c5: Any, r: Redis, worker_id: str,
+) -> None:
     settings(SessionInboxSize=5, QoS0DropOldest=True)
     cid = await _offline_subscriber(c5, r, tenant, "q/t")
     pub = await c5()
@@ -56,7 +61,9 @@ async def test_mqtt5_overflow_gets_quota_exceeded_and_acked_are_delivered(worker
     until(lambda: worker_stats(r, worker_id).get("refused_inbox_full", 0) >= 8, 10.0, "refused_inbox_full counted")
 
 
-async def test_mqtt311_overflow_is_acknowledged_and_counted(worker, tenant, settings, c5, r) -> None:
+async def test_mqtt311_overflow_is_acknowledged_and_counted(
+        worker: Broker, tenant: str, settings: Settings, c5: Any, r: Redis,
+) -> None:
     settings(SessionInboxSize=3)
     cid = await _offline_subscriber(c5, r, tenant, "q/t")
     pub, code = await connect311(worker, f"v3{uid()}", username=f"{tenant}/u")
@@ -69,7 +76,9 @@ async def test_mqtt311_overflow_is_acknowledged_and_counted(worker, tenant, sett
     assert await _drain(c5, cid, 3) == [b"1", b"2", b"3"]
 
 
-async def test_one_target_with_room_is_success(worker, tenant, settings, c5, r) -> None:
+async def test_one_target_with_room_is_success(
+        worker: Broker, tenant: str, settings: Settings, c5: Any, r: Redis,
+) -> None:
     settings(SessionInboxSize=1)
     full = await _offline_subscriber(c5, r, tenant, "q/t")
     pub = await c5()
@@ -80,7 +89,9 @@ async def test_one_target_with_room_is_success(worker, tenant, settings, c5, r) 
     assert await _drain(c5, roomy, 1) == [b"second"]
 
 
-async def test_qos0_drop_oldest_drops_only_qos0(worker, tenant, settings, c5, r, worker_id) -> None:
+async def test_qos0_drop_oldest_drops_only_qos0(
+        worker: Broker, tenant: str, settings: Settings, c5: Any, r: Redis, worker_id: str,
+) -> None:
     settings(SessionInboxSize=4, QoS0DropOldest=True)
     cid = await _offline_subscriber(c5, r, tenant, "q/t")
     pub = await c5()

@@ -110,7 +110,12 @@ async def test_non_reading_persistent_subscriber_keeps_memory_bounded_then_resum
     _shrink_receive_buffer(slow)
     growth = await _flood(worker, user)
     assert growth < MAX_GROWTH_KB, f"worker RSS grew {growth // 1024} MiB"
-    # the inbox kept the newest messages; once the client reads (and acks) again, delivery resumes to the end
+    # a full inbox keeps its queued QoS 1 entries (newer QoS 1 messages are refused) and, with drop-oldest,
+    # makes room for a new QoS 0 message by dropping its oldest QoS 0 entry: a QoS 0 "last" is queued at the
+    # end, and once the client reads (and acks) again, delivery resumes up to it
+    closer = await open5(worker, f"l{uid()}", username=user)
+    await closer.publish("flood/t", b"last", qos=0)
+    await closer.close()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     received = 0
