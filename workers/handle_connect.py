@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidemq.conn")
 
 ACK_BARRIER_TIMEOUT = 1.0  # seconds a resuming session waits for this worker's pending inbox acks
-AUTH_ROUNDS = 16
-HEADER_ALLOWANCE = 65536 + 1024  # a topic (<= 64 KiB) and properties on top of the payload  # AUTH exchanges an enhanced authentication may take
+AUTH_ROUNDS = 16  # AUTH exchanges an enhanced authentication may take
+HEADER_ALLOWANCE = 65536 + 1024  # a topic (<= 64 KiB) and properties on top of the payload
 
 
 def on_connect(conn: MQTTConnection, ev: sm.ConnectReceived) -> None:
