@@ -45,7 +45,10 @@ local changed = false
 if not present then
   changed = session_wipe(KEYS[6], client, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 end
-local epoch = redis.call('INCR', KEYS[10])
+-- epochs only grow, also across a failover to a replica that missed the last INCRs: never below the
+-- connect time (ms), so a promoted replica cannot hand out an epoch a stale connection still holds
+local epoch = math.max((tonumber(redis.call('GET', KEYS[10])) or 0) + 1, tonumber(ARGV[10]))
+redis.call('SET', KEYS[10], string.format('%d', epoch))
 redis.call('HSET', KEYS[1], 'user', ARGV[3], 'ver', ARGV[4], 'persistent', persistent,
   'expiry', ARGV[6], 'worker', worker, 'epoch', epoch, 'connected_at', ARGV[10],
   'disconnected_at', '0', 'address', ARGV[8], 'client_type', ARGV[9])

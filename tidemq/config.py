@@ -28,6 +28,8 @@ class Settings:
     api_port: int = 8091
     # store: redis://host:port/db, redis+cluster://host:port, or memory:// (embedded fakeredis)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_wait_replicas: int = 0  # >0: persistent deliveries are acked only once this many replicas have them
+    redis_wait_timeout_ms: int = 1000  # how long WAIT may take before the publish is refused (not acked)
     # worker identity and liveness
     worker_id: str = ""  # empty: a random id per process
     # protocol limits (defaults; per-tenant settings may lower them)

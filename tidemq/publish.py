@@ -177,23 +177,21 @@ def publish_code(matched: bool, delivered_elsewhere: bool, append: AppendResult 
 
 async def fan_out(
     r: Any, appends: list[InboxAppend], remote: dict[str, list[signals.Delivery]], *,
-    local_worker: str | None = None, drops: InboxDrops = DROPS,
+    local_worker: str | None = None, drops: InboxDrops = DROPS, wait: tuple[int, int] | None = None,
 ) -> tuple[list[AppendResult], list[tuple[str, str]]]:
-    """Write planned deliveries: inbox appends and per-worker ``D`` signals in one concurrent step,
-    then an ``N`` signal to every other worker owning an inbox that got entries.
+    """Write planned deliveries: inbox appends first, then in one pipelined step the per-worker ``D``
+    signals and an ``N`` signal to every other worker owning an inbox that got entries.
+
+    Appends go first so that a failed append (the publisher is told, and resends) never leaves clean
+    sessions on other workers with a copy already signalled: a resend then cannot duplicate it.
+    ``wait``: the appends wait for Redis replicas (``inbox_append_many``).
 
     Returns the append results (one per append, in order: ``publish_code`` reads them) and the
     ``(tenant, client)`` inboxes owned by ``local_worker`` (the caller wakes those itself).
     Every inbox drop is counted and logged in ``drops``.
     """
-    aws: list[Any] = []
-    if appends:
-        aws.append(inbox_store.inbox_append_many(r, appends))
-    if remote:
-        aws.append(signal_store.publish_signals_many(
-            r, [(w, signals.encode_deliveries(items)) for w, items in remote.items()]))
-    out = await asyncio.gather(*aws) if aws else []
-    results: list[AppendResult] = out[0] if appends else []
+    results: list[AppendResult] = await inbox_store.inbox_append_many(r, appends, wait=wait) if appends else []
+    outgoing = [(w, signals.encode_deliveries(items)) for w, items in remote.items()]
     dropped: dict[str, list[AppendResult]] = defaultdict(list)
     for item, res in zip(appends, results, strict=True):
         if res.drops:
@@ -209,11 +207,10 @@ async def fan_out(
                     local.append((item.tenant, cid))
                 else:
                     notify[owner][item.tenant].add(cid)
-    if notify:
-        await signal_store.publish_signals_many(r, [
-            (w, signals.encode(signals.Notify([(t, sorted(cs)) for t, cs in per_t.items()])))
-            for w, per_t in sorted(notify.items())
-        ])
+    outgoing += [(w, signals.encode(signals.Notify([(t, sorted(cs)) for t, cs in per_t.items()])))
+                 for w, per_t in sorted(notify.items())]
+    if outgoing:
+        await signal_store.publish_signals_many(r, outgoing)
     return results, local
 
 

@@ -54,7 +54,8 @@ class Broker:
         registry = Registry(metrics)
         tenants = SettingsProvider(redis, settings)
         provider = auth or make_provider(settings)
-        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock)
+        wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
+        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait)
         wills = WillService(redis, provider, dispatcher, clock, metrics)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,

@@ -26,7 +26,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tidemq import signals
 from tidemq.clock import Clock
@@ -56,6 +56,15 @@ class Pending:
     only_qos: int = 0
     blob: bytes = b""
     only_sids: tuple[int, ...] = ()  # subscription identifier of the replayed subscription
+    origin: Origin | None = None  # the publishing session, when a client published it
+
+
+class Origin(Protocol):
+    """The publisher of a queued message: once one of its publishes failed (and an MQTT 3 client was
+    disconnected to resend it), its later queued publishes are not routed either, so a resend after
+    the reconnect cannot be overtaken by messages published after it."""
+
+    publish_failed: bool
 
 
 class Dispatcher:
@@ -67,8 +76,9 @@ class Dispatcher:
     LOW_WATER_BYTES = 4 * 1024 * 1024
 
     def __init__(self, redis: Any, worker_id: str, tenants: SettingsProvider, registry: Registry,
-                 clock: Clock) -> None:
+                 clock: Clock, *, wait: tuple[int, int] | None = None) -> None:
         self.redis = redis
+        self.wait = wait  # (replicas, timeout ms): persistent deliveries wait for Redis replicas
         self.worker_id = worker_id
         self.tenants = tenants
         self.registry = registry
@@ -90,8 +100,8 @@ class Dispatcher:
     def backlog(self) -> int:
         return len(self._queue)
 
-    def submit(self, tenant: str, msg: Message, done: Done | None = None) -> None:
-        self._queue.append(Pending(tenant, msg, done))
+    def submit(self, tenant: str, msg: Message, done: Done | None = None, origin: Origin | None = None) -> None:
+        self._queue.append(Pending(tenant, msg, done, origin=origin))
         self.queued_bytes += len(msg.payload)
         self.stats_in[msg.qos] += 1
         self._kick()
@@ -114,6 +124,9 @@ class Dispatcher:
     async def _run(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
+            size = sum(len(p.msg.payload) for p in batch)
+            if any(p.origin is not None and p.origin.publish_failed for p in batch):
+                batch = self._without_failed_publishers(batch)
             try:
                 await self._route(batch)
             except Exception as exc:  # store down: fail the publishers, keep serving
@@ -121,11 +134,22 @@ class Dispatcher:
                 for p in batch:
                     if p.done:
                         p.done(RC.UNSPECIFIED_ERROR)
-            self.queued_bytes -= sum(len(p.msg.payload) for p in batch)
+            self.queued_bytes -= size
             if self._paused and len(self._queue) < self.LOW_WATER and self.queued_bytes < self.LOW_WATER_BYTES:
                 resumes, self._paused = self._paused, set()
                 for resume in resumes:
                     resume()
+
+    @staticmethod
+    def _without_failed_publishers(batch: list[Pending]) -> list[Pending]:
+        kept = []
+        for p in batch:
+            if p.origin is not None and p.origin.publish_failed:
+                if p.done:
+                    p.done(RC.UNSPECIFIED_ERROR)
+            else:
+                kept.append(p)
+        return kept
 
     async def drain(self) -> None:
         while self._task is not None and not self._task.done():
@@ -179,7 +203,7 @@ class Dispatcher:
                 remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
 
         # inboxes and other workers in one concurrent step; owners of inboxes woken (ours directly)
-        results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me)
+        results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me, wait=self.wait)
         for tenant, cid in local_inboxes:
             registry.notify_inbox(tenant, cid)
 

@@ -100,7 +100,7 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
     msg = Message(p.topic, p.payload, p.qos, p.retain, p.properties,
                   expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.client_id, now_ms)
     if p.qos == 0:
-        svc.dispatcher.submit(session.tenant, msg)
+        svc.dispatcher.submit(session.tenant, msg, origin=session)
     else:
         pid = p.packet_id
         assert pid is not None
@@ -125,12 +125,13 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
                                     "client": session.client_id})
                     code = RC.SUCCESS
                 else:
+                    session.publish_failed = True  # its later queued publishes are not routed either
                     conn.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")
                     return
             m.ack_publish(pid, qos, code)
             conn.flush_soon()
 
-        svc.dispatcher.submit(session.tenant, msg, done)
+        svc.dispatcher.submit(session.tenant, msg, done, origin=session)
     if svc.dispatcher.overloaded and conn.transport is not None:
         conn.transport.pause_reading()
         svc.dispatcher.pause_until_drained(conn.resume_reading)

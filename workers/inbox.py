@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidemq.inbox")
 
 RETRY_AFTER = 0.5  # seconds before cursors whose read failed try again
+RETRY_MIN, RETRY_MAX = 0.05, 2.0  # back-off of a failed ack batch (it is retried until written)
 
 
 class InboxReader:
@@ -92,14 +93,23 @@ class InboxOps:
         self._add(InboxOp("q2del", t, c, pid=pid), then)
 
     async def _run(self) -> None:
+        pause = 0.0
         while self._ops:
             batch, self._ops = self._ops, []
             after, self._after = self._after, []
             try:
                 await inbox_store.inbox_apply_many(self.redis, batch)
-            except Exception as exc:  # not written: no PUBREL; a resume resends the PUBLISH (DUP)
-                log.error("inbox ops failed (%d): %s", len(batch), exc)
+            except Exception as exc:
+                # never dropped: each op is idempotent (XDEL, SADD/SREM, max of "sent"), so the batch is
+                # written again, ahead of anything queued since, and its completions (a deferred PUBREL,
+                # a PUBREC waiting for its id to be recorded) run only once it is in Redis
+                pause = min(max(pause * 2, RETRY_MIN), RETRY_MAX)
+                log.error("inbox ops failed (%d), retrying in %.2fs: %s", len(batch), pause, exc)
+                self._ops = batch + self._ops
+                self._after = after + self._after
+                await asyncio.sleep(pause)
                 continue
+            pause = 0.0
             for fn in after:
                 try:
                     fn()

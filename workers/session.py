@@ -31,6 +31,7 @@ class ClientSession:
     limiter: ConnectionLimiter | None = None
     sub_count: int = 0  # filters of the session (MaxTopicFiltersPerInbox)
     sub_filters: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS (re-subscribing: no quota)
+    publish_failed: bool = False  # a publish was not taken by the store (MQTT 3: the client was closed)
     reads: DeliveryFilter = field(default_factory=DeliveryFilter)  # narrowed subscriptions' read checks
 
     @property

@@ -58,7 +58,7 @@ def test_lua_uses_locals_only_and_builds_no_keys(name: str) -> None:
 async def test_noscript_recovery_direct(r: Any) -> None:
     await r.script_flush()
     res = await connect(r, T, "c1")
-    assert res.epoch == 1
+    assert res.epoch >= 1  # the script ran (loaded again after NOSCRIPT): a first epoch was issued
     assert (await session_get(r, T, "c1"))["worker"] == "w1"
 
 

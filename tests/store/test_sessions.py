@@ -25,6 +25,7 @@ from tidemq.store import (
     tenants_add,
     tenants_list,
 )
+from tidemq.store import keys as K
 
 T = "ten{a}nt%"
 
@@ -187,6 +188,14 @@ async def test_tenants_are_isolated(r: Any) -> None:
 async def test_never_expiring_session_score_is_exact(r: Any) -> None:
     res = await connect(r, T, "forever", expiry=0xFFFFFFFF)
     assert await session_disconnect(r, T, "forever", res.epoch, now_ms=NOW) == "offline"
-    from tidemq.store import keys as K
     assert await r.zscore(K.sexp(T), "forever") == NOW + 0xFFFFFFFF * 1000
     assert await sessions_expire(r, T, now_ms=NOW + 10**12) == []
+
+
+async def test_epochs_never_fall_below_the_connect_time(r: Any) -> None:
+    """A promoted replica that missed the last INCRs of the epoch counter still issues larger epochs."""
+    first = await connect(r, T, "fo1", now_ms=NOW)
+    assert first.epoch >= NOW
+    await r.set(K.epoch(T), 1)  # as if failed over to a replica whose counter lagged behind
+    second = await connect(r, T, "fo1", now_ms=NOW + 1)
+    assert second.epoch > first.epoch

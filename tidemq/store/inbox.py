@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tidemq.store import keys
+from tidemq.store.connection import is_cluster
 from tidemq.store.models import DROP_REASONS, AppendResult, InboxAppend, InboxEntry, InboxOp
 from tidemq.store.scripts import Batch, get
 
@@ -56,11 +57,28 @@ def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
                         queued=int(res[1]), drops=drops)
 
 
-async def inbox_append_many(r: Any, items: Sequence[InboxAppend]) -> list[AppendResult]:
-    """Append each message to its targets' inboxes, all in one pipelined round trip."""
+class ReplicationTimeout(Exception):
+    """The appends are on the primary, but fewer replicas than required confirmed them in time."""
+
+
+async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple[int, int] | None = None
+                            ) -> list[AppendResult]:
+    """Append each message to its targets' inboxes, all in one pipelined round trip.
+
+    ``wait=(replicas, timeout_ms)``: the same pipeline ends with Redis ``WAIT`` (it must run on the
+    connection that wrote), and ``ReplicationTimeout`` is raised when fewer replicas confirmed the
+    writes: the caller does not acknowledge what a failover could lose. A single node only; a cluster
+    pipeline spreads over connections, so ``wait`` is ignored there (docs/reliability.md).
+    """
     batch = Batch(r)
     queued = [queue_append(batch, item) if item.targets else -1 for item in items]
+    waited, need = -1, 0
+    if wait is not None and wait[0] > 0 and not is_cluster(r) and any(i >= 0 for i in queued):
+        waited, need = len(batch), wait[0]
+        batch.pipe.execute_command("WAIT", need, wait[1])
     results = await batch.execute()
+    if waited >= 0 and int(results[waited]) < need:
+        raise ReplicationTimeout(f"{results[waited]} of {need} replicas confirmed the inbox appends")
     return [decode_append(item, results[i]) if i >= 0 else AppendResult(set(), 0, 0)
             for item, i in zip(items, queued, strict=True)]
 
