@@ -25,6 +25,7 @@ from tidemq.config import Settings
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import DROPS
 from tidemq.store import scripts as store_scripts
+from tidemq.store import signals as signal_store
 from tidemq.tenants import SettingsProvider
 
 from . import control, timers
@@ -152,6 +153,7 @@ class Broker:
         svc.wills.cancel_all()
         with contextlib.suppress(Exception):
             await self.leases.release()
+            await signal_store.drop_stream(self.redis, svc.worker_id)
         close = getattr(svc.auth, "close", None)  # optional in the provider interface
         if close is not None:
             with contextlib.suppress(Exception):

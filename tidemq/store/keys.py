@@ -127,6 +127,11 @@ def worker_channel(worker_id: str) -> str:
     return f"{PREFIX}w:{worker_id}"
 
 
+def worker_stream(worker_id: str) -> str:
+    """Stream of the signals sent to one worker (field ``s``: the signal bytes), read from its last id."""
+    return f"{PREFIX}wsig:{{{worker_id}}}"
+
+
 # --- worker liveness (global, untagged: each touched by single-key commands only) -------------
 
 

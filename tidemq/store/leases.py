@@ -104,6 +104,7 @@ async def forget_worker(r: Any, dead: str) -> None:
     pipe.delete(keys.worker_sessions(dead))
     pipe.zrem(keys.workers(), dead)
     await pipe.execute()
+    await r.delete(keys.worker_stream(dead))  # its own hash tag: a command of its own on a cluster
 
 
 async def publish_stats(r: Any, worker_id: str, stats: dict[str, int], *, ttl_ms: int) -> None:

@@ -1,30 +1,49 @@
-"""Signal transport: publish bytes on a worker's channel and listen on one's own.
+"""Signal transport: deliver bytes to a worker and read one's own, without losing any.
 
-A single node (and fakeredis) uses PUBLISH / SUBSCRIBE; a cluster uses
-sharded pub/sub (SPUBLISH / SSUBSCRIBE), so a signal travels only to the
-shard owning the channel instead of being broadcast to every node. What the
-bytes mean is tidemq.signals' business, not this module's. Pub/sub is
-fire-and-forget: durable state is in Redis first, a signal only says "look".
+On Redis (single node or cluster) every worker reads its own stream
+``wsig:{<worker>}``: senders XADD (trimmed to about ``STREAM_MAXLEN`` entries,
+and expiring ``STREAM_TTL_MS`` after the last write, so the stream of a worker
+that is gone vanishes); the worker reads with a blocking XREAD from the last id
+it saw. A reader whose connection drops (a Redis restart, ``CLIENT KILL``, a
+cut network) reconnects and goes on from that id: nothing sent meanwhile is
+lost, unlike pub/sub, which drops whatever was published while the subscriber
+was away. The embedded store (``memory://``, one process) keeps plain pub/sub:
+its connections cannot drop.
+
+What the bytes mean is ``tidemq.signals``' business, not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from tidemq.store import keys
-from tidemq.store.connection import is_cluster
+
+log = logging.getLogger("tidemq.store")
 
 SUBSCRIBE_TIMEOUT = 10.0
+STREAM_MAXLEN = 10_000  # entries kept per worker stream (approximate trim): a reader may lag this far
+STREAM_TTL_MS = 600_000  # a stream nobody writes to for this long is dropped (its worker is gone)
+READ_COUNT = 512  # entries per XREAD
+BLOCK_MS = 5_000  # how long one XREAD waits for entries before it is issued again
+RETRY_MIN, RETRY_MAX = 0.05, 2.0  # back-off of a reader whose connection failed
+FIELD = b"s"
+
+
+def _streams(r: Any) -> bool:
+    """Streams on a Redis server; pub/sub on the in-process embedded store."""
+    return type(r).__module__.split(".")[0] != "fakeredis"
 
 
 async def publish_signal(r: Any, worker_id: str, payload: bytes) -> int:
-    """Send ``payload`` to worker ``worker_id``; returns the number of receivers Redis reports."""
-    channel = keys.worker_channel(worker_id)
-    if is_cluster(r):
-        return int(await r.spublish(channel, payload))
-    return int(await r.publish(channel, payload))
+    """Send ``payload`` to worker ``worker_id``; returns 1 (queued for it; pub/sub: receivers reached)."""
+    if not _streams(r):
+        return int(await r.publish(keys.worker_channel(worker_id), payload))
+    await publish_signals_many(r, [(worker_id, payload)])
+    return 1
 
 
 async def publish_signals_many(r: Any, signals: Sequence[tuple[str, bytes]]) -> None:
@@ -32,58 +51,80 @@ async def publish_signals_many(r: Any, signals: Sequence[tuple[str, bytes]]) -> 
     if not signals:
         return
     pipe = r.pipeline(transaction=False)
-    cluster = is_cluster(r)
+    if not _streams(r):
+        for worker_id, payload in signals:
+            pipe.publish(keys.worker_channel(worker_id), payload)
+        await pipe.execute()
+        return
+    touched: set[str] = set()
     for worker_id, payload in signals:
-        channel = keys.worker_channel(worker_id)
-        if cluster:
-            pipe.execute_command("SPUBLISH", channel, payload)
-        else:
-            pipe.publish(channel, payload)
+        key = keys.worker_stream(worker_id)
+        pipe.xadd(key, {FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True)
+        touched.add(key)
+    for key in touched:
+        pipe.pexpire(key, STREAM_TTL_MS)
     await pipe.execute()
 
 
-class SignalListener:
-    """The subscription of one worker to its channel.
+async def _tail(r: Any, key: str) -> bytes:
+    """The id of the last entry of ``key`` ("0-0" when empty): a new reader starts after it."""
+    last = await r.xrevrange(key, count=1)
+    return bytes(last[0][0]) if last else b"0-0"
 
-    ``await open()`` returns once Redis confirmed the subscription (a signal
-    published after that is received; it raises TimeoutError after
-    SUBSCRIBE_TIMEOUT s); iterate or ``await get()`` for payloads; ``close()``.
-    """
+
+class SignalListener:
+    """One worker reading its signals: ``await open()`` (a signal sent after it returns is received),
+    then ``await get()`` or iterate; ``close()``. Reconnects by itself after Redis trouble."""
 
     def __init__(self, r: Any, worker_id: str) -> None:
         self._r = r
-        self._cluster = is_cluster(r)
-        self.channel = keys.worker_channel(worker_id)
+        self._streams = _streams(r)
+        self.worker_id = worker_id
+        self.key = keys.worker_stream(worker_id)
+        self._last = b"0-0"
+        self._buffer: list[bytes] = []
         self._pubsub: Any = None
 
     async def open(self) -> SignalListener:
+        if self._streams:
+            self._last = await _tail(self._r, self.key)
+            return self
         self._pubsub = self._r.pubsub()
-        if self._cluster:
-            await self._pubsub.ssubscribe(self.channel)
-        else:
-            await self._pubsub.subscribe(self.channel)
+        await self._pubsub.subscribe(keys.worker_channel(self.worker_id))
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
             while True:
-                msg = await self._get()
-                if msg is not None and _kind(msg) in ("subscribe", "ssubscribe"):
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+                if msg is not None and _kind(msg) == "subscribe":
                     return self
-
-    async def _get(self) -> dict[str, Any] | None:
-        """The next pub/sub message of any type (blocks until there is one)."""
-        msg: dict[str, Any] | None
-        if self._cluster:
-            msg = await self._pubsub.get_sharded_message(ignore_subscribe_messages=False, timeout=None)
-        else:
-            msg = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-        return msg
 
     async def get(self) -> bytes:
         """The next payload (waits for it; wrap in ``asyncio.timeout`` to bound the wait)."""
-        while True:
-            msg = await self._get()
-            if msg is not None and _kind(msg) in ("message", "smessage"):
-                data: bytes = msg["data"]
-                return data
+        if not self._streams:
+            while True:
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
+                if msg is not None and _kind(msg) == "message":
+                    data: bytes = msg["data"]
+                    return data
+        pause = 0.0
+        while not self._buffer:
+            try:
+                res = await self._r.xread({self.key: self._last}, count=READ_COUNT, block=BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection dropped: read again from the last id seen
+                pause = min(max(pause * 2, RETRY_MIN), RETRY_MAX)
+                log.warning("signal stream %s: read failed, again in %.2fs from %s: %s", self.key, pause,
+                            self._last.decode(), exc)
+                await asyncio.sleep(pause)
+                continue
+            pause = 0.0
+            for _key, entries in res or ():
+                for entry_id, fields in entries:
+                    self._last = bytes(entry_id)
+                    payload = fields.get(FIELD)
+                    if payload is not None:
+                        self._buffer.append(bytes(payload))
+        return self._buffer.pop(0)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -103,11 +144,8 @@ def _kind(msg: dict[str, Any]) -> str:
 
 
 async def listen(r: Any, worker_id: str, *, ready: asyncio.Event | None = None) -> AsyncIterator[bytes]:
-    """Yield every payload published to ``worker_id``.
-
-    It subscribes on the first iteration and then sets ``ready`` (if given):
-    a signal published after ``ready`` is set is received.
-    """
+    """Yield every payload sent to ``worker_id`` from now on; ``ready`` is set once a signal sent after
+    that is sure to be received."""
     listener = await SignalListener(r, worker_id).open()
     if ready is not None:
         ready.set()
@@ -116,3 +154,12 @@ async def listen(r: Any, worker_id: str, *, ready: asyncio.Event | None = None) 
             yield payload
     finally:
         await listener.close()
+
+
+async def drop_stream(r: Any, worker_id: str) -> None:
+    """Remove a worker's signal stream (its worker stopped or was reaped)."""
+    if _streams(r):
+        await r.delete(keys.worker_stream(worker_id))
+
+
+__all__ = ["SignalListener", "drop_stream", "listen", "publish_signal", "publish_signals_many"]
