@@ -141,9 +141,10 @@ async def _replay_retained(conn: MQTTConnection, flt: str, opts: SubOpts) -> lis
     """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its
     inbox (awaited); the others are returned for direct delivery."""
     svc = conn.services
-    blobs = await retained_store.retain_match(svc.redis, conn.tenant, flt)
-    blobs = blobs[: svc.tenants.cached(conn.tenant).retain_message_match_limit]
     now_ms = svc.clock.wall_ms()
+    # RetainMessageMatchLimit bounds the payloads read, not only those sent (tidemq/store/retained.py)
+    limit = svc.tenants.cached(conn.tenant).retain_message_match_limit
+    blobs = await retained_store.retain_match(svc.redis, conn.tenant, flt, limit, now_ms=now_ms)
     sub_ids = (opts.subscription_id,) if opts.subscription_id else ()
     direct: list[tuple[Message, int, tuple[int, ...]]] = []
     appended: list[asyncio.Future[int]] = []

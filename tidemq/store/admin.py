@@ -135,7 +135,7 @@ async def retain_delete_if_same(r: Any, t: str, items: Sequence[tuple[str, bytes
         for topic, blob in items[i : i + RETAIN_CHUNK]:
             args.append(topic)
             args.append(blob_header(blob))
-        total += int(await _RETAIN_DELETE(r, [keys.retain(t)], args))
+        total += int(await _RETAIN_DELETE(r, [keys.retain(t), keys.retain_index(t)], args))
     return total
 
 

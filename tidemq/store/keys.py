@@ -109,9 +109,15 @@ def retain(tenant: str) -> str:
     return _tenant_key("retain", tenant)
 
 
+def retain_index(tenant: str) -> str:
+    """Sorted set (all scores 0, matched by lex range): ``topic \\0 expire-at ms`` per retained topic."""
+    return _tenant_key("retidx", tenant)
+
+
 def tenant_keys(tenant: str) -> list[str]:
     """Every tenant-wide key (not the per-session ones)."""
-    return [routes(tenant), rver(tenant), sexp(tenant), sessidx(tenant), epoch(tenant), retain(tenant)]
+    return [routes(tenant), rver(tenant), sexp(tenant), sessidx(tenant), epoch(tenant), retain(tenant),
+            retain_index(tenant)]
 
 
 # --- global ----------------------------------------------------------------------------------
