@@ -1,8 +1,11 @@
 -- inbox_append: append one message to the inboxes of several sessions of one tenant.
--- KEYS: per target t (1-based): 2t-1 sess, 2t inbox
+-- KEYS: per target t (1-based): 2t-1 sess, 2t inbox; then, when ARGV 4 is set, the publisher's sess and q2in
 -- ARGV: 1 message blob (passed once for all targets), 2 inbox limit (entries; < 1 stores nothing),
---       3 qos0_drop_oldest ("1" or "0"),
---       then per target: 2+2t qos ("1", or "1r" = deliver with RETAIN), 3+2t subscription ids ("1,7" or "")
+--       3 qos0_drop_oldest ("1" or "0"), 4 the publisher's QoS 2 packet id ("" = none),
+--       then per target: 3+2t qos ("1", or "1r" = deliver with RETAIN), 4+2t subscription ids ("1,7" or "")
+-- QoS 2 exactly once: with ARGV 4, the packet id is recorded in the publisher's q2in set in the same step as
+-- the appends; when it is already there the message was routed before (a resend after a lost reply or a
+-- crash) and nothing is appended. A publisher session that no longer exists records nothing.
 -- Policy (BifroMQ's QoS0DropOldest, which concerns QoS 0 only): an inbox holding `limit` entries is
 -- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
 -- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and
@@ -11,10 +14,18 @@
 -- QoS 1/2 (entries only ever get higher seqs, so it only grows); the scan starts there and moves it,
 -- so each entry is scanned at most once over the inbox's life (amortized O(1) per append). It lives in
 -- the session record, so it goes wherever the session goes.
--- Returns: {missing, queued, {owner worker, ...}, {target index, reason, target index, reason, ...}}:
+-- Returns: {missing, queued, {owner worker, ...}, {target index, reason, target index, reason, ...}, duplicate}:
 --          targets without a session, targets that got the message, the distinct online owners of the
---          inboxes that got it (to notify), and one (index, reason) pair per drop.
+--          inboxes that got it (to notify), one (index, reason) pair per drop, and 1 when ARGV 4 names a
+--          packet id that was already recorded (nothing appended).
 -- Entry: id "<seq>-0" with seq = HINCRBY sess seq 1, fields q (qos), i (sub ids), m (blob).
+local targets = #KEYS / 2
+if ARGV[4] ~= '' then
+  targets = (#KEYS - 2) / 2
+  if redis.call('EXISTS', KEYS[#KEYS - 1]) == 1 and redis.call('SADD', KEYS[#KEYS], ARGV[4]) == 0 then
+    return {0, 0, {}, {}, 1}
+  end
+end
 local limit = tonumber(ARGV[2])
 local drop_oldest = ARGV[3] == '1'
 local missing, queued = 0, 0
@@ -47,10 +58,10 @@ local function drop_oldest_qos0(sess, inbox)
   end
 end
 
-for t = 1, #KEYS / 2 do
+for t = 1, targets do
   local sess = KEYS[2 * t - 1]
   local inbox = KEYS[2 * t]
-  local qos = ARGV[2 + 2 * t]
+  local qos = ARGV[3 + 2 * t]
   local worker = redis.call('HGET', sess, 'worker')
   local store = true
   if not worker then
@@ -72,7 +83,7 @@ for t = 1, #KEYS / 2 do
   end
   if store then
     local seq = redis.call('HINCRBY', sess, 'seq', 1)
-    redis.call('XADD', inbox, seq .. '-0', 'q', qos, 'i', ARGV[3 + 2 * t], 'm', ARGV[1])
+    redis.call('XADD', inbox, seq .. '-0', 'q', qos, 'i', ARGV[4 + 2 * t], 'm', ARGV[1])
     queued = queued + 1
     if worker ~= '' and not seen[worker] then
       seen[worker] = true
@@ -80,4 +91,4 @@ for t = 1, #KEYS / 2 do
     end
   end
 end
-return {missing, queued, owners, drops}
+return {missing, queued, owners, drops, 0}

@@ -179,25 +179,36 @@ async def fan_out(
     r: Any, appends: list[InboxAppend], remote: dict[str, list[signals.Delivery]], *,
     local_worker: str | None = None, drops: InboxDrops = DROPS, wait: tuple[int, int] | None = None,
 ) -> tuple[list[AppendResult], list[tuple[str, str]]]:
-    """Write planned deliveries: inbox appends first, then in one pipelined step the per-worker ``D``
-    signals and an ``N`` signal to every other worker owning an inbox that got entries.
-
-    Appends go first so that a failed append (the publisher is told, and resends) never leaves clean
-    sessions on other workers with a copy already signalled: a resend then cannot duplicate it.
-    ``wait``: the appends wait for Redis replicas (``inbox_append_many``).
+    """Write planned deliveries: ``append_all``, then ``signal_all`` (see both).
 
     Returns the append results (one per append, in order: ``publish_code`` reads them) and the
     ``(tenant, client)`` inboxes owned by ``local_worker`` (the caller wakes those itself).
-    Every inbox drop is counted and logged in ``drops``.
     """
+    results = await append_all(r, appends, drops=drops, wait=wait)
+    return results, await signal_all(r, appends, results, remote, local_worker=local_worker)
+
+
+async def append_all(r: Any, appends: list[InboxAppend], *, drops: InboxDrops = DROPS,
+                     wait: tuple[int, int] | None = None) -> list[AppendResult]:
+    """The inbox appends, first and on their own: a failed append (the publisher is told, and resends)
+    never leaves clean sessions on other workers with a copy already signalled. Every inbox drop is
+    counted and logged in ``drops``; ``wait``: the appends wait for Redis replicas."""
     results: list[AppendResult] = await inbox_store.inbox_append_many(r, appends, wait=wait) if appends else []
-    outgoing = [(w, signals.encode_deliveries(items)) for w, items in remote.items()]
     dropped: dict[str, list[AppendResult]] = defaultdict(list)
     for item, res in zip(appends, results, strict=True):
         if res.drops:
             dropped[item.tenant].append(res)
     for tenant, rs in dropped.items():
         drops.record(tenant, rs)
+    return results
+
+
+async def signal_all(r: Any, appends: list[InboxAppend], results: list[AppendResult],
+                     remote: dict[str, list[signals.Delivery]], *, local_worker: str | None = None
+                     ) -> list[tuple[str, str]]:
+    """One pipelined step: the per-worker ``D`` signals and an ``N`` signal to every other worker owning
+    an inbox that got entries. Returns the ``(tenant, client)`` inboxes owned by ``local_worker``."""
+    outgoing = [(w, signals.encode_deliveries(items)) for w, items in remote.items() if items]
     local: list[tuple[str, str]] = []
     notify: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for item, res in zip(appends, results, strict=True):
@@ -211,7 +222,7 @@ async def fan_out(
                  for w, per_t in sorted(notify.items())]
     if outgoing:
         await signal_store.publish_signals_many(r, outgoing)
-    return results, local
+    return local
 
 
 async def publish(

@@ -32,7 +32,7 @@ from tidemq import signals
 from tidemq.clock import Clock
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import RouteCache, fan_out, plan_routes, publish_code, sub_ids
+from tidemq.publish import RouteCache, append_all, plan_routes, publish_code, signal_all, sub_ids
 from tidemq.routing.trie import Route
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend, InboxTarget
@@ -57,6 +57,7 @@ class Pending:
     blob: bytes = b""
     only_sids: tuple[int, ...] = ()  # subscription identifier of the replayed subscription
     origin: Origin | None = None  # the publishing session, when a client published it
+    dedupe: tuple[str, int] | None = None  # (publisher, packet id): a persistent session's QoS 2 publish
 
 
 class Origin(Protocol):
@@ -100,8 +101,11 @@ class Dispatcher:
     def backlog(self) -> int:
         return len(self._queue)
 
-    def submit(self, tenant: str, msg: Message, done: Done | None = None, origin: Origin | None = None) -> None:
-        self._queue.append(Pending(tenant, msg, done, origin=origin))
+    def submit(self, tenant: str, msg: Message, done: Done | None = None, origin: Origin | None = None,
+               dedupe: tuple[str, int] | None = None) -> None:
+        """Queue a publish; ``dedupe`` (publisher client id, packet id) records a persistent publisher's QoS 2
+        packet id atomically with the routing, so a resend of a routed message is never routed again."""
+        self._queue.append(Pending(tenant, msg, done, origin=origin, dedupe=dedupe))
         self.queued_bytes += len(msg.payload)
         self.stats_in[msg.qos] += 1
         self._kick()
@@ -170,8 +174,8 @@ class Dispatcher:
         await self.routes.refresh(self.redis, sorted({p.tenant for p in batch if p.only is None}))
 
         appends: list[InboxAppend] = []
-        remote: dict[str, list[signals.Delivery]] = defaultdict(list)
-        local: list[tuple[Pending, Route, int]] = []
+        remote_items: list[tuple[int, str, signals.Delivery]] = []  # (batch index, worker, delivery)
+        local: list[tuple[int, Pending, Route, int]] = []
         matched = [False] * len(batch)
         elsewhere = [False] * len(batch)  # also went to a transient session (local or remote)
         append_at: dict[int, int] = {}  # batch index -> its inbox append (its result: quota refusals)
@@ -188,27 +192,40 @@ class Dispatcher:
                 continue
             routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
             if not routes:
+                if p.dedupe is not None:  # no subscriber, but the QoS 2 packet id is recorded all the same
+                    append_at[i] = len(appends)
+                    appends.append(InboxAppend(p.tenant, b"", [], ts.session_inbox_size, ts.qos0_drop_oldest,
+                                               dedupe=p.dedupe))
                 continue
             matched[i] = True
             plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain)
-            local.extend((p, rt, qos) for rt, qos in plan.local)
+            local.extend((i, p, rt, qos) for rt, qos in plan.local)
             elsewhere[i] = bool(plan.local or plan.remote)
             if plan.inbox or plan.remote:  # encoded once, and only when it leaves the process
                 p.blob = pack(p.msg)
-            if plan.inbox:
+            if plan.inbox or p.dedupe is not None:
                 append_at[i] = len(appends)
                 appends.append(InboxAppend(
-                    p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest))
+                    p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest, dedupe=p.dedupe))
             for w, targets in plan.remote.items():
-                remote[w].append(signals.Delivery(p.tenant, targets, p.blob))
+                remote_items.append((i, w, signals.Delivery(p.tenant, targets, p.blob)))
 
-        # inboxes and other workers in one concurrent step; owners of inboxes woken (ours directly)
-        results, local_inboxes = await fan_out(self.redis, appends, remote, local_worker=me, wait=self.wait)
+        # inboxes first; then, in one step, other workers' deliveries and inbox wake-ups (ours directly).
+        # A QoS 2 resend that the append script recognised (its packet id was recorded) goes nowhere.
+        results = await append_all(self.redis, appends, wait=self.wait)
+        duplicate = {i for i, at in append_at.items() if results[at].duplicate}
+        remote: dict[str, list[signals.Delivery]] = defaultdict(list)
+        for i, w, delivery in remote_items:
+            if i not in duplicate:
+                remote[w].append(delivery)
+        local_inboxes = await signal_all(self.redis, appends, results, remote, local_worker=me)
         for tenant, cid in local_inboxes:
             registry.notify_inbox(tenant, cid)
 
-        for p, rt, qos in local:
-            registry.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published, now_ms)
+        for i, p, rt, qos in local:
+            if i not in duplicate:
+                registry.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published,
+                                       now_ms)
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:

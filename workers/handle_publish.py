@@ -9,9 +9,11 @@ acknowledged only after the store took it (PUBACK/PUBREC with the outcome).
 MQTT 3 has no failure PUBACK: a publish the store did not take closes the
 connection instead, so the client sends it again after reconnecting.
 
-Persistent sessions record an inbound QoS 2 packet id once the message is
-routed, and send PUBCOMP only after the id is removed again, so a crash at
-any point neither loses nor duplicates the message.
+Persistent sessions record an inbound QoS 2 packet id in the same atomic step
+that routes the message (``inbox_append`` with the publisher's q2in set), so a
+resend after a lost reply or a crash is recognised and not routed again; PUBCOMP
+goes out only after the id is removed again. A crash at any point neither loses
+nor duplicates the message.
 """
 
 from __future__ import annotations
@@ -108,11 +110,10 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
 
         def done(rc: int) -> None:
             code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) else RC.UNSPECIFIED_ERROR
-            if session.persistent and qos == 2 and code < 0x80:
-                # the id is recorded only once the message is routed, and PUBREC goes out only once it
-                # is recorded: a crash in between makes the client resend the PUBLISH (routed again)
-                # instead of the resumed session discarding it as a duplicate (lost)
-                svc.inbox_ops.q2add(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+            if dedupe is not None and code >= 0x80 and m.protocol_level == 5:
+                # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
+                # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
+                svc.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
                 return
             acknowledge(code)
 
@@ -131,7 +132,10 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
             m.ack_publish(pid, qos, code)
             conn.flush_soon()
 
-        svc.dispatcher.submit(session.tenant, msg, done, origin=session)
+        # a persistent session's QoS 2 packet id is recorded by the routing step itself (atomically with the
+        # inbox appends), so PUBREC follows a recorded id and a resend of a routed message is never routed again
+        dedupe = (session.client_id, pid) if session.persistent and qos == 2 else None
+        svc.dispatcher.submit(session.tenant, msg, done, origin=session, dedupe=dedupe)
     if svc.dispatcher.overloaded and conn.transport is not None:
         conn.transport.pause_reading()
         svc.dispatcher.pause_until_drained(conn.resume_reading)

@@ -86,9 +86,6 @@ class InboxOps:
     def mark_sent(self, t: str, c: str, seq: int) -> None:
         self._add(InboxOp("sent", t, c, seq=seq))
 
-    def q2add(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
-        self._add(InboxOp("q2add", t, c, pid=pid), then)
-
     def q2del(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
         self._add(InboxOp("q2del", t, c, pid=pid), then)
 

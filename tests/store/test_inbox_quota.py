@@ -101,3 +101,22 @@ async def test_per_target_report_and_publish_code(r: Any) -> None:
     assert drops.tenant(T)[DROP_METRICS["inbox_full"]] == 2
     assert drops.totals() == {"refused_inbox_full": 2, "dropped_qos0_inbox_full": 1, "dropped_qos0_oldest": 0}
     assert drops.tenant("other") == dict.fromkeys(DROP_METRICS.values(), 0)
+
+
+async def test_qos2_resend_is_recognised_atomically(r: Any) -> None:
+    """The publisher's QoS 2 packet id is recorded by the append itself: a resend after a lost reply or a
+    crash appends nothing; without a publisher session nothing is recorded."""
+    await connect(r, T, "pub2")
+    await connect(r, T, "sub2")
+    first = InboxAppend(T, b"once", [InboxTarget("sub2", 2)], 10, False, dedupe=("pub2", 7))
+    (res,) = await inbox_append_many(r, [first])
+    assert (res.queued, res.duplicate) == (1, False)
+    (again,) = await inbox_append_many(r, [first])
+    assert (again.queued, again.duplicate) == (0, True)
+    assert [e.blob for e in await inbox_read(r, T, "sub2")] == [b"once"]
+    assert await r.sismember(K.q2in(T, "pub2"), "7")
+    (nobody,) = await inbox_append_many(r, [InboxAppend(T, b"", [], 10, False, dedupe=("pub2", 8))])
+    assert nobody.duplicate is False and await r.sismember(K.q2in(T, "pub2"), "8")  # no target: recorded
+    (gone,) = await inbox_append_many(r, [InboxAppend(T, b"x", [InboxTarget("sub2", 2)], 10, False,
+                                                      dedupe=("ghost", 1))])
+    assert (gone.queued, gone.duplicate) == (1, False) and not await r.exists(K.q2in(T, "ghost"))

@@ -39,12 +39,16 @@ def _s(value: Any) -> str:
 def queue_append(batch: Batch, item: InboxAppend) -> int:
     """Queue one append on ``batch`` (to share a round trip with other commands); returns its index."""
     ks: list[str] = []
-    args: list[Any] = [item.blob, item.limit, "1" if item.drop_oldest else "0"]
+    args: list[Any] = [item.blob, item.limit, "1" if item.drop_oldest else "0",
+                       item.dedupe[1] if item.dedupe else ""]
     for tgt in item.targets:
         ks.append(keys.sess(item.tenant, tgt.client_id))
         ks.append(keys.inbox(item.tenant, tgt.client_id))
         args.append(f"{tgt.qos}r" if tgt.retain else tgt.qos)  # the entry's q field: "1", or "1r" with RETAIN
         args.append(",".join(str(i) for i in tgt.sub_ids))
+    if item.dedupe:
+        ks.append(keys.sess(item.tenant, item.dedupe[0]))
+        ks.append(keys.q2in(item.tenant, item.dedupe[0]))
     return batch.script(_APPEND, ks, args)
 
 
@@ -54,7 +58,7 @@ def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
     drops = [(item.targets[int(pairs[k]) - 1].client_id, DROP_REASONS[int(pairs[k + 1])])
              for k in range(0, len(pairs) - 1, 2)]
     return AppendResult(owners={_s(w) for w in res[2]}, dropped=len(drops), missing=int(res[0]),
-                        queued=int(res[1]), drops=drops)
+                        queued=int(res[1]), drops=drops, duplicate=len(res) > 4 and int(res[4]) == 1)
 
 
 class ReplicationTimeout(Exception):
@@ -71,7 +75,7 @@ async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple
     pipeline spreads over connections, so ``wait`` is ignored there (docs/reliability.md).
     """
     batch = Batch(r)
-    queued = [queue_append(batch, item) if item.targets else -1 for item in items]
+    queued = [queue_append(batch, item) if item.targets or item.dedupe else -1 for item in items]
     waited, need = -1, 0
     if wait is not None and wait[0] > 0 and not is_cluster(r) and any(i >= 0 for i in queued):
         waited, need = len(batch), wait[0]

@@ -77,6 +77,9 @@ class InboxAppend:
     targets: list[InboxTarget]
     limit: int
     drop_oldest: bool
+    # (publisher client id, QoS 2 packet id): recorded in the publisher's q2in set in the same step; a
+    # message whose id is already there was routed before and is not appended again (exactly once)
+    dedupe: tuple[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +90,7 @@ class AppendResult:
     queued: int = 0  # targets whose inbox got the message
     # one (client id, reason) per drop; reason in DROP_REASONS ("inbox_full": a QoS 1/2 message not queued)
     drops: list[tuple[str, str]] = field(default_factory=list)
+    duplicate: bool = False  # the publisher's QoS 2 packet id was already recorded: nothing appended
 
     @property
     def refused(self) -> int:
