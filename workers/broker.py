@@ -37,6 +37,7 @@ from .leases import LEASE_RENEW_S, LEASE_TTL_MS, LeaseKeeper
 from .metrics import WorkerMetrics
 from .registry import Registry
 from .services import Admission, Lifecycle, WorkerServices
+from .timers import ExpiryTimers
 from .transport.listeners import start_listeners
 from .wills import WillService
 
@@ -61,7 +62,8 @@ class Broker:
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
             registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=InboxOps(redis),
-            wills=wills, admission=Admission(settings, metrics, clock), worker_id=worker_id, lifecycle=Lifecycle())
+            wills=wills, expiry=ExpiryTimers(redis, clock), admission=Admission(settings, metrics, clock),
+            worker_id=worker_id, lifecycle=Lifecycle())
         self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats)
         self.servers: list[asyncio.Server] = []
         self.health_server: asyncio.Server | None = None  # answers 503 while draining
@@ -151,6 +153,7 @@ class Broker:
         for task in list(self._bg):
             task.cancel()
         svc.wills.cancel_all()
+        svc.expiry.stopped = True
         with contextlib.suppress(Exception):
             await self.leases.release()
             await signal_store.drop_stream(self.redis, svc.worker_id)

@@ -154,8 +154,6 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
                                           encode(Takeover(tenant, client_id, res.prev_epoch)))
     svc.registry.register(session.key, conn)
     conn.registered = True
-    if svc.registry.note_tenant(tenant):  # once per tenant per process: the sweeper's tenant index
-        await sess_store.tenants_add(svc.redis, tenant)
     session.sub_count = len(res.subscriptions)
     session.sub_filters = {flt: opts.qos for flt, opts in res.subscriptions.items()}
     present = res.present and not p.clean_start

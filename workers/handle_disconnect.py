@@ -102,8 +102,11 @@ async def end_session(conn: MQTTConnection) -> None:
             log.warning("session_disconnect failed for %s/%s (attempt %d): %s", session.tenant, session.client_id,
                         attempt + 1, exc)
             continue
-        if will_at and ended == "offline":
-            svc.wills.schedule(session.tenant, session.client_id, will_at)
+        if ended == "offline":
+            if will_at:
+                svc.wills.schedule(session.tenant, session.client_id, will_at)
+            if session.expiry:
+                svc.expiry.schedule(session.tenant, svc.clock.wall_ms() + session.expiry * 1000)
         return
     log.error("session_disconnect gave up for %s/%s: the reaper ends it if this worker dies", session.tenant,
               session.client_id)

@@ -27,7 +27,6 @@ class Registry:
         self.metrics = metrics
         self.connections: set[MQTTConnection] = set()
         self.sessions: dict[tuple[str, str], MQTTConnection] = {}
-        self.tenants: set[str] = set()  # tenants this process has written to the tenant index
 
     def opened(self, conn: MQTTConnection) -> None:
         self.connections.add(conn)
@@ -47,13 +46,6 @@ class Registry:
         if self.sessions.get(key) is conn:
             del self.sessions[key]
         return key not in self.sessions
-
-    def note_tenant(self, tenant: str) -> bool:
-        """True the first time ``tenant`` connects here (the caller adds it to the tenant index)."""
-        if tenant in self.tenants:
-            return False
-        self.tenants.add(tenant)
-        return True
 
     def get(self, tenant: str, client_id: str) -> MQTTConnection | None:
         return self.sessions.get((tenant, client_id))

@@ -23,6 +23,7 @@ from .dispatch import Dispatcher
 from .inbox import InboxOps, InboxReader
 from .metrics import WorkerMetrics
 from .registry import Registry
+from .timers import ExpiryTimers
 from .wills import WillService
 
 
@@ -97,6 +98,7 @@ class WorkerServices:
     inbox_reader: InboxReader
     inbox_ops: InboxOps
     wills: WillService
+    expiry: ExpiryTimers
     admission: Admission
     worker_id: str
     lifecycle: Lifecycle

@@ -75,13 +75,52 @@ def refresh_reads(conn: MQTTConnection) -> None:
 
 
 async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float) -> None:
+    """The backstop of every timer: due delayed wills, then expired sessions, of every tenant with
+    something left; a tenant with neither is pruned from the index, so the sweep's cost follows the
+    tenants that still have sessions, not every tenant ever seen."""
     while True:
         await asyncio.sleep(interval)
         try:
             for tenant in await sess_store.tenants_list(redis):
                 await wills.fire_due(tenant)
                 await sess_store.sessions_expire(redis, tenant, now_ms=clock.wall_ms())
+                await sess_store.tenants_prune(redis, tenant)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("session sweep failed: %s", exc)
+
+
+class ExpiryTimers:
+    """Session expiry on time: a session that went offline here gets a timer at its deadline (the sweep
+    is the backstop for sessions of dead workers and for any timer lost with its worker)."""
+
+    SLACK = 0.05  # seconds after the deadline: the store compares with the same clock
+    MAX_DELAY = 86_400.0  # longer expiries are left to the sweep (no timer kept for days)
+
+    def __init__(self, redis: Any, clock: Clock) -> None:
+        self.redis = redis
+        self.clock = clock
+        self.stopped = False
+        self._due: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def schedule(self, tenant: str, expires_at_ms: int) -> None:
+        delay = (expires_at_ms - self.clock.wall_ms()) / 1000 + self.SLACK
+        if delay <= self.MAX_DELAY:
+            asyncio.get_running_loop().call_later(max(0.0, delay), self._fire, tenant)
+
+    def _fire(self, tenant: str) -> None:
+        if self.stopped:
+            return
+        self._due.add(tenant)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._expire())
+
+    async def _expire(self) -> None:
+        while self._due:
+            tenant = self._due.pop()
+            try:  # ends every session of the tenant whose deadline passed (a reconnect cancelled its own)
+                await sess_store.sessions_expire(self.redis, tenant, now_ms=self.clock.wall_ms())
+            except Exception as exc:  # the sweep ends it later
+                log.warning("session expiry of tenant %s deferred to the sweep: %s", tenant, exc)

@@ -73,6 +73,7 @@ async def session_connect(
     if track:
         batch = Batch(r)
         batch.pipe.sadd(keys.worker_sessions(worker), t + "\0" + c)
+        batch.pipe.sadd(keys.tenants(), t)  # the sweeper's tenant index, in the same trip (pruned when empty)
         index = batch.script(_CONNECT, ks, args)
         res = (await batch.execute())[index]
     else:
@@ -193,6 +194,19 @@ async def sessions_expire(
 async def tenants_add(r: Any, t: str) -> None:
     """Remember tenant ``t`` in the global tenant set (idempotent)."""
     await r.sadd(keys.tenants(), t)
+
+
+async def tenants_prune(r: Any, t: str) -> bool:
+    """Forget tenant ``t`` in the sweeper's index when it has no session and no pending will left; True if
+    it was removed. A session that connects meanwhile adds it again with its next connect (every CONNECT
+    adds its tenant), and sessions ending on a worker also have that worker's expiry timer."""
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(keys.sessidx(t))
+    pipe.zcard(keys.wills(t))
+    sessions, wills = await pipe.execute()
+    if int(sessions) or int(wills):
+        return False
+    return bool(await r.srem(keys.tenants(), t))
 
 
 async def tenants_list(r: Any) -> list[str]:
