@@ -5,6 +5,11 @@ accepts a TCP connection, and stopped (SIGTERM, then SIGKILL after a few seconds
 on error. Invariants: only 127.0.0.1 is ever bound or connected to; every process started here is stopped by
 the context that started it; a broker that dies during start-up raises :class:`BrokerError` with the tail of
 its log.
+
+Which TideMQ code runs: the TideMQ child imports ``tidemq`` (and ``tidemq.worker`` / ``tidemq.api``, which the
+editable install maps to *its* checkout's ``workers/`` and ``app/``) from the source tree given as
+``tidemq_src`` (default: the checkout this file is in), never from whatever checkout happens to be installed:
+:func:`source_overlay` builds a directory of symlinks put first on the child's ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,6 +138,44 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         proc.wait(timeout)
 
 
+def source_overlay(src: Path, into: Path) -> dict[str, str]:
+    """Environment for a child that must import TideMQ from checkout ``src``.
+
+    ``PYTHONPATH=src`` alone is not enough since ``app/`` and ``workers/`` are installed as ``tidemq.api`` and
+    ``tidemq.worker``: the editable install's finder would still resolve those two to the installed checkout.
+    So ``into/tidemq`` is a directory of symlinks to ``src/tidemq/*`` plus ``worker -> src/workers``,
+    ``api -> src/app``, ``lua -> src/lua``; ``into/workers`` and ``into/app`` serve checkouts from before that
+    layout. ``PYTHONPATH=into`` is found before the installed finder and is inherited by spawned processes.
+    """
+    src = src.resolve()
+    pkg = into / "tidemq"
+    pkg.mkdir(parents=True)
+    for entry in (src / "tidemq").iterdir():
+        (pkg / entry.name).symlink_to(entry)
+    for name, folder in (("worker", "workers"), ("api", "app"), ("lua", "lua")):
+        if (src / folder).is_dir() and not (pkg / name).exists():
+            (pkg / name).symlink_to(src / folder)
+    for folder in ("workers", "app"):
+        if (src / folder).is_dir():
+            (into / folder).symlink_to(src / folder)
+    path = os.pathsep.join(p for p in (str(into), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def describe_source(src: Path) -> str:
+    """Where a TideMQ child started with :func:`source_overlay` of ``src`` imports its code from, and the commit."""
+    with tempfile.TemporaryDirectory(prefix="bench-src-") as tmp:
+        env = source_overlay(src, Path(tmp))
+        code = (
+            "import os, tidemq, importlib.util as u\n"
+            "w = u.find_spec('tidemq.worker') or u.find_spec('workers')\n"
+            "print(os.path.realpath(tidemq.__file__), os.path.realpath(w.origin) if w else '-')"
+        )
+        out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp, capture_output=True, text=True)
+    rev = subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return f"{out.stdout.strip() or out.stderr.strip()[-200:]} @ {rev.stdout.strip() or '?'}"
+
+
 def _mosquitto(tmp: Path, max_queued: int) -> tuple[list[str], int]:
     port = free_port()
     conf = tmp / "mosquitto.conf"
@@ -156,8 +200,12 @@ def start_broker(
     max_queued: int = 20_000,
     extra_args: list[str] | None = None,
     keep_logs: Path | None = None,
+    tidemq_src: Path = REPO,
+    env_extra: dict[str, str] | None = None,
 ) -> Iterator[Broker]:
-    """Start ``kind`` ("mosquitto" or "tidemq") on free ports; yield a :class:`Broker`; stop it all."""
+    """Start ``kind`` ("mosquitto" or "tidemq") on free ports; yield a :class:`Broker`; stop it all.
+
+    TideMQ runs the code of checkout ``tidemq_src`` with ``env_extra`` added to its environment."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{kind}-"))
     procs: list[subprocess.Popen[bytes]] = []
     broker = Broker(kind, HOST, 0)
@@ -214,7 +262,9 @@ def start_broker(
         log = tmp / f"{kind}.log"
         # the same offline-queue bound for both brokers: mosquitto's max_queued_messages,
         # TideMQ's per-session inbox size (TIDEMQ_INBOX_SIZE, BifroMQ's default is 1000)
-        env = {**os.environ, "TIDEMQ_INBOX_SIZE": str(max_queued)} if kind == "tidemq" else None
+        env = None
+        if kind == "tidemq":
+            env = {**source_overlay(tidemq_src, tmp / "src"), "TIDEMQ_INBOX_SIZE": str(max_queued), **(env_extra or {})}
         proc = _spawn(cmd, log, tmp, env)
         procs.insert(0, proc)
         broker.logs.insert(0, log)

@@ -53,10 +53,11 @@ def _packet(first: int, body: bytes) -> bytes:
 
 
 def build_connect(
-    client_id: str, *, version: int = 4, clean: bool = True, keepalive: int = 120, session_expiry: int = 0
+    client_id: str, *, version: int = 4, clean: bool = True, keepalive: int = 120, session_expiry: int = 0,
+    username: str | None = None, password: str | None = None,
 ) -> bytes:
     """CONNECT for MQTT 3.1.1 (version 4) or 5.0 (version 5); v5 asks for the largest receive maximum."""
-    flags = 0x02 if clean else 0x00
+    flags = (0x02 if clean else 0x00) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
     body = mqtt_str("MQTT") + bytes((version, flags)) + U16.pack(keepalive)
     if version == 5:
         props = b"\x21" + U16.pack(65535)  # receive maximum
@@ -64,6 +65,10 @@ def build_connect(
             props += b"\x11" + struct.pack("!I", session_expiry)
         body += varint(len(props)) + props
     body += mqtt_str(client_id)
+    if username is not None:
+        body += mqtt_str(username)
+    if password is not None:
+        body += mqtt_str(password)
     return _packet(0x10, body)
 
 
@@ -336,6 +341,8 @@ async def connect(
     within: float = 10.0,
     on_publish: Callable[[bytes | None, int], None] | None = None,
     want_payload: bool = False,
+    username: str | None = None,
+    password: str | None = None,
 ) -> MqttConn:
     """Open a TCP connection, send CONNECT and wait for a successful CONNACK.
 
@@ -352,7 +359,8 @@ async def connect(
 
     _, conn = await asyncio.wait_for(loop.create_connection(factory, host, port), within)
     conn.write(
-        build_connect(client_id, version=version, clean=clean, keepalive=keepalive, session_expiry=session_expiry)
+        build_connect(client_id, version=version, clean=clean, keepalive=keepalive, session_expiry=session_expiry,
+                      username=username, password=password)
     )
     try:
         rc = await asyncio.wait_for(conn.connack, within)

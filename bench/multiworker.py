@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from brokers import HOST, Broker, BrokerError, _spawn, _stop, _wait_port, free_port
+from brokers import HOST, REPO, Broker, BrokerError, _spawn, _stop, _wait_port, free_port, source_overlay
 from run import _bounded, _raise_nofile, _run_async, _scenario_budget
 from scenarios import SCALES, SCENARIOS, ScenarioResult
 
@@ -92,7 +92,7 @@ def start_layout(
         procs.append(rproc)
         broker.logs.append(rlog)
         _wait_port(rport, rproc, rlog, "redis-server")
-        env = {**os.environ, "TIDEMQ_INBOX_SIZE": str(max_queued)}
+        env = {**source_overlay(REPO, tmp / "src"), "TIDEMQ_INBOX_SIZE": str(max_queued)}  # this checkout's code
         base = [sys.executable, "-m", "tidemq.cli", "worker", "--host", HOST, "--log-level", "WARNING",
                 "--redis-url", f"redis://{HOST}:{rport}/0"]
         ports = [free_port()] if one_port else [free_port() for _ in range(n)]

@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from brokers import BrokerError, start_broker
+from brokers import REPO, BrokerError, describe_source, start_broker
 from scenarios import ALIASES, QUEUE_LIMITS, SCALES, SCENARIOS, Scale, ScenarioResult
 
 try:
@@ -73,6 +73,7 @@ def run_one(name: str, broker_kind: str, args: argparse.Namespace, scale: Scale,
                         else max(20_000, scale.offline_messages + 1_000)),
             extra_args=args.tidemq_arg if broker_kind == "tidemq" else None,
             keep_logs=logs,
+            tidemq_src=args.tidemq_src,
         ) as broker:
             cpu0, lg0, w0 = broker.cpu_seconds(), time.process_time(), time.perf_counter()
             try:
@@ -218,6 +219,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="ARG",
         help="extra argument passed to the TideMQ CLI (repeatable)",
     )
+    ap.add_argument(
+        "--tidemq-src",
+        type=Path,
+        default=REPO,
+        metavar="DIR",
+        help="checkout whose TideMQ code is benchmarked (default: the one this script is in)",
+    )
     ap.add_argument("--mqtt-version", type=int, choices=[4, 5], default=4, help="4 = MQTT 3.1.1, 5 = MQTT 5.0")
     ap.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     ap.add_argument(
@@ -238,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     _raise_nofile()
     run_id = os.urandom(3).hex()
+    src = describe_source(args.tidemq_src) if "tidemq" in brokers else "-"
+    if "tidemq" in brokers:
+        print(f"TideMQ code: {src}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     records = []
     for sc in scenarios:
@@ -253,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nscale={args.scale} mqtt={'5.0' if args.mqtt_version == 5 else '3.1.1'} "
         f"tidemq-mode={args.tidemq_mode} loop={'uvloop' if uvloop else 'asyncio'} total={total:.0f}s"
+        f"\ntidemq code: {src}"
     )
     if args.json:
         doc = {
@@ -260,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": asdict(scale),
             "mqtt_version": args.mqtt_version,
             "tidemq_mode": args.tidemq_mode,
+            "tidemq_src": src,
             "loop": "uvloop" if uvloop else "asyncio",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "total_s": round(total, 1),

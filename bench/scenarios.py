@@ -129,7 +129,11 @@ def _pct(sorted_vals: list[float], q: float) -> float:
 
 
 async def _wait_count(get: Callable[[], int], target: int, pub_end: float, scale: Scale) -> None:
-    """Wait until ``get() >= target``, ``scale.idle`` s without progress, or ``scale.grace`` s after pub_end."""
+    """Wait until ``get() >= target``, ``scale.idle`` s without progress, or ``scale.grace`` s after pub_end.
+
+    The idle bound starts with the first message received: a broker still working through a backlog of
+    pipelined input before its first delivery (seen: > 2 s for 100,000 QoS 0 messages on a loaded host) is
+    bounded by ``grace`` only, not reported as having lost everything."""
     hard = pub_end + scale.grace
     last = get()
     last_change = time.perf_counter()
@@ -139,7 +143,7 @@ async def _wait_count(get: Callable[[], int], target: int, pub_end: float, scale
         cur = get()
         if cur != last:
             last, last_change = cur, now
-        elif now - last_change > scale.idle or now > hard:
+        elif (cur and now - last_change > scale.idle) or now > hard:
             return
 
 
