@@ -5,7 +5,9 @@
 --       then per target: 3+2t qos ("1", or "1r" = deliver with RETAIN), 4+2t subscription ids ("1,7" or "")
 -- QoS 2 exactly once: with ARGV 4, the packet id is recorded in the publisher's q2in set in the same step as
 -- the appends; when it is already there the message was routed before (a resend after a lost reply or a
--- crash) and nothing is appended. A publisher session that no longer exists records nothing.
+-- crash) and nothing is appended. A publisher session that no longer exists records nothing. Once the
+-- message's deliveries to clean sessions (signals) are out too, the worker adds "d<pid>" (inbox_mark
+-- "q2done"): a resend without it sends those deliveries again (they may have been lost with the reply).
 -- Policy (BifroMQ's QoS0DropOldest, which concerns QoS 0 only): an inbox holding `limit` entries is
 -- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
 -- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and
@@ -16,14 +18,18 @@
 -- the session record, so it goes wherever the session goes.
 -- Returns: {missing, queued, {owner worker, ...}, {target index, reason, target index, reason, ...}, duplicate}:
 --          targets without a session, targets that got the message, the distinct online owners of the
---          inboxes that got it (to notify), one (index, reason) pair per drop, and 1 when ARGV 4 names a
---          packet id that was already recorded (nothing appended).
+--          inboxes that got it (to notify), one (index, reason) pair per drop, and, when ARGV 4 names a
+--          packet id that was already recorded (nothing appended): 1 if "d<pid>" is there too, else 2.
 -- Entry: id "<seq>-0" with seq = HINCRBY sess seq 1, fields q (qos), i (sub ids), m (blob).
 local targets = #KEYS / 2
 if ARGV[4] ~= '' then
   targets = (#KEYS - 2) / 2
   if redis.call('EXISTS', KEYS[#KEYS - 1]) == 1 and redis.call('SADD', KEYS[#KEYS], ARGV[4]) == 0 then
-    return {0, 0, {}, {}, 1}
+    -- routed before: 1 when its clean-session deliveries were confirmed too ("d<pid>" member), else 2
+    if redis.call('SISMEMBER', KEYS[#KEYS], 'd' .. ARGV[4]) == 1 then
+      return {0, 0, {}, {}, 1}
+    end
+    return {0, 0, {}, {}, 2}
   end
 end
 local limit = tonumber(ARGV[2])

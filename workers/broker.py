@@ -57,11 +57,12 @@ class Broker:
         tenants = SettingsProvider(redis, settings)
         provider = auth or make_provider(settings)
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
-        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait)
+        inbox_ops = InboxOps(redis)
+        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait, confirmed=inbox_ops.q2done)
         wills = WillService(redis, provider, dispatcher, clock, metrics)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
-            registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=InboxOps(redis),
+            registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=inbox_ops,
             wills=wills, expiry=ExpiryTimers(redis, clock), admission=Admission(settings, metrics, clock),
             worker_id=worker_id, lifecycle=Lifecycle())
         self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats)

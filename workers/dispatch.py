@@ -77,9 +77,12 @@ class Dispatcher:
     LOW_WATER_BYTES = 4 * 1024 * 1024
 
     def __init__(self, redis: Any, worker_id: str, tenants: SettingsProvider, registry: Registry,
-                 clock: Clock, *, wait: tuple[int, int] | None = None) -> None:
+                 clock: Clock, *, wait: tuple[int, int] | None = None,
+                 confirmed: Callable[[str, str, int], None] | None = None) -> None:
         self.redis = redis
         self.wait = wait  # (replicas, timeout ms): persistent deliveries wait for Redis replicas
+        # (tenant, publisher, packet id): a deduplicated QoS 2 message's clean-session deliveries are out
+        self.confirmed: Callable[[str, str, int], None] = confirmed or (lambda _t, _c, _p: None)
         self.worker_id = worker_id
         self.tenants = tenants
         self.registry = registry
@@ -213,7 +216,9 @@ class Dispatcher:
         # inboxes first; then, in one step, other workers' deliveries and inbox wake-ups (ours directly).
         # A QoS 2 resend that the append script recognised (its packet id was recorded) goes nowhere.
         results = await append_all(self.redis, appends, wait=self.wait)
-        duplicate = {i for i, at in append_at.items() if results[at].duplicate}
+        # 1: routed before, clean-session deliveries confirmed: nothing to do; 2: those were maybe lost
+        # with the reply the publisher never got: send them again (never the inbox appends)
+        duplicate = {i for i, at in append_at.items() if results[at].duplicate == 1}
         remote: dict[str, list[signals.Delivery]] = defaultdict(list)
         for i, w, delivery in remote_items:
             if i not in duplicate:
@@ -226,6 +231,9 @@ class Dispatcher:
             if i not in duplicate:
                 registry.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published,
                                        now_ms)
+        for i, p in enumerate(batch):  # QoS 2 from persistent publishers: their transient copies are out
+            if p.dedupe is not None and elsewhere[i] and i not in duplicate:
+                self.confirmed(p.tenant, *p.dedupe)
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:

@@ -58,7 +58,7 @@ def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
     drops = [(item.targets[int(pairs[k]) - 1].client_id, DROP_REASONS[int(pairs[k + 1])])
              for k in range(0, len(pairs) - 1, 2)]
     return AppendResult(owners={_s(w) for w in res[2]}, dropped=len(drops), missing=int(res[0]),
-                        queued=int(res[1]), drops=drops, duplicate=len(res) > 4 and int(res[4]) == 1)
+                        queued=int(res[1]), drops=drops, duplicate=int(res[4]) if len(res) > 4 else 0)
 
 
 class ReplicationTimeout(Exception):
@@ -126,8 +126,8 @@ def queue_op(batch: Batch, op: InboxOp) -> None:
     elif kind == "comp":
         batch.pipe.srem(keys.rel(t, c), op.pid)
     elif kind == "q2del":
-        batch.pipe.srem(keys.q2in(t, c), op.pid)
-    elif kind in ("rec", "sent", "q2add"):
+        batch.pipe.srem(keys.q2in(t, c), op.pid, f"d{op.pid}")
+    elif kind in ("rec", "sent", "q2add", "q2done"):
         batch.script(_MARK, [keys.sess(t, c), keys.inbox(t, c), keys.rel(t, c), keys.q2in(t, c)],
                      [kind, op.seq, op.pid])
     else:

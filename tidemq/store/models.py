@@ -90,7 +90,9 @@ class AppendResult:
     queued: int = 0  # targets whose inbox got the message
     # one (client id, reason) per drop; reason in DROP_REASONS ("inbox_full": a QoS 1/2 message not queued)
     drops: list[tuple[str, str]] = field(default_factory=list)
-    duplicate: bool = False  # the publisher's QoS 2 packet id was already recorded: nothing appended
+    # the publisher's QoS 2 packet id was already recorded, nothing appended: 1 = its clean-session deliveries
+    # were confirmed too, 2 = they were not (the caller sends them again); 0 = a new message
+    duplicate: int = 0
 
     @property
     def refused(self) -> int:
@@ -117,7 +119,8 @@ INBOX_OP_KINDS = frozenset({"ack", "rec", "comp", "sent", "q2add", "q2del"})
 @dataclass(frozen=True, slots=True)
 class InboxOp:
     """A delivery-state change: ack (XDEL seq), rec (XDEL seq + SADD rel pid), comp (SREM rel pid),
-    sent (sess.sent = max(sent, seq)), q2add / q2del (SADD / SREM q2in pid)."""
+    sent (sess.sent = max(sent, seq)), q2add / q2del (SADD / SREM q2in pid; q2del also "d<pid>"),
+    q2done (SADD q2in "d<pid>": an inbound QoS 2 message's clean-session deliveries are out)."""
 
     kind: str
     tenant: str

@@ -88,7 +88,7 @@ async def session_connect(
         prev_epoch=int(prev_epoch),
         subscriptions={_s(subs[i]): SubOpts.decode(subs[i + 1]) for i in range(0, len(subs), 2)},
         rel_ids=sorted(int(x) for x in rel),
-        q2in_ids=sorted(int(x) for x in q2in),
+        q2in_ids=sorted(int(x) for x in q2in if not _s(x).startswith("d")),  # "d<pid>": see inbox_append
         sent=int(sent),
     )
 
