@@ -64,7 +64,7 @@ class Settings:
     auth_webhook_timeout: float = 2.0  # seconds per webhook call; a timeout denies
     auth_cache_ttl: float = 10.0  # seconds an auth decision (webhook) or verified password is cached
     auth_cache_size: int = 10000  # entries per auth decision cache (bounded LRU)
-    auth_verify_threads: int = 2  # threads that verify passwords (PBKDF2), per process
+    auth_verify_threads: int = 1  # threads that verify passwords (PBKDF2), per process
     auth_fail_threshold: int = 5  # wrong passwords from one address before it backs off (0: never)
     auth_fail_backoff_max: float = 60.0  # longest back-off of one address, seconds (doubles from 1 s)
     tenant_settings_ttl: float = 5.0  # seconds a tenant's settings hash is cached per process

@@ -136,3 +136,34 @@ def test_wrong_password_flood_backs_off(launch: Callable[..., BrokerProcess], re
                         bind="127.0.0.2") == 0
     warnings = [line for line in worker.log_tail(400).splitlines() if "refused without checking" in line]
     assert len(warnings) == 1 and "127.0.0.1" in warnings[0], warnings
+
+
+def test_attempts_under_way_count_against_the_threshold() -> None:
+    """A burst of concurrent wrong passwords from one address cannot all slip past the check."""
+    b = FailureBackoff(threshold=3, clock=Clock())
+    assert [b.begin("10.0.0.9") for _ in range(3)] == [True, True, False]  # at most 2 under way
+    b.end("10.0.0.9")
+    b.failure("10.0.0.9")
+    assert b.begin("10.0.0.9") is True  # 1 failure + 1 under way < 3 ... then 1 + 2 reaches it
+    assert b.begin("10.0.0.9") is False
+    assert b.suspect("10.0.0.9") and not b.suspect("10.0.0.10")
+
+
+async def test_clean_addresses_are_verified_before_suspect_ones() -> None:
+    from tidemq.auth.passwd import _Slots
+
+    slots = _Slots(1)
+    await slots.acquire(False)  # the one thread is busy
+    order: list[str] = []
+
+    async def wait(name: str, suspect: bool) -> None:
+        await slots.acquire(suspect)
+        order.append(name)
+        slots.release()
+
+    tasks = [asyncio.create_task(wait(f"flood{i}", True)) for i in range(3)]
+    tasks.append(asyncio.create_task(wait("legit", False)))
+    await asyncio.sleep(0)
+    slots.release()
+    await asyncio.gather(*tasks)
+    assert order[0] == "legit"

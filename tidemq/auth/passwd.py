@@ -7,13 +7,19 @@ Comparison is constant time. Run ``python -m tidemq.auth.passwd`` to print a
 hash (the password is read without echo, or from ``--password`` / stdin).
 
 Off the event loop: ``verify_off_loop`` runs the verification on one small
-process-wide thread pool (``configure(threads=...)``, default 2), so a flood of
+process-wide thread pool (``configure(threads=...)``, default 1), so a flood of
 passwords costs at most that many cores' worth of PBKDF2 however many
 connections wait. ``FailureBackoff`` (sans-IO, clock injected) counts wrong
 passwords per source address: after ``threshold`` failures in a row an address
 is refused without hashing for 1 s, doubling per further failure up to
 ``backoff_max``; a success or a quiet period of ``backoff_max`` forgets it. It
 holds at most ``max_entries`` addresses (the oldest are forgotten first).
+Verifications under way count too: an address may have at most
+``PER_SOURCE_INFLIGHT`` at once, and failures plus those in flight may not pass
+``threshold`` (a burst of concurrent attempts cannot all slip past the check).
+Waiting for a thread, an address with no recent failure goes before one with
+failures (``_Slots``), so a client with a good password is not queued behind a
+flood; at most ``MAX_WAITING`` verifications wait, the rest are refused at once.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ import logging
 import secrets
 import sys
 import time
-from collections import OrderedDict
+import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,7 +85,9 @@ def verify_password(password: str | bytes, encoded: str) -> bool:
 
 log = logging.getLogger("tidemq.auth")
 
-DEFAULT_THREADS = 2
+DEFAULT_THREADS = 1
+PER_SOURCE_INFLIGHT = 2  # verifications of one address under way at once
+MAX_WAITING = 256  # verifications waiting for a thread; more are refused without hashing
 DEFAULT_FAIL_THRESHOLD = 5
 DEFAULT_BACKOFF_MAX = 60.0
 BACKOFF_FIRST = 1.0
@@ -96,6 +105,7 @@ class _Source:
     failures: int = 0
     until: float = 0.0  # refused before this time
     last: float = 0.0  # time of the last failure
+    inflight: int = 0  # verifications under way
 
 
 class FailureBackoff:
@@ -123,6 +133,33 @@ class FailureBackoff:
             return 0.0
         return max(0.0, entry.until - now)
 
+    def begin(self, source: str) -> bool:
+        """A verification of ``source`` may start (counted until ``end``): not backing off, not too many
+        under way, and failures plus those under way below the threshold."""
+        if self.threshold <= 0 or not source:
+            return True
+        if self.wait(source) > 0.0:
+            return False
+        entry = self._sources.get(source)
+        if entry is None:
+            entry = self._sources[source] = _Source(last=self.clock())
+            while len(self._sources) > self.max_entries:
+                self._sources.popitem(last=False)
+        if entry.inflight >= PER_SOURCE_INFLIGHT or entry.failures + entry.inflight >= self.threshold:
+            return False
+        entry.inflight += 1
+        return True
+
+    def end(self, source: str) -> None:
+        entry = self._sources.get(source)
+        if entry is not None and entry.inflight > 0:
+            entry.inflight -= 1
+
+    def suspect(self, source: str) -> bool:
+        """``source`` failed recently (its verifications wait behind those of clean addresses)."""
+        entry = self._sources.get(source)
+        return entry is not None and entry.failures > 0
+
     def failure(self, source: str) -> float:
         """Record a wrong password from ``source``; returns the back-off it starts (0.0: none yet)."""
         if self.threshold <= 0 or not source:
@@ -130,7 +167,7 @@ class FailureBackoff:
         now = self.clock()
         entry = self._sources.pop(source, None)
         if entry is None or now - entry.last >= self.backoff_max:
-            entry = _Source()
+            entry = _Source(inflight=entry.inflight if entry is not None else 0)
         self._sources[source] = entry  # most recent last
         while len(self._sources) > self.max_entries:
             self._sources.popitem(last=False)
@@ -144,12 +181,52 @@ class FailureBackoff:
         return delay
 
     def success(self, source: str) -> None:
-        self._sources.pop(source, None)
+        entry = self._sources.get(source)
+        if entry is not None and entry.inflight:
+            entry.failures, entry.until = 0, 0.0
+        else:
+            self._sources.pop(source, None)
 
     def __len__(self) -> int:
         return len(self._sources)
 
 
+class _Slots:
+    """At most ``n`` verifications at once on one event loop; waiters without failures go first."""
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self._clean: deque[asyncio.Future[None]] = deque()
+        self._suspect: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._clean) + len(self._suspect)
+
+    async def acquire(self, suspect: bool) -> None:
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._suspect if suspect else self._clean).append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # it was handed the slot as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for queue in (self._clean, self._suspect):
+            while queue:
+                fut = queue.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+        self.free += 1
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slots] = weakref.WeakKeyDictionary()
 _threads = DEFAULT_THREADS
 _pool: ThreadPoolExecutor | None = None
 backoff = FailureBackoff()
@@ -165,6 +242,7 @@ def configure(*, threads: int = DEFAULT_THREADS, fail_threshold: int = DEFAULT_F
     if old is not None:
         old.shutdown(wait=False)
     _threads = threads
+    _slots.clear()
     backoff = FailureBackoff(threshold=fail_threshold, backoff_max=backoff_max)
 
 
@@ -182,10 +260,22 @@ async def verify_off_loop(password: str | bytes, encoded: str, *, source: str = 
     ``source`` is the client's address (``host`` or ``host:port``); empty: no back-off.
     """
     src = source_of(source) if source else ""
-    if src and backoff.wait(src) > 0.0:
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = _Slots(_threads)
+    if slots.waiting >= MAX_WAITING or (src and not backoff.begin(src)):
         backoff.refused += 1
         return False
-    ok = await asyncio.get_running_loop().run_in_executor(_executor(), verify, password, encoded)
+    try:
+        await slots.acquire(bool(src) and backoff.suspect(src))
+        try:
+            ok = await loop.run_in_executor(_executor(), verify, password, encoded)
+        finally:
+            slots.release()
+    finally:
+        if src:
+            backoff.end(src)
     if src:
         if ok:
             backoff.success(src)
