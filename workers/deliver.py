@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from tidemq.message import Message, unpack
 from tidemq.mqtt.reason_codes import RC
+from tidemq.mqtt.session import State
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidemq.conn")
 
 READ_BATCH = 256
+CONNECTED = State.CONNECTED
+_OUT_COUNTERS = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
 
 
 @dataclass(slots=True, frozen=True)
@@ -60,11 +63,12 @@ def seq_to_pid(seq: int) -> int:
 class Outbound:
     """Messages to one client (see module doc)."""
 
-    __slots__ = ("conn", "hold_until", "pending", "services")
+    __slots__ = ("_counters", "conn", "hold_until", "pending", "services")
 
     def __init__(self, conn: MQTTConnection, services: WorkerServices) -> None:
         self.conn = conn
         self.services = services
+        self._counters = services.metrics.counters  # the hot path counts without a call
         self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient QoS 1/2 backlog
         self.hold_until = 0.0  # OutBoundBandWidth: QoS 0 held back until this monotonic time
 
@@ -72,7 +76,12 @@ class Outbound:
                 retained: bool = False) -> None:
         """A message for this transient session (local route, ``D`` signal or retained replay)."""
         conn = self.conn
-        if not conn.connected or msg.expired(now_ms) or not conn.may_read(msg.topic):
+        # the per-delivery checks, inlined (fan-out calls this once per subscriber): connected, not
+        # expired, and the read check of narrowed subscriptions (only when the session has one)
+        if conn.machine.state is not CONNECTED or (msg.expire_at_ms and msg.expire_at_ms <= now_ms):
+            return
+        session = conn.session
+        if session is not None and session.reads.active and not session.reads.allows(msg.topic):
             return
         retain = retained or (rap and msg.retain)
         if qos == 0:
@@ -101,7 +110,7 @@ class Outbound:
             msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
             packet_id=packet_id, tag=tag if tag is not None else msg)
         if pid is not None:
-            self.services.metrics.inc(f"messages_out_qos{qos}")
+            self._counters[_OUT_COUNTERS[qos]] += 1
         return pid
 
     def properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:

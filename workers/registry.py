@@ -54,7 +54,7 @@ class Registry:
                       rap: bool, now_ms: int) -> None:
         """A message for a transient session of this worker (persistent ones read their inbox)."""
         conn = self.sessions.get((tenant, client_id))
-        if conn is not None and not conn.persistent:
+        if conn is not None and conn.session is not None and not conn.session.persistent:
             conn.outbound.deliver(msg, qos, sub_ids, rap, now_ms)
 
     def notify_inbox(self, tenant: str, client_id: str) -> None:
