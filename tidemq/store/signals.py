@@ -20,6 +20,8 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from tidemq.store import keys
 
 log = logging.getLogger("tidemq.store")
@@ -28,7 +30,7 @@ SUBSCRIBE_TIMEOUT = 10.0
 STREAM_MAXLEN = 10_000  # entries kept per worker stream (approximate trim): a reader may lag this far
 STREAM_TTL_MS = 600_000  # a stream nobody writes to for this long is dropped (its worker is gone)
 READ_COUNT = 512  # entries per XREAD
-BLOCK_MS = 5_000  # how long one XREAD waits for entries before it is issued again
+BLOCK_MS = 2_000  # how long one XREAD waits before it is issued again (under redis-py's 5 s socket timeout)
 RETRY_MIN, RETRY_MAX = 0.05, 2.0  # back-off of a reader whose connection failed
 FIELD = b"s"
 
@@ -111,6 +113,8 @@ class SignalListener:
                 res = await self._r.xread({self.key: self._last}, count=READ_COUNT, block=BLOCK_MS)
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, RedisTimeoutError):  # a slow server, not a lost connection: ask again at once
+                continue
             except Exception as exc:  # the connection dropped: read again from the last id seen
                 pause = min(max(pause * 2, RETRY_MIN), RETRY_MAX)
                 log.warning("signal stream %s: read failed, again in %.2fs from %s: %s", self.key, pause,
