@@ -58,6 +58,7 @@ class MQTTConnection(asyncio.Protocol):
         self.connect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._flush_scheduled = False
+        self._ended = False
 
     # ------------------------------------------------------------ identity
 
@@ -125,7 +126,13 @@ class MQTTConnection(asyncio.Protocol):
         self.machine.connection_lost()
         if not self.close_reason:
             self.close_reason = "connection lost" if exc is None else f"connection lost: {exc}"
-        self.spawn(handle_disconnect.end_session(self))
+        self._end_session()
+
+    def _end_session(self) -> None:
+        """Once per connection, as soon as it is over (not when a half-closed socket finally goes)."""
+        if not self._ended:
+            self._ended = True
+            self.spawn(handle_disconnect.end_session(self))
 
     def pause_writing(self) -> None:
         pass  # backed_up() reads the buffer size directly
@@ -153,6 +160,7 @@ class MQTTConnection(asyncio.Protocol):
             self.outbound.sent_bytes(len(data))
         if self.machine.state is sm.State.CLOSED and not self.closing:
             self.closing = True
+            self._end_session()  # the session ends now; the socket drains our last packet meanwhile
             if transport is not None:
                 handle_disconnect.close_transport(transport, bool(data))
 
