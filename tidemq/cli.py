@@ -1,4 +1,4 @@
-"""The ``tidemq`` command: ``worker``, ``api`` and ``standalone``.
+"""The ``tidemq`` command: ``worker``, ``api``, ``standalone`` and ``inspect`` (read-only, ``tidemq.inspect``).
 
 Flags override the environment (``TIDEMQ_*``, see ``.env.example``), which
 overrides the defaults in ``tidemq.config.Settings``. SIGTERM and SIGINT stop
@@ -23,6 +23,7 @@ import signal
 import sys
 from typing import Any
 
+from . import inspect as inspect_cmd
 from . import logs
 from .config import Settings
 
@@ -50,11 +51,14 @@ def _parser() -> argparse.ArgumentParser:
         if name == "worker":
             sp.add_argument("--processes", type=int, default=1,
                             help="run N worker processes on one port (SO_REUSEPORT), default 1")
+    inspect_cmd.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "inspect":
+        sys.exit(inspect_cmd.run(args))
     overrides: dict[str, Any] = {
         "host": args.host, "mqtt_port": args.mqtt_port, "api_port": args.api_port,
         "redis_url": args.redis_url, "worker_id": args.worker_id, "log_level": args.log_level,

@@ -132,3 +132,19 @@ async def read_stats(r: Any) -> dict[str, dict[str, int]]:
         if h:
             out[w] = {_s(k): int(v) for k, v in h.items()}
     return out
+
+
+async def workers_read(r: Any) -> list[dict[str, Any]]:
+    """Read-only view of every worker in the ``workers`` set (for ``tidemq inspect``): id, last heartbeat
+    (ms), the lease's remaining TTL in ms (-2: no lease, the worker is dead or gone) and its counters."""
+    entries = await r.zrange(keys.workers(), 0, -1, withscores=True)
+    if not entries:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for wid, _score in entries:
+        pipe.pttl(keys.lease(_s(wid)))
+        pipe.hgetall(keys.worker_stats(_s(wid)))
+    res = await pipe.execute()
+    return [{"worker": _s(wid), "heartbeat": int(score), "lease_ttl_ms": int(res[2 * i]),
+             "stats": {_s(k): int(v) for k, v in res[2 * i + 1].items()}}
+            for i, (wid, score) in enumerate(entries)]

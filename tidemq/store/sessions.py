@@ -136,6 +136,21 @@ async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:
     return out
 
 
+async def session_extras(r: Any, t: str, c: str) -> dict[str, Any]:
+    """Read-only state around a session record (for ``tidemq inspect``): outbound QoS 2 ids awaiting
+    PUBCOMP (``rel``), inbound QoS 2 ids (``q2in``, ``d<pid>`` members included), the expire-at of an
+    offline session (``sexp``) and the fire-at of a delayed will (``wills``), in ms (None when absent)."""
+    pipe = r.pipeline(transaction=False)
+    pipe.smembers(keys.rel(t, c))
+    pipe.smembers(keys.q2in(t, c))
+    pipe.zscore(keys.sexp(t), c)
+    pipe.zscore(keys.wills(t), c)
+    rel, q2in, expire_at, will_at = await pipe.execute()
+    return {"rel": sorted(_s(x) for x in rel), "q2in": sorted(_s(x) for x in q2in),
+            "expire_at": None if expire_at is None else int(expire_at),
+            "will_at": None if will_at is None else int(will_at)}
+
+
 async def session_owner(r: Any, t: str, c: str) -> tuple[str, int] | None:
     """``(worker, epoch)`` of the session (worker "" when offline); None when there is no session."""
     worker, epoch = await r.hmget(keys.sess(t, c), "worker", "epoch")
