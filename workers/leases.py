@@ -3,8 +3,10 @@
 Every ``LEASE_RENEW_S`` the worker renews its lease and publishes its stats
 (for the API's ``/metrics``). A worker silent for ``LEASE_TTL_MS`` is dead:
 one live worker claims it (``claim_reap``, exactly one reaper) and ends every
-session it owned — wills through ``workers/wills.py`` (honouring will delay,
-capped by the session expiry), sessions marked offline or removed.
+session it owned — each at the dead connection's epoch, so a client that already
+reconnected elsewhere is left alone — then publishes its will through
+``workers/wills.py`` (or keeps it stored when delayed: the will delay, capped by
+the session expiry). Ending first makes a will fire at most once.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from tidemq.clock import Clock
 from tidemq.store import leases as lease_store
 
-from .wills import WillService
+from .wills import WillService, decode_will, delay_ms
 
 log = logging.getLogger("tidemq.worker")
 
@@ -61,13 +63,19 @@ class LeaseKeeper:
         orphans = await lease_store.orphans(self.redis, dead)
         log.warning("worker %s is dead: reaping %d sessions", dead, len(orphans))
         for o in orphans:
-            will_at = 0
-            if o.will:
-                will_at = await self.wills.reap_will(o.tenant, o.client_id, o.will, delay=o.will_delay,
-                                                     persistent=o.persistent, session_expiry=o.expiry)
+            will = decode_will(o.will, o.will_delay) if o.will else None
+            wait = delay_ms(will, persistent=o.persistent, session_expiry=o.expiry) if will is not None else 0
+            will_at = self.clock.wall_ms() + wait if wait else 0
+            # the session is ended first, at the dead connection's epoch (one atomic step): only the
+            # reaper that ended it publishes the will, and never for a client that already came back
             ended = await lease_store.end_orphan(self.redis, o, now_ms=self.clock.wall_ms(), will_at=will_at)
-            if will_at and ended == "offline":
-                self.wills.schedule(o.tenant, o.client_id, will_at)
+            if ended == "stale" or will is None:
+                continue
+            if will_at:
+                if ended == "offline":
+                    self.wills.schedule(o.tenant, o.client_id, will_at)
+            else:
+                await self.wills.publish(o.tenant, o.client_id, will)
         await lease_store.forget_worker(self.redis, dead)
 
     async def release(self) -> None:

@@ -12,7 +12,8 @@ stored with the will — the rules may have changed since CONNECT:
   capped by the session expiry [MQTT-3.1.3-9] (``delay_ms``);
 - a delayed will: this worker's timer or any worker's sweep takes it from
   Redis exactly once (``will_take``); a reconnect anywhere cancels it;
-- the worker that held the connection died: the reaper fires it (``reap_will``).
+- the worker that held the connection died: the reaper (``workers/leases.py``) ends the session,
+  then fires it.
 
 No will fires when the client said DISCONNECT 0x00, or while the worker drains
 (NoLWTWhenServerShuttingDown).
@@ -162,16 +163,6 @@ class WillService:
         """The sweep: every due delayed will of ``tenant``."""
         for client_id in await will_store.wills_due(self.redis, tenant, now_ms=self.clock.wall_ms()):
             await self.fire_stored(tenant, client_id)
-
-    async def reap_will(self, tenant: str, client_id: str, blob: bytes, *, delay: int, persistent: bool,
-                        session_expiry: int) -> int:
-        """The will of a dead worker's session: published now, or its fire-at time (ms) to store."""
-        will = decode_will(blob, delay)
-        wait = delay_ms(will, persistent=persistent, session_expiry=session_expiry)
-        if wait:
-            return self.clock.wall_ms() + wait
-        await self.publish(tenant, client_id, will)
-        return 0
 
     def cancel_all(self) -> None:
         for task in list(self._timers):

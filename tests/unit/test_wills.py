@@ -93,16 +93,6 @@ async def test_publish_counts_expiry_from_fire_time() -> None:
     assert msg.created_ms == clock.wall_ms() and msg.expire_at_ms == clock.wall_ms() + 10_000
 
 
-async def test_reap_will_waits_or_publishes() -> None:
-    clock = FakeClock()
-    svc, _auth, disp = _service(True, clock)
-    blob = encode_will(StoredWill("t", b"", 0, False, "u"), "c1")
-    at = await svc.reap_will("t1", "c1", blob, delay=20, persistent=True, session_expiry=10)
-    assert at == clock.wall_ms() + 10_000 and disp.sent == []
-    assert await svc.reap_will("t1", "c1", blob, delay=0, persistent=True, session_expiry=10) == 0
-    assert len(disp.sent) == 1
-
-
 @pytest.mark.parametrize(("will", "code"), [
     (Will("ok/topic", b"x", 1, False), 0),
     (Will("$SYS/x", b"x", 0, False), RC.NOT_AUTHORIZED),
