@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tidemq.dispatch")
 
+YIELD_EVERY = 2000  # local deliveries between two yields to the event loop
+
 # publish completion: called with RC.SUCCESS, RC.NO_MATCHING_SUBSCRIBERS or an error code
 Done = Callable[[int], None]
 
@@ -227,10 +229,12 @@ class Dispatcher:
         for tenant, cid in local_inboxes:
             registry.notify_inbox(tenant, cid)
 
-        for i, p, rt, qos in local:
+        for n, (i, p, rt, qos) in enumerate(local, 1):
             if i not in duplicate:
                 registry.deliver_local(p.tenant, rt.client_id, p.msg, qos, sub_ids(rt), rt.retain_as_published,
                                        now_ms)
+            if n % YIELD_EVERY == 0:  # a huge fan-out never holds the event loop for long (order is kept:
+                await asyncio.sleep(0)  # flushes are serial and this loop goes on where it stopped)
         for i, p in enumerate(batch):  # QoS 2 from persistent publishers: their transient copies are out
             if p.dedupe is not None and elsewhere[i] and i not in duplicate:
                 self.confirmed(p.tenant, *p.dedupe)
