@@ -167,3 +167,26 @@ async def test_clean_addresses_are_verified_before_suspect_ones() -> None:
     slots.release()
     await asyncio.gather(*tasks)
     assert order[0] == "legit"
+
+
+async def test_a_full_verification_queue_answers_busy_at_once() -> None:
+    """Beyond 8 waiting verifications per thread the answer is "busy" (never "bad password"), at once."""
+    from tidemq.auth import passwd
+
+    passwd.configure(threads=1, fail_threshold=0)
+    release = threading.Event()
+
+    def slow(_pw: str | bytes, _enc: str) -> bool:
+        release.wait(10)
+        return True
+
+    try:
+        running = [asyncio.create_task(passwd.verify_off_loop("p", "h", verify=slow)) for _ in range(9)]
+        await asyncio.sleep(0.05)  # let them take the thread and the queue (no event for "queued")
+        with pytest.raises(passwd.VerifierBusy):
+            await asyncio.wait_for(passwd.verify_off_loop("p", "h", verify=slow), 1.0)
+        release.set()
+        assert await asyncio.gather(*running) == [True] * 9
+    finally:
+        release.set()
+        passwd.configure()

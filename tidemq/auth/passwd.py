@@ -19,7 +19,9 @@ Verifications under way count too: an address may have at most
 ``threshold`` (a burst of concurrent attempts cannot all slip past the check).
 Waiting for a thread, an address with no recent failure goes before one with
 failures (``_Slots``), so a client with a good password is not queued behind a
-flood; at most ``MAX_WAITING`` verifications wait, the rest are refused at once.
+flood; at most ``WAITING_PER_THREAD`` per thread wait, the rest are refused at
+once (a flood from many fresh addresses is then answered quickly instead of
+queueing hashes nobody waits for any more).
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ log = logging.getLogger("tidemq.auth")
 
 DEFAULT_THREADS = 1
 PER_SOURCE_INFLIGHT = 2  # verifications of one address under way at once
-MAX_WAITING = 256  # verifications waiting for a thread; more are refused without hashing
+WAITING_PER_THREAD = 8  # verifications that may wait per thread; more are refused at once (the wait stays
+# within a few hashes: a client waiting longer would have given up, and its hash would be wasted work)
 DEFAULT_FAIL_THRESHOLD = 5
 DEFAULT_BACKOFF_MAX = 60.0
 BACKOFF_FIRST = 1.0
@@ -191,6 +194,11 @@ class FailureBackoff:
         return len(self._sources)
 
 
+class VerifierBusy(Exception):
+    """Too many verifications wait already: the client is told the server is busy (not that its password
+    is wrong), and may retry."""
+
+
 class _Slots:
     """At most ``n`` verifications at once on one event loop; waiters without failures go first."""
 
@@ -264,7 +272,10 @@ async def verify_off_loop(password: str | bytes, encoded: str, *, source: str = 
     slots = _slots.get(loop)
     if slots is None:
         slots = _slots[loop] = _Slots(_threads)
-    if slots.waiting >= MAX_WAITING or (src and not backoff.begin(src)):
+    if slots.waiting >= WAITING_PER_THREAD * _threads:
+        backoff.refused += 1
+        raise VerifierBusy("password verification queue full")
+    if src and not backoff.begin(src):
         backoff.refused += 1
         return False
     try:

@@ -52,7 +52,7 @@ from ..mqtt.reason_codes import RC
 from . import acl as acl_mod
 from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
-from .passwd import parse_hash, verify_off_loop, verify_password
+from .passwd import VerifierBusy, parse_hash, verify_off_loop, verify_password
 
 log = logging.getLogger("tidemq.auth")
 
@@ -272,7 +272,11 @@ class StaticFileProvider(BaseAuthProvider):
         mark = hmac.new(self._key, user.password.encode() + b"\0" + info.password, hashlib.sha256).digest()
         key = (tenant, user.name, mark)
         if self._verified.get(key) is MISSING:
-            if not await verify_off_loop(info.password, user.password, source=info.address, verify=verify_password):
+            try:
+                ok = await verify_off_loop(info.password, user.password, source=info.address, verify=verify_password)
+            except VerifierBusy:  # a flood fills the verification queue: busy, not a wrong password
+                return AuthResult(False, reason_code=RC.SERVER_BUSY)
+            if not ok:
                 return AuthResult(False, reason_code=RC.BAD_USER_NAME_OR_PASSWORD)
             self._verified.put(key, True)
         return AuthResult(True, tenant, user.name, attributes=attributes)
