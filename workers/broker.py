@@ -120,8 +120,9 @@ class Broker:
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful drain: refuse new connections, disconnect clients (0x8B, or 0x9C with the server
-        reference when one is configured), fire no wills (NoLWTWhenServerShuttingDown), flush writes,
-        release the lease — all within ``drain_grace`` seconds."""
+        reference when one is configured), fire the wills of the sessions it closes only for tenants whose
+        ``NoLWTWhenServerShuttingDown`` is false (``end_session`` decides), flush writes (those wills
+        included), release the lease — all within ``drain_grace`` seconds."""
         svc = self.services
         grace = self.settings.drain_grace if grace is None else grace
         svc.lifecycle.stopping = True
@@ -131,8 +132,6 @@ class Broker:
         ref = self.settings.server_reference
         cleanups: list[asyncio.Task[Any]] = []
         for conn in conns:
-            if conn.session is not None:
-                conn.session.publish_will = False
             if ref:
                 conn.close(RC.USE_ANOTHER_SERVER, "server shutting down", {"server_reference": ref})
             else:

@@ -15,7 +15,7 @@ stored with the will — the rules may have changed since CONNECT:
 - the worker that held the connection died: the reaper fires it (``reap_will``).
 
 No will fires when the client said DISCONNECT 0x00, or while the worker drains
-(NoLWTWhenServerShuttingDown).
+if the tenant's ``NoLWTWhenServerShuttingDown`` is true (the default).
 """
 
 from __future__ import annotations
