@@ -23,7 +23,7 @@ from tidemq.auth import AuthProvider, make_provider
 from tidemq.clock import SYSTEM_CLOCK, Clock
 from tidemq.config import Settings
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import DROPS
+from tidemq.publish import CUTS, DROPS
 from tidemq.store import scripts as store_scripts
 from tidemq.store import signals as signal_store
 from tidemq.tenants import SettingsProvider
@@ -179,4 +179,5 @@ class Broker:
         out["messages_routed"] = svc.dispatcher.stats_routed
         out["dispatch_backlog"] = svc.dispatcher.backlog
         out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
+        out.update(CUTS.totals())  # fan-out limits (dropped_group_fanout, dropped_persistent_fanout*)
         return out
