@@ -59,7 +59,7 @@ class Broker:
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
         inbox_ops = InboxOps(redis)
         dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait, confirmed=inbox_ops.q2done)
-        wills = WillService(redis, provider, dispatcher, clock, metrics)
+        wills = WillService(redis, provider, dispatcher, clock, metrics, tenants=tenants)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
             registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=inbox_ops,

@@ -15,7 +15,8 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
-from tidemq.auth import SubscribeGrant, subscribe_grant, subscribe_grant_now
+from tidemq.auth import SubscribeGrant
+from tidemq.auth.checks import check_subscribe
 from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
@@ -82,9 +83,8 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
             conn.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
             return
-        grant = subscribe_grant_now(svc.auth, session.identity, s.topic_filter, s.qos)
-        if grant is None:  # a provider that answers asynchronously (webhook)
-            grant = await subscribe_grant(svc.auth, session.identity, s.topic_filter, s.qos)
+        grant = await check_subscribe(svc.auth, session.identity, s.topic_filter, s.qos,
+                                      bypass=ts.by_pass_perm_check_error)  # a provider error: the tenant decides
         if not grant.granted:
             svc.metrics.refuse("subscribe_denied", session.tenant, RC.NOT_AUTHORIZED)
             codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)

@@ -15,6 +15,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, text
 
 from tidemq.auth import Identity
+from tidemq.auth.checks import check_subscribe
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
@@ -43,7 +44,8 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     ts = await tenant_settings(state, tenant(params))
     check_filter(ts, topic_filter)
     who, rec = await _session(state, params)
-    if not await state.auth.check_subscribe(who, topic_filter, qos):
+    grant = await check_subscribe(state.auth, who, topic_filter, qos, bypass=ts.by_pass_perm_check_error)
+    if not grant.granted:
         raise ApiError(401, "subscription denied by the auth provider")
     current = rec["subscriptions"].get(topic_filter)
     opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)
