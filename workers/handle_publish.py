@@ -29,6 +29,8 @@ from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Publish
 from tidemq.mqtt.reason_codes import RC
 
+from . import debug_events
+
 if TYPE_CHECKING:
     from .connection import MQTTConnection
 
@@ -68,6 +70,9 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
     if session.limiter is not None and not session.limiter.allow_publish(svc.clock.monotonic()):
         _reject(conn, p, metrics.refuse("publish_rate", tenant, RC.MESSAGE_RATE_TOO_HIGH))
         return
+    if ts.debug_mode_enabled:  # never the payload, only its size
+        debug_events.event("publish", tenant, session.client_id, "topic=%s qos=%d retain=%s bytes=%d", p.topic,
+                           p.qos, p.retain, len(p.payload))
     bypass = ts.by_pass_perm_check_error
     allowed = None if conn.pub_gate else allowed_publish_now(svc.auth, session.identity, p.topic, p.qos, p.retain,
                                                              bypass=bypass)

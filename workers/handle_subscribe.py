@@ -26,6 +26,8 @@ from tidemq.store import retained as retained_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts
 
+from . import debug_events
+
 if TYPE_CHECKING:
     from .connection import MQTTConnection
 
@@ -118,6 +120,9 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         if topics.parse_shared(flt)[0] is not None:
             continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
         direct += await _replay_retained(conn, flt, opts)
+    if ts.debug_mode_enabled:
+        debug_events.event("subscribe", session.tenant, session.client_id, "filters=%s codes=%s",
+                           [x.topic_filter for x in p.subscriptions], [f"0x{c:02x}" for c in codes])
     conn.machine.ack_subscribe(p.packet_id, codes)
     now_ms = svc.clock.wall_ms()
     for msg, qos, sub_ids in direct:
@@ -184,5 +189,8 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
         session.sub_filters.pop(flt, None)
         session.reads.discard(flt)
     codes: list[int] = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
+    if svc.tenants.cached(session.tenant).debug_mode_enabled:
+        debug_events.event("unsubscribe", session.tenant, session.client_id, "filters=%s codes=%s",
+                           list(p.topic_filters), [f"0x{c:02x}" for c in codes])
     conn.machine.ack_unsubscribe(p.packet_id, codes)
     conn.flush()
