@@ -79,11 +79,11 @@ def allowed_publish_now(provider: object, who: Identity, topic: str, qos: int, r
 
 
 async def check_subscribe(provider: AuthProvider, who: Identity, topic_filter: str, qos: int, *,
-                          bypass: bool) -> SubscribeGrant:
-    """The normalised subscribe grant (synchronous answer first, else awaited); when the provider raises,
-    ``GRANTED`` if ``bypass`` else ``REFUSED``."""
+                          bypass: bool, prefer_sync: bool = True) -> SubscribeGrant:
+    """The normalised subscribe grant (the synchronous answer first unless ``prefer_sync`` is false, else
+    awaited); when the provider raises, ``GRANTED`` if ``bypass`` else ``REFUSED``."""
     try:
-        grant = subscribe_grant_now(provider, who, topic_filter, qos)
+        grant = subscribe_grant_now(provider, who, topic_filter, qos) if prefer_sync else None
         if grant is None:
             grant = await subscribe_grant(provider, who, topic_filter, qos)
     except Exception as exc:
