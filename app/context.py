@@ -57,8 +57,6 @@ def endpoint(name: str) -> Callable[[Handler], Callable[[Request], Awaitable[HTT
     def wrap(fn: Handler) -> Callable[[Request], Awaitable[HTTPResponse]]:
         @functools.wraps(fn)
         async def handler(request: Request) -> HTTPResponse:
-            if request.ctx.req_id_invalid:
-                raise ApiError(400, "req_id must be a signed 64-bit decimal integer")
             params = parse(ep, request.ctx.headers, request.ctx.client_meta)
             if "tenant_id" in params.values and not allows(request.ctx.token_scope, tenant(params)):
                 raise ApiError(403, f"token not allowed for tenant {tenant(params)}")

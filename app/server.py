@@ -80,8 +80,7 @@ def create_app(
         headers, meta = collect(request.headers.items())
         request.ctx.headers = headers
         request.ctx.client_meta = meta
-        req_id = parse_req_id(headers.get("req_id"))
-        request.ctx.req_id_invalid = req_id is None
+        req_id = parse_req_id(headers.get("req_id"))  # not an int64: replaced by a generated one (BifroMQ)
         request.ctx.req_id = new_req_id() if req_id is None else req_id
         if tokens.required and request.path not in OPEN_PATHS:
             scope = tokens.scope(headers.get("authorization"))

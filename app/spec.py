@@ -50,7 +50,7 @@ class Endpoint:
 
 REQ_ID = Header("req_id", "int64", False,
                 "Request id, a signed 64-bit decimal integer; echoed in the `req_id` response header "
-                "(generated when absent).")
+                "(generated when absent or not such an integer, as BifroMQ does).")
 TENANT = Header("tenant_id", "string", True, "Tenant the request acts on.")
 TOPIC = Header("topic", "string", True, "MQTT topic name: no `+`/`#`, not `$share/` or `$oshare/`, "
                                         "within the tenant's length and level limits.")
@@ -75,7 +75,6 @@ R403 = Response(403, "The bearer token is scoped to other tenants (TIDEMQ_API_TO
 R503 = Response(503, "Redis is unreachable or did not answer in time; nothing was changed by this request "
                      "beyond what the text says.")
 STD = (R400, R401_TOKEN, R403, R503)
-R400_REQ_ID = Response(400, "`req_id` is not a signed 64-bit decimal integer.")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
@@ -137,11 +136,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "kill", "DELETE", "/kill", "Disconnect connections: the tenant's, one user's, or one client's.",
         (*COMMON, CLIENT_TYPE,
          Header("user_id", "string", False, "Narrow to this user's connections."),
-         Header("client_id", "string", False, "Narrow to this one connection (needs user_id).")),
+         Header("client_id", "string", False, "Narrow to this one connection (needs user_id)."),
+         Header("server_redirect", "string", False, "`no` (default), `move` or `temp_use`: MQTT 5 clients get "
+                                                    "DISCONNECT 0x9D (server moved) or 0x9C (use another server)."),
+         Header("server_reference", "string", False, "Server Reference sent with a redirect (at most 65535 "
+                                                     "bytes of UTF-8).")),
         (Response(200, "How many online sessions were told to disconnect (>= 1). MQTT 5 clients get "
-                       "DISCONNECT 0x98.", "application/json", "Killed"),
-         Response(400, "Bad header, or client_id without user_id.",
-                  examples=("client_id requires user_id",)),
+                       "DISCONNECT 0x98, or 0x9C / 0x9D when redirected.", "application/json", "Killed"),
+         Response(400, "Bad header, client_id without user_id, a server_redirect other than no/move/temp_use, "
+                       "or a server_reference over 65535 bytes.",
+                  examples=("client_id requires user_id", "server_redirect must be no, move or temp_use")),
          R401_TOKEN, R403, Response(404, "No online connection matched."), R503),
         client_meta=True, tag="kill",
     ),
@@ -163,17 +167,17 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="sub",
     ),
     Endpoint("healthz", "GET", "/healthz", "Liveness: the process answers.", (REQ_ID,),
-             (Response(200, "`ok`", examples=("ok",)), R400_REQ_ID), open=True, tag="ops"),
+             (Response(200, "`ok`", examples=("ok",)),), open=True, tag="ops"),
     Endpoint("readyz", "GET", "/readyz", "Readiness: Redis reachable and the Lua scripts loaded.", (REQ_ID,),
              (Response(200, "`ready`", examples=("ready",)),
-              R400_REQ_ID, Response(503, "Not ready, with the reason.")), open=True, tag="ops"),
+              Response(503, "Not ready, with the reason.")), open=True, tag="ops"),
     Endpoint("metrics", "GET", "/metrics", "Prometheus metrics of this API process and the live workers.",
              (REQ_ID,),
-             (Response(200, "Prometheus text exposition format 0.0.4."), R400_REQ_ID, R401_TOKEN,
+             (Response(200, "Prometheus text exposition format 0.0.4."), R401_TOKEN,
               Response(403, "The bearer token is scoped to some tenants; metrics need a token for every tenant.")),
              tag="ops"),
     Endpoint("openapi", "GET", "/openapi.json", "This OpenAPI document.", (REQ_ID,),
-             (Response(200, "OpenAPI 3.0 document.", "application/json", "OpenAPI"), R400_REQ_ID, R401_TOKEN),
+             (Response(200, "OpenAPI 3.0 document.", "application/json", "OpenAPI"), R401_TOKEN),
              tag="ops"),
 )
 

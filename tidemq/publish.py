@@ -11,6 +11,18 @@ always matched. ``publish`` is the whole path for a single message from a
 process without connections (the admin API): check, match, plan, append and
 signal in one pipelined round trip each, notify inbox owners.
 
+Fan-out limits (BifroMQ's ``MaxGroupFanout``, ``MaxPersistentFanout``,
+``MaxPersistentFanoutBytes``; ``FanoutLimits``): ``plan_routes`` keeps the
+first ``MaxGroupFanout`` shared groups and the first persistent (non-shared)
+sessions while fewer than ``MaxPersistentFanout`` were kept and the bytes
+kept so far (topic + payload per copy, ``message_size``) stay below ``MaxPersistentFanoutBytes``;
+the rest are dropped, the publish itself succeeds (as BifroMQ). A shared
+group counts once against ``MaxGroupFanout`` whatever member it picks, and
+never against the persistent limits. The cut targets are counted per tenant
+in ``CUTS`` (``dropped_group_fanout``, ``dropped_persistent_fanout``,
+``dropped_persistent_fanout_bytes``) and logged (``fanout_cut``, at most once
+a minute per tenant and reason).
+
 No silent loss: ``fan_out`` counts every inbox drop per tenant in ``DROPS``
 (read by the worker's and the API's metrics) and logs it as an ``inbox_drop``
 event (tenant, client, reason; never the payload); ``publish_code`` turns a
@@ -26,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +54,26 @@ from tidemq.store.models import AppendResult, InboxAppend, InboxTarget
 
 log = logging.getLogger("tidemq.publish")
 
+_SHARED = ("$share/", "$oshare/")
+CUT_METRICS = ("dropped_group_fanout", "dropped_persistent_fanout", "dropped_persistent_fanout_bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutLimits:
+    """A tenant's fan-out limits (BifroMQ's ``MaxGroupFanout``, ``MaxPersistentFanout``,
+    ``MaxPersistentFanoutBytes``); build one with ``FanoutLimits.of(tenant_settings)``."""
+
+    max_groups: int
+    max_persistent: int
+    max_persistent_bytes: int
+
+    @classmethod
+    def of(cls, ts: Any) -> FanoutLimits:
+        return cls(ts.max_group_fanout, ts.max_persistent_fanout, ts.max_persistent_fanout_bytes)
+
+    def may_cut(self, n: int, size: int) -> bool:
+        """Whether ``n`` targets of a ``size``-byte message can exceed a limit (False: skip the count)."""
+        return n > self.max_groups or n > self.max_persistent or (n - 1) * size >= self.max_persistent_bytes
 
 
 @dataclass(slots=True)
@@ -51,6 +84,40 @@ class RoutePlan:
     inbox: list[InboxTarget] = field(default_factory=list)
     remote: dict[str, list[signals.DeliverTarget]] = field(default_factory=dict)
     local: list[tuple[Route, int]] = field(default_factory=list)
+    cut: tuple[int, int, int] = (0, 0, 0)  # targets dropped by the limits, in CUT_METRICS order
+
+
+def apply_fanout_limits(routes: list[Route], size: int,
+                        limits: FanoutLimits) -> tuple[list[Route], tuple[int, int, int]]:
+    """The routes ``limits`` keep (in match order) and how many were cut (groups, persistent by count,
+    persistent by bytes); ``size`` is one copy's bytes (topic + payload)."""
+    kept: list[Route] = []
+    groups = persistent = 0
+    spent = 0
+    cut_g = cut_p = cut_b = 0
+    for rt in routes:
+        if rt.topic_filter.startswith(_SHARED):
+            if groups >= limits.max_groups:
+                cut_g += 1
+                continue
+            groups += 1
+        elif rt.persistent:
+            if persistent >= limits.max_persistent:
+                cut_p += 1
+                continue
+            if spent >= limits.max_persistent_bytes:
+                cut_b += 1
+                continue
+            persistent += 1
+            spent += size
+        kept.append(rt)
+    return kept, (cut_g, cut_p, cut_b)
+
+
+def message_size(msg: Message) -> int:
+    """One copy's size for ``MaxPersistentFanoutBytes``: topic length plus payload bytes (BifroMQ also
+    estimates it; the topic is counted in characters, not re-encoded on the hot path)."""
+    return len(msg.topic) + len(msg.payload)
 
 
 def sub_ids(route: Route) -> tuple[int, ...]:
@@ -61,11 +128,15 @@ def sub_ids(route: Route) -> tuple[int, ...]:
 
 
 def plan_routes(
-    routes: list[Route], qos: int, *, local_worker: str | None = None, retain: bool = False
+    routes: list[Route], qos: int, *, local_worker: str | None = None, retain: bool = False,
+    limits: FanoutLimits | None = None, size: int = 0,
 ) -> RoutePlan:
     """Split matched ``routes`` by destination; ``local_worker`` is the caller's worker id, if any;
-    ``retain`` is the published RETAIN flag (kept for retain-as-published subscriptions)."""
+    ``retain`` is the published RETAIN flag (kept for retain-as-published subscriptions); ``limits``
+    (with ``size``, one copy's topic + payload bytes) cuts the fan-out (module doc: ``plan.cut``)."""
     out = RoutePlan(matched=bool(routes))
+    if limits is not None and limits.may_cut(len(routes), size):
+        routes, out.cut = apply_fanout_limits(routes, size, limits)
     remote: dict[str, list[signals.DeliverTarget]] = defaultdict(list)
     for rt in routes:
         q = min(qos, rt.qos)
@@ -165,6 +236,42 @@ class InboxDrops:
 DROPS = InboxDrops()
 
 
+class FanoutCuts:
+    """Per-tenant counters of targets cut by the fan-out limits (one process); ``CUTS`` is the process-wide one."""
+
+    LOG_EVERY = 60.0  # seconds between two log lines of one tenant and reason
+
+    def __init__(self) -> None:
+        self.by_tenant: Counter[tuple[str, str]] = Counter()
+        self._logged: dict[tuple[str, str], float] = {}
+
+    def record(self, tenant: str, topic: str, cut: tuple[int, int, int]) -> None:
+        now = time.monotonic()
+        for name, n in zip(CUT_METRICS, cut, strict=True):
+            if not n:
+                continue
+            key = (tenant, name)
+            self.by_tenant[key] += n
+            if now - self._logged.get(key, -self.LOG_EVERY) >= self.LOG_EVERY:
+                if len(self._logged) > 10000:
+                    self._logged.clear()
+                self._logged[key] = now
+                log.warning("fanout cut tenant=%s reason=%s topic=%s count=%d", tenant, name, topic, n,
+                            extra={"event": "fanout_cut", "tenant": tenant, "reason": name, "count": n})
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(CUT_METRICS, 0)
+        for (_tenant, name), n in self.by_tenant.items():
+            out[name] += n
+        return out
+
+    def tenant(self, tenant: str) -> dict[str, int]:
+        return {name: self.by_tenant[(tenant, name)] for name in CUT_METRICS}
+
+
+CUTS = FanoutCuts()
+
+
 def publish_code(matched: bool, delivered_elsewhere: bool, append: AppendResult | None) -> int:
     """The reason code for a publisher: 0x10 without a match; 0x97 (Quota exceeded) when the message
     went to no transient subscriber and to no inbox because inboxes were full; else success."""
@@ -226,12 +333,15 @@ async def signal_all(r: Any, appends: list[InboxAppend], results: list[AppendRes
 
 
 async def publish(
-    r: Any, cache: RouteCache, tenant: str, msg: Message, *, inbox_limit: int, drop_oldest: bool
+    r: Any, cache: RouteCache, tenant: str, msg: Message, *, inbox_limit: int, drop_oldest: bool,
+    limits: FanoutLimits | None = None,
 ) -> PublishResult:
     """Route ``msg`` of ``tenant`` like a client publish, from a process that owns no connections."""
     await cache.refresh(r, [tenant])
     routes = cache.match(tenant, msg.topic, publisher=msg.sender, sticky_key=msg.sender)
-    plan = plan_routes(routes, msg.qos, retain=msg.retain)
+    plan = plan_routes(routes, msg.qos, retain=msg.retain, limits=limits, size=message_size(msg))
+    if any(plan.cut):
+        CUTS.record(tenant, msg.topic, plan.cut)
     if not plan.matched:
         return PublishResult(False)
     blob = pack(msg)

@@ -12,7 +12,10 @@ form is built or read; everything else handles the dataclasses:
 - ``Close`` (``K`` kill / ``X`` session removed by the admin API): close the
   connections named by ``(client id, epoch)`` pairs with 0x98 — by epoch, so a
   client that reconnected meanwhile is left alone (the older scope form naming
-  a user and/or client is still read).
+  a user and/or client is still read). A kill may carry a redirection (the admin
+  API's ``server_redirect`` / ``server_reference``): MQTT 5 clients then get
+  0x9C (use another server) or 0x9D (server moved) instead, with the Server
+  Reference when one is given; signals without one read as before.
 
 Framing: kind byte, then repeated ``u32 length | bytes`` frames. A payload that
 does not parse raises ``SignalError`` (the listener logs and skips it).
@@ -27,6 +30,9 @@ from typing import Any
 import orjson
 
 _LEN = struct.Struct(">I")
+
+
+REDIRECTS = (0, 0x9C, 0x9D)  # a kill's redirect: none, Use another server, Server moved
 
 
 class SignalError(ValueError):
@@ -72,6 +78,8 @@ class Close:
     targets: list[tuple[str, int]] | None = None  # (client id, epoch); epoch 0 = any
     user: str | None = None  # legacy scope form, when targets is None
     client_id: str | None = None
+    redirect: int = 0  # 0: none (0x98); else the DISCONNECT reason, 0x9C or 0x9D
+    server_reference: str = ""  # the Server Reference sent with a redirect ("" for none)
 
 
 Signal = Deliver | Notify | Takeover | Close
@@ -126,6 +134,10 @@ def encode(sig: Signal) -> bytes:
             body["u"] = sig.user
         if sig.client_id:
             body["c"] = sig.client_id
+    if sig.redirect:
+        body["r"] = sig.redirect
+        if sig.server_reference:
+            body["ref"] = sig.server_reference
     return _frames(b"X" if sig.removed else b"K", [orjson.dumps(body)])
 
 
@@ -149,7 +161,11 @@ def decode(data: bytes) -> Signal:
             return Takeover(body["t"], body["c"], int(body["e"]))
         if kind in ("K", "X"):
             targets = [(str(c), int(e)) for c, e in body["s"]] if "s" in body else None
-            return Close(body["t"], kind == "X", targets, body.get("u"), body.get("c"))
+            redirect = int(body.get("r", 0))
+            if redirect not in REDIRECTS:
+                raise SignalError(f"bad redirect 0x{redirect:02x}")
+            return Close(body["t"], kind == "X", targets, body.get("u"), body.get("c"), redirect,
+                         str(body.get("ref", "")))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise SignalError(f"bad {kind} signal: {exc}") from exc
     raise SignalError(f"unknown signal kind {kind!r}")

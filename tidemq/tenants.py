@@ -83,6 +83,9 @@ class TenantSettings:
         "NoLWTWhenServerShuttingDown", True, "no will messages when the server shuts down")
     debug_mode_enabled: bool = setting("DebugModeEnabled", False, "debug mode (verbose per-tenant events)")
     force_transient: bool = setting("ForceTransient", False, "every session is transient (session expiry 0)")
+    # BifroMQ's initial value is true; TideMQ fails closed unless the tenant opts in (docs/settings.md)
+    by_pass_perm_check_error: bool = setting(
+        "ByPassPermCheckError", False, "a permission check whose provider errors is granted (false: denied)")
     payload_format_validation_enabled: bool = setting(
         "PayloadFormatValidationEnabled", True, "check UTF-8 payloads flagged with payload format indicator 1")
     retain_enabled: bool = setting("RetainEnabled", True, "retained messages are stored", process="retain_enabled")

@@ -23,7 +23,7 @@ from tidemq.auth import AuthProvider, make_provider
 from tidemq.clock import SYSTEM_CLOCK, Clock
 from tidemq.config import Settings
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import DROPS
+from tidemq.publish import CUTS, DROPS
 from tidemq.store import scripts as store_scripts
 from tidemq.store import signals as signal_store
 from tidemq.tenants import SettingsProvider
@@ -59,7 +59,7 @@ class Broker:
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
         inbox_ops = InboxOps(redis)
         dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait, confirmed=inbox_ops.q2done)
-        wills = WillService(redis, provider, dispatcher, clock, metrics)
+        wills = WillService(redis, provider, dispatcher, clock, metrics, tenants=tenants)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
             registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=inbox_ops,
@@ -120,8 +120,9 @@ class Broker:
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful drain: refuse new connections, disconnect clients (0x8B, or 0x9C with the server
-        reference when one is configured), fire no wills (NoLWTWhenServerShuttingDown), flush writes,
-        release the lease — all within ``drain_grace`` seconds."""
+        reference when one is configured), fire the wills of the sessions it closes only for tenants whose
+        ``NoLWTWhenServerShuttingDown`` is false (``end_session`` decides), flush writes (those wills
+        included), release the lease — all within ``drain_grace`` seconds."""
         svc = self.services
         grace = self.settings.drain_grace if grace is None else grace
         svc.lifecycle.stopping = True
@@ -131,8 +132,6 @@ class Broker:
         ref = self.settings.server_reference
         cleanups: list[asyncio.Task[Any]] = []
         for conn in conns:
-            if conn.session is not None:
-                conn.session.publish_will = False
             if ref:
                 conn.close(RC.USE_ANOTHER_SERVER, "server shutting down", {"server_reference": ref})
             else:
@@ -180,4 +179,5 @@ class Broker:
         out["messages_routed"] = svc.dispatcher.stats_routed
         out["dispatch_backlog"] = svc.dispatcher.backlog
         out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
+        out.update(CUTS.totals())  # fan-out limits (dropped_group_fanout, dropped_persistent_fanout*)
         return out

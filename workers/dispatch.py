@@ -11,7 +11,8 @@ batch, never one per message or per subscriber:
 2. match each message against the tenant trie; split targets into local
    transient sessions, transient sessions on other workers (one ``D`` signal
    per worker) and persistent sessions (one inbox-append script per message,
-   the blob passed once);
+   the blob passed once), within the tenant's fan-out limits (``tidemq.publish``:
+   ``MaxGroupFanout``, ``MaxPersistentFanout``, ``MaxPersistentFanoutBytes``);
 3. notify owners of inboxes that received entries, deliver locally, then
    complete the publishers' acknowledgements — only after the store wrote.
 
@@ -32,7 +33,17 @@ from tidemq import signals
 from tidemq.clock import Clock
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
-from tidemq.publish import RouteCache, append_all, plan_routes, publish_code, signal_all, sub_ids
+from tidemq.publish import (
+    CUTS,
+    FanoutLimits,
+    RouteCache,
+    append_all,
+    message_size,
+    plan_routes,
+    publish_code,
+    signal_all,
+    sub_ids,
+)
 from tidemq.routing.trie import Route
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend, InboxTarget
@@ -185,11 +196,13 @@ class Dispatcher:
         elsewhere = [False] * len(batch)  # also went to a transient session (local or remote)
         append_at: dict[int, int] = {}  # batch index -> its inbox append (its result: quota refusals)
 
-        settings: dict[str, TenantSettings] = {}
+        settings: dict[str, tuple[TenantSettings, FanoutLimits]] = {}
         for i, p in enumerate(batch):
-            ts = settings.get(p.tenant)
-            if ts is None:
-                ts = settings[p.tenant] = self.tenants.cached(p.tenant)
+            entry = settings.get(p.tenant)
+            if entry is None:
+                ts = self.tenants.cached(p.tenant)
+                entry = settings[p.tenant] = (ts, FanoutLimits.of(ts))
+            ts, limits = entry
             if p.only is not None:
                 p.blob = pack(p.msg)  # a retained replay: delivered with RETAIN set
                 target = InboxTarget(p.only, p.only_qos, p.only_sids, retain=True)
@@ -203,7 +216,10 @@ class Dispatcher:
                                                dedupe=p.dedupe))
                 continue
             matched[i] = True
-            plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain)
+            plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain,
+                               limits=limits, size=message_size(p.msg))
+            if plan.cut != (0, 0, 0):  # MaxGroupFanout / MaxPersistentFanout(Bytes): dropped, still a success
+                CUTS.record(p.tenant, p.msg.topic, plan.cut)
             local.extend((i, p, rt, qos) for rt, qos in plan.local)
             elsewhere[i] = bool(plan.local or plan.remote)
             if plan.inbox or plan.remote:  # encoded once, and only when it leaves the process

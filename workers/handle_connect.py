@@ -32,6 +32,7 @@ from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.tenants import TenantSettings
 
+from . import debug_events
 from .deliver import InboxCursor, ReleaseFlow
 from .session import ClientSession
 from .timers import CONNECT_TIMEOUT
@@ -167,6 +168,11 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
              tenant, session.user, client_id, level, session.persistent, present, conn.address,
              extra={"event": "connect", "tenant": tenant, "user": session.user, "client": client_id,
                     "ver": level, "persistent": session.persistent, "present": present, "address": conn.address})
+    if ts.debug_mode_enabled:
+        debug_events.event("connect", tenant, client_id,
+                           "ver=%d keep_alive=%d receive_maximum=%d session_expiry=%d will=%s subscriptions=%d",
+                           level, p.keep_alive, ts.receiving_maximum, session.expiry,
+                           session.will.topic if session.will is not None else "-", session.sub_count)
     if session.persistent or present:
         # a resumed session with Session Expiry 0 (MQTT 5) still gets what was queued for it, on this
         # connection; the session then ends when the connection does

@@ -7,7 +7,8 @@ client can read what was sent last (a DISCONNECT with a reason, a refusing
 CONNACK): half-close first, then a close after a short drain, instead of a
 reset that throws the reason away. ``end_session`` runs once the transport is
 gone: it releases the connection slot, hands the will to ``workers/wills.py``
-(now, or stored with a fire-at time when delayed), writes this session's
+(now, or stored with a fire-at time when delayed; while the worker drains only
+for tenants whose ``NoLWTWhenServerShuttingDown`` is false), writes this session's
 pending acknowledgements, then marks the session offline (or ends it) with our
 epoch — so a takeover is never undone. A failing ``session_disconnect`` is
 retried; if it still fails the reaper index entry stays, and a reaper ends the
@@ -78,7 +79,8 @@ async def end_session(conn: MQTTConnection) -> None:
                             "client": session.client_id, "reason": reason})
     will_at = 0
     will = session.will
-    if will is not None and session.publish_will and not svc.lifecycle.stopping:
+    if will is not None and session.publish_will and not (
+            svc.lifecycle.stopping and svc.tenants.cached(session.tenant).no_lwt_when_server_shutting_down):
         wait = delay_ms(will, persistent=session.persistent, session_expiry=session.expiry)
         if wait:  # kept in the offline record; this worker's timer or any sweep fires it
             will_at = svc.clock.wall_ms() + wait

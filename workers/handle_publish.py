@@ -4,7 +4,8 @@ Each PUBLISH is checked against the tenant's topic limits, ``$``-topics,
 MaximumQoS, RetainEnabled, payload format and size, and MsgPubPerSec; then
 the provider's publish ACL — synchronously when the provider can answer from
 memory, else through an ordered gate so one publisher's messages stay in
-order. Accepted messages go to the dispatcher; a QoS 1/2 message is
+order; a provider that raises is answered by the tenant's
+``ByPassPermCheckError`` (``tidemq.auth.checks``). Accepted messages go to the dispatcher; a QoS 1/2 message is
 acknowledged only after the store took it (PUBACK/PUBREC with the outcome).
 MQTT 3 has no failure PUBACK: a publish the store did not take closes the
 connection instead, so the client sends it again after reconnecting.
@@ -21,11 +22,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from tidemq.auth.checks import allowed_publish_now, check_publish
 from tidemq.message import Message, expiry_deadline
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Publish
 from tidemq.mqtt.reason_codes import RC
+
+from . import debug_events
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
@@ -66,9 +70,14 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
     if session.limiter is not None and not session.limiter.allow_publish(svc.clock.monotonic()):
         _reject(conn, p, metrics.refuse("publish_rate", tenant, RC.MESSAGE_RATE_TOO_HIGH))
         return
-    allowed = getattr(svc.auth, "allowed_publish", None)
-    if allowed is not None and not conn.pub_gate:
-        if not allowed(session.identity, p.topic, p.qos, p.retain):
+    if ts.debug_mode_enabled:  # never the payload, only its size
+        debug_events.event("publish", tenant, session.client_id, "topic=%s qos=%d retain=%s bytes=%d", p.topic,
+                           p.qos, p.retain, len(p.payload))
+    bypass = ts.by_pass_perm_check_error
+    allowed = None if conn.pub_gate else allowed_publish_now(svc.auth, session.identity, p.topic, p.qos, p.retain,
+                                                             bypass=bypass)
+    if allowed is not None:
+        if not allowed:
             _reject(conn, p, metrics.refuse("publish_denied", tenant, RC.NOT_AUTHORIZED))
             return
         _route(conn, p)
@@ -84,7 +93,8 @@ async def _drain_gate(conn: MQTTConnection) -> None:
     assert session is not None
     while conn.pub_gate:
         p = conn.pub_gate[0]
-        ok = await svc.auth.check_publish(session.identity, p.topic, p.qos, p.retain)
+        ok = await check_publish(svc.auth, session.identity, p.topic, p.qos, p.retain,
+                                 bypass=svc.tenants.cached(session.tenant).by_pass_perm_check_error)
         conn.pub_gate.popleft()
         if ok:
             _route(conn, p)

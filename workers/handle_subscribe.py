@@ -15,7 +15,8 @@ import functools
 import logging
 from typing import TYPE_CHECKING
 
-from tidemq.auth import SubscribeGrant, subscribe_grant, subscribe_grant_now
+from tidemq.auth import SubscribeGrant
+from tidemq.auth.checks import check_subscribe
 from tidemq.message import Message, unpack
 from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
@@ -24,6 +25,8 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.store import retained as retained_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts
+
+from . import debug_events
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
@@ -82,9 +85,8 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         if kind is not None and s.no_local and v5:  # [MQTT-3.8.3-4]
             conn.close(RC.PROTOCOL_ERROR, "no local on a shared subscription")
             return
-        grant = subscribe_grant_now(svc.auth, session.identity, s.topic_filter, s.qos)
-        if grant is None:  # a provider that answers asynchronously (webhook)
-            grant = await subscribe_grant(svc.auth, session.identity, s.topic_filter, s.qos)
+        grant = await check_subscribe(svc.auth, session.identity, s.topic_filter, s.qos,
+                                      bypass=ts.by_pass_perm_check_error)  # a provider error: the tenant decides
         if not grant.granted:
             svc.metrics.refuse("subscribe_denied", session.tenant, RC.NOT_AUTHORIZED)
             codes.append(RC.NOT_AUTHORIZED if v5 else 0x80)
@@ -118,6 +120,9 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         if topics.parse_shared(flt)[0] is not None:
             continue  # [MQTT-3.8.4-?] no retained messages for shared subscriptions
         direct += await _replay_retained(conn, flt, opts)
+    if ts.debug_mode_enabled:
+        debug_events.event("subscribe", session.tenant, session.client_id, "filters=%s codes=%s",
+                           [x.topic_filter for x in p.subscriptions], [f"0x{c:02x}" for c in codes])
     conn.machine.ack_subscribe(p.packet_id, codes)
     now_ms = svc.clock.wall_ms()
     for msg, qos, sub_ids in direct:
@@ -184,5 +189,8 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
         session.sub_filters.pop(flt, None)
         session.reads.discard(flt)
     codes: list[int] = [RC.SUCCESS if e else RC.NO_SUBSCRIPTION_EXISTED for e in existed]
+    if svc.tenants.cached(session.tenant).debug_mode_enabled:
+        debug_events.event("unsubscribe", session.tenant, session.client_id, "filters=%s codes=%s",
+                           list(p.topic_filters), [f"0x{c:02x}" for c in codes])
     conn.machine.ack_unsubscribe(p.packet_id, codes)
     conn.flush()

@@ -70,18 +70,20 @@ class Registry:
     def close_named(self, sig: Close) -> int:
         """Close the connections a kill / session-removal signal names; returns how many."""
         why = "session removed" if sig.removed else "killed by admin"
+        code = sig.redirect or RC.ADMINISTRATIVE_ACTION  # 0x9C / 0x9D when the kill redirects (MQTT 5)
+        props = {"server_reference": sig.server_reference} if sig.redirect and sig.server_reference else None
         n = 0
         if sig.targets is not None:  # exact targets: (client id, epoch) pairs the registry named
             for cid, epoch in sig.targets:
                 conn = self.sessions.get((sig.tenant, cid))
                 if conn is not None and (not epoch or conn.epoch == epoch):
-                    conn.close(RC.ADMINISTRATIVE_ACTION, why)
+                    conn.close(code, why, props)
                     n += 1
             return n
         for (t, c), conn in list(self.sessions.items()):
             if t != sig.tenant or (sig.user and conn.user != sig.user) or (sig.client_id and c != sig.client_id):
                 continue
-            conn.close(RC.ADMINISTRATIVE_ACTION, why)
+            conn.close(code, why, props)
             n += 1
         return n
 

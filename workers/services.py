@@ -35,7 +35,7 @@ class PendingConnection(Protocol):
 class Lifecycle:
     """What the whole worker is doing; handlers read it, only the broker writes it."""
 
-    stopping: bool = False  # draining: no new sessions, no wills (NoLWTWhenServerShuttingDown)
+    stopping: bool = False  # draining: no new sessions; wills only where NoLWTWhenServerShuttingDown is false
 
 
 class Admission:

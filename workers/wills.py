@@ -16,7 +16,7 @@ stored with the will — the rules may have changed since CONNECT:
   then fires it.
 
 No will fires when the client said DISCONNECT 0x00, or while the worker drains
-(NoLWTWhenServerShuttingDown).
+if the tenant's ``NoLWTWhenServerShuttingDown`` is true (the default).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tidemq.auth import AuthProvider, Identity
+from tidemq.auth.checks import check_publish
 from tidemq.clock import Clock
 from tidemq.message import Message, expiry_deadline, pack, unpack
 from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Will
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import wills as will_store
-from tidemq.tenants import TenantSettings
+from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .metrics import WorkerMetrics
 
@@ -109,22 +110,27 @@ class WillService:
     """Publishes wills (see module doc); owns the timers of delayed wills on this worker."""
 
     def __init__(self, redis: Any, auth: AuthProvider, dispatcher: Dispatcher, clock: Clock,
-                 metrics: WorkerMetrics) -> None:
+                 metrics: WorkerMetrics, *, tenants: SettingsProvider | None = None) -> None:
         self.redis = redis
+        self.tenants = tenants  # ByPassPermCheckError per tenant (None: a provider error denies)
         self.auth = auth
         self.dispatcher = dispatcher
         self.clock = clock
         self.metrics = metrics
         self._timers: set[asyncio.Task[None]] = set()
 
+    def _bypass(self, tenant: str) -> bool:
+        return self.tenants is not None and self.tenants.cached(tenant).by_pass_perm_check_error
+
     async def allowed(self, identity: Identity, will: Will) -> bool:
-        """The ACL check at CONNECT (the same call as for a PUBLISH)."""
-        return await self.auth.check_publish(identity, will.topic, will.qos, will.retain)
+        """The ACL check at CONNECT (the same call as for a PUBLISH, ByPassPermCheckError included)."""
+        return await check_publish(self.auth, identity, will.topic, will.qos, will.retain,
+                                   bypass=self._bypass(identity.tenant_id))
 
     async def publish(self, tenant: str, client_id: str, will: StoredWill) -> bool:
         """The one place a will is published: ACL re-checked with the stored identity, then routed."""
         who = Identity(tenant, will.user, client_id)
-        if not await self.auth.check_publish(who, will.topic, will.qos, will.retain):
+        if not await check_publish(self.auth, who, will.topic, will.qos, will.retain, bypass=self._bypass(tenant)):
             self.metrics.refuse("will_denied", tenant, RC.NOT_AUTHORIZED)
             log.warning("will not published tenant=%s client=%s: denied by the ACL at fire time", tenant,
                         client_id, extra={"event": "will_denied", "tenant": tenant, "client": client_id,

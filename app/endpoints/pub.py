@@ -4,7 +4,8 @@ The message is packed once (payload stays binary) and routed by
 ``tidemq.publish.publish``: persistent subscribers' inboxes through the
 inbox-append script, online transient subscribers through one ``D`` signal
 per owning worker. ``OK`` once the store has taken it for at least one
-subscriber, ``NO_MATCH`` otherwise. It never retains.
+subscriber, ``NO_MATCH`` otherwise. It never retains. The tenant's fan-out limits
+(``MaxGroupFanout``, ``MaxPersistentFanout``, ``MaxPersistentFanoutBytes``) apply as for a client.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from sanic import Blueprint, HTTPResponse, Request, text
 
 from tidemq.message import Message
-from tidemq.publish import publish
+from tidemq.publish import FanoutLimits, publish
 
 from ..context import ApiState, check_body, endpoint, tenant, tenant_settings
 from ..spec import Params
@@ -66,7 +67,8 @@ async def pub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     check_body(request, ts)
     msg = message_of(request, params, retain=False)
     res = await publish(state.redis, state.routes, t, msg,
-                        inbox_limit=ts.session_inbox_size, drop_oldest=ts.qos0_drop_oldest)
+                        inbox_limit=ts.session_inbox_size, drop_oldest=ts.qos0_drop_oldest,
+                        limits=FanoutLimits.of(ts))
     result = "OK" if res.matched else "NO_MATCH"
     state.metrics.outcome("pub", result)
     audit("pub", t, params, topic=msg.topic, qos=msg.qos, result=result)

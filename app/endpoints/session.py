@@ -5,6 +5,9 @@ is online when its record names an owner worker. Disconnections are signals
 to those workers (``K`` for kills, ``X`` for removed sessions), published
 only after the registry was read (kill) or changed (expire) — the removal of
 a session (routes, inbox, record) is one script per chunk of sessions.
+A kill honours BifroMQ's ``server_redirect`` (``no`` | ``move`` | ``temp_use``)
+and ``server_reference`` headers (MQTT 5 clients get 0x9D / 0x9C with the
+reference) and is logged with the caller's ``client_type`` and ``client_meta_*``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, json
 
 from tidemq import signals
+from tidemq.mqtt.reason_codes import RC
 from tidemq.store import admin as admin_store
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
@@ -23,6 +27,7 @@ from ..context import ApiState, endpoint, tenant
 from ..errors import ApiError
 from ..spec import Params
 from .common import now_ms
+from .pub import audit
 
 bp = Blueprint("session")
 
@@ -104,6 +109,23 @@ async def sessions(request: Request, state: ApiState, params: Params) -> HTTPRes
     return json({"sessions": out, "cursor": nxt or None})
 
 
+REDIRECT_CODES = {"no": 0, "temp_use": RC.USE_ANOTHER_SERVER, "move": RC.SERVER_MOVED}  # BifroMQ's values
+MAX_SERVER_REFERENCE = 65535  # bytes of an MQTT UTF-8 string
+
+
+def _redirection(params: Params) -> tuple[int, str]:
+    """``server_redirect`` / ``server_reference`` as BifroMQ reads them: the DISCONNECT code (0: none) and
+    the reference (sent only with a redirect)."""
+    raw = params.get("server_redirect")
+    if raw is not None and str(raw) not in REDIRECT_CODES:
+        raise ApiError(400, "server_redirect must be no, move or temp_use")
+    reference = str(params.get("server_reference") or "")
+    if len(reference.encode("utf-8")) > MAX_SERVER_REFERENCE:
+        raise ApiError(400, f"server_reference exceeds {MAX_SERVER_REFERENCE} bytes")
+    code = REDIRECT_CODES[str(raw)] if raw is not None else 0
+    return code, reference if code else ""
+
+
 @bp.delete("/kill", name="kill")
 @endpoint("kill")
 async def kill(request: Request, state: ApiState, params: Params) -> HTTPResponse:
@@ -112,6 +134,7 @@ async def kill(request: Request, state: ApiState, params: Params) -> HTTPRespons
     client = params.get("client_id")
     if client is not None and user is None:
         raise ApiError(400, "client_id requires user_id")
+    redirect, reference = _redirection(params)
     owners = await admin_store.online_owners(state.redis, t, user=None if user is None else str(user),
                                              client=None if client is None else str(client))
     if not owners:
@@ -120,6 +143,8 @@ async def kill(request: Request, state: ApiState, params: Params) -> HTTPRespons
     for o in owners:  # the connections the registry named, by epoch: never a later reconnect
         by_worker[o.worker].append((o.client_id, o.epoch))
     await signal_store.publish_signals_many(state.redis, [
-        (w, signals.encode(signals.Close(t, targets=targets))) for w, targets in sorted(by_worker.items())])
+        (w, signals.encode(signals.Close(t, targets=targets, redirect=redirect, server_reference=reference)))
+        for w, targets in sorted(by_worker.items())])
     state.metrics.outcome("kill", "killed")
+    audit("kill", t, params, result="killed", killed=len(owners), redirect=f"0x{redirect:02x}" if redirect else "no")
     return json({"killed": len(owners)})

@@ -1,7 +1,9 @@
 """``PUT /sub`` and ``DELETE /unsub`` on a session, online or offline persistent.
 
 The session must exist and belong to ``user_id`` (else 404); the auth
-provider decides with the session's identity (else 401). The change is the
+provider decides with the session's identity (else 401; a provider that
+raises is answered by the tenant's ``ByPassPermCheckError``). The QoS is
+capped by the tenant's ``MaximumQoS``, as a SUBACK would grant it. The change is the
 store's subscribe/unsubscribe script, which writes the subscription and its
 route and bumps the tenant's route version before the 200 is sent, so every
 later publish on any worker or API node sees it.
@@ -15,6 +17,7 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request, text
 
 from tidemq.auth import Identity
+from tidemq.auth.checks import check_subscribe
 from tidemq.store import sessions as sess_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
@@ -39,11 +42,13 @@ async def _session(state: ApiState, params: Params) -> tuple[Identity, dict[str,
 @endpoint("sub")
 async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse:
     topic_filter = str(params["topic_filter"])
-    qos = int(params["sub_qos"])  # type: ignore[call-overload]
     ts = await tenant_settings(state, tenant(params))
+    qos = min(int(params["sub_qos"]), ts.maximum_qos)  # type: ignore[call-overload]  # as a SUBACK grants
     check_filter(ts, topic_filter)
     who, rec = await _session(state, params)
-    if not await state.auth.check_subscribe(who, topic_filter, qos):
+    grant = await check_subscribe(state.auth, who, topic_filter, qos, bypass=ts.by_pass_perm_check_error,
+                                  prefer_sync=False)  # the API asks the provider's check_subscribe itself
+    if not grant.granted:
         raise ApiError(401, "subscription denied by the auth provider")
     current = rec["subscriptions"].get(topic_filter)
     opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)

@@ -82,3 +82,42 @@ def test_kill_client_type_required(api, tenant):
     r = api.request("DELETE", "/kill", {"tenant_id": tenant})
     assert r.status_code == 400
     assert r.text == "missing header: client_type"
+
+
+async def _killed_with(api, worker_broker, tenant, **headers):
+    """A raw MQTT 5 client killed with ``headers``; returns (reason code, properties) of its DISCONNECT."""
+    from tests.conformance import wire
+    from tests.limits.helpers import open5
+
+    cid = f"r{uid()}"
+    c = await open5(worker_broker, cid, username=f"{tenant}/red")
+    r = kill(api, tenant, user_id="red", client_id=cid, **headers)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"killed": 1}
+    discs = [p for p in await c.expect_close() if p.type == wire.DISCONNECT]
+    assert discs, "closed without DISCONNECT"
+    props, _ = wire.parse_props(discs[0].body, 1) if len(discs[0].body) > 1 else ({}, 1)
+    return discs[0].body[0], props
+
+
+SERVER_REFERENCE = 0x1C
+
+
+async def test_kill_redirects_mqtt5_clients_as_bifromq(api, worker_broker, tenant):
+    """``server_redirect``: ``move`` -> 0x9D, ``temp_use`` -> 0x9C (with ``server_reference`` when given),
+    ``no`` -> 0x98 (the reference is not sent without a redirect)."""
+    code, props = await _killed_with(api, worker_broker, tenant, server_redirect="move",
+                                     server_reference="mqtt-b.example:1883")
+    assert (code, props.get(SERVER_REFERENCE)) == (0x9D, ["mqtt-b.example:1883"])
+    code, props = await _killed_with(api, worker_broker, tenant, server_redirect="temp_use")
+    assert (code, props.get(SERVER_REFERENCE)) == (0x9C, None)
+    code, props = await _killed_with(api, worker_broker, tenant, server_redirect="no", server_reference="x:1")
+    assert (code, props.get(SERVER_REFERENCE)) == (0x98, None)
+
+
+def test_kill_bad_server_redirect_is_400(api, mqtt, tenant):
+    c = mqtt(tenant, "bad")
+    r = kill(api, tenant, user_id="bad", client_id=c.client_id, server_redirect="elsewhere")
+    assert r.status_code == 400
+    assert r.text == "server_redirect must be no, move or temp_use"
+    assert not c.disconnected.is_set()

@@ -138,3 +138,17 @@ def test_sub_exceed_limit_per_session_400(api, mqtt, tenant, redis_server):
     r = sub(api, tenant, "hu", c.client_id, "l/3")
     assert (r.status_code, r.text) == (400, "EXCEED_LIMIT")
     assert sub(api, tenant, "hu", c.client_id, "l/2", qos=0).text == "EXISTS"
+
+
+def test_sub_qos_capped_by_maximum_qos(api, mqtt, tenant):
+    """As a SUBACK would grant it: sub_qos 2 on a tenant with MaximumQoS 1 stores QoS 1."""
+    import asyncio
+
+    from tidemq.store import keys
+
+    asyncio.run_coroutine_threadsafe(api.redis.hset(keys.tenant_settings(tenant), "MaximumQoS", "1"),
+                                     api.loop).result(5)
+    c = mqtt(tenant, "max")
+    assert sub(api, tenant, "max", c.client_id, "cap/t", qos=2).text == "OK"
+    body = api.request("GET", "/session", session_headers(tenant, "max", c.client_id)).json()
+    assert [(s["topicFilter"], s["qos"]) for s in body["subscriptions"]] == [("cap/t", 1)]

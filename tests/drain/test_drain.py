@@ -2,7 +2,8 @@
 
 Two workers share one real Redis. SIGTERM to the worker holding persistent
 clients: MQTT 5 clients are told why (0x8B, or 0x9C with the configured
-server reference), no will is fired (NoLWTWhenServerShuttingDown), the lease
+server reference), no will is fired (NoLWTWhenServerShuttingDown; a tenant that sets it false gets
+its wills), the lease
 is released; the clients reconnect to the other worker and every QoS 1
 message published meanwhile arrives, in order, with nothing lost.
 """
@@ -16,6 +17,7 @@ import redis
 
 from tests.fixtures.brokers import Broker, broker_kinds
 from tests.interop.clients import Paho, sentinel_barrier, uid
+from tidemq.store import keys
 
 pytestmark = [
     pytest.mark.tidemq_only,
@@ -161,3 +163,30 @@ def _after(client: Paho, got: list[bytes], sent: int) -> list[bytes]:
             continue
         out.append(m.payload)
     return out
+
+
+def test_wills_fire_at_drain_when_the_tenant_allows_it(worker_factory: Callable[..., Broker],
+                                                       clients: Clients) -> None:
+    """NoLWTWhenServerShuttingDown=false for one tenant: a draining worker publishes the wills of that tenant's
+    sessions it closes; another tenant on the same worker (default true) still gets none."""
+    a = worker_factory()
+    b = worker_factory()
+    loud, quiet = f"lwt{uid()}", f"nolwt{uid()}"
+    r = redis.Redis.from_url(b.redis_url)
+    try:
+        r.hset(keys.tenant_settings(loud), "NoLWTWhenServerShuttingDown", "false")
+    finally:
+        r.close()
+    will_topic = f"drain-will/{uid()}"
+    watchers = {}
+    for t in (loud, quiet):
+        w = watchers[t] = clients(b, protocol="v5", username=f"{t}/watcher")
+        w.connect()
+        w.subscribe(will_topic, 1)
+        clients(a, protocol="v5", username=f"{t}/dev", will=(will_topic, b"bye " + t.encode(), 1, False)).connect()
+    assert a.process is not None
+    assert a.process.stop() == 0
+    assert watchers[loud].get().payload == b"bye " + loud.encode()
+    pub = clients(b, protocol="v5", username=f"{quiet}/pub")
+    pub.connect()
+    assert sentinel_barrier(pub, watchers[quiet], will_topic) == []

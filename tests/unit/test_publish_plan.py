@@ -13,7 +13,7 @@ import pytest
 from tidemq import publish as pub
 from tidemq import signals
 from tidemq.message import Message, unpack
-from tidemq.publish import RouteCache, fan_out, plan_routes, sub_ids
+from tidemq.publish import FanoutLimits, RouteCache, fan_out, plan_routes, sub_ids
 from tidemq.routing.trie import Route
 from tidemq.store import SignalListener, SubOpts, inbox_read, load_all, session_connect, subscribe
 from tidemq.store import subscriptions as sub_store
@@ -25,6 +25,21 @@ _names = itertools.count()
 
 
 # ------------------------------------------------------------------ the pure plan
+
+
+def test_fanout_limits_cut_groups_and_persistent_sessions_in_match_order() -> None:
+    routes = [Route(f"p{i}", "t", 1, persistent=True) for i in range(4)]
+    routes += [Route("x", "t", 1, worker="w")]  # transient, non-shared: never cut
+    routes += [Route(f"g{i}", f"$share/g{i}/t", 1, worker="" if i == 0 else "w", persistent=i == 0)
+               for i in range(3)]
+    plan = plan_routes(routes, 1, limits=FanoutLimits(2, 3, 2**63 - 1), size=10)
+    assert [t.client_id for t in plan.inbox] == ["p0", "p1", "p2", "g0"]  # a group member is not counted twice
+    assert [t.client_id for t in plan.remote["w"]] == ["x", "g1"]
+    assert plan.cut == (1, 1, 0)
+    by_bytes = plan_routes(routes[:4], 1, limits=FanoutLimits(100, 100, 25), size=10)
+    assert [t.client_id for t in by_bytes.inbox] == ["p0", "p1", "p2"] and by_bytes.cut == (0, 0, 1)
+    untouched = plan_routes(routes, 1, limits=FanoutLimits(100, 100, 2**63 - 1), size=10)
+    assert untouched.cut == (0, 0, 0) and len(untouched.inbox) == 5
 
 
 def test_no_routes_is_no_match() -> None:

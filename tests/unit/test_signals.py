@@ -16,6 +16,8 @@ from tidemq import signals as s
     s.Close("t1", removed=True, targets=[("c1", 7)]),
     s.Close("t1", user="u1"),
     s.Close("t1", user="u1", client_id="c9"),
+    s.Close("t1", targets=[("c1", 7)], redirect=0x9D, server_reference="mqtt-b.example:1883"),
+    s.Close("t1", targets=[("c1", 7)], redirect=0x9C),
 ])
 def test_round_trip(sig: s.Signal) -> None:
     assert s.decode(s.encode(sig)) == sig
@@ -30,7 +32,8 @@ def test_deliver_payload_stays_binary() -> None:
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"Z\x00\x00\x00\x02{}", b"T\x00\x00\x00\x02{}", b"N\x00\x00\x00\x05[1,2", b"K\xff\xff"])
+    b"", b"Z\x00\x00\x00\x02{}", b"T\x00\x00\x00\x02{}", b"N\x00\x00\x00\x05[1,2", b"K\xff\xff",
+    b'K\x00\x00\x00\x11{"t":"a","r":152}'])  # a kill "redirecting" with 0x98: not a redirect code
 def test_garbage_is_a_signal_error(data: bytes) -> None:
     with pytest.raises(s.SignalError):
         s.decode(data)
