@@ -6,8 +6,8 @@
 -- QoS 2 exactly once: with ARGV 4, the packet id is recorded in the publisher's q2in set in the same step as
 -- the appends; when it is already there the message was routed before (a resend after a lost reply or a
 -- crash) and nothing is appended. A publisher session that no longer exists records nothing. Once the
--- message's deliveries to clean sessions (signals) are out too, the worker adds "d<pid>" (inbox_mark
--- "q2done"): a resend without it sends those deliveries again (they may have been lost with the reply).
+-- message went everywhere (clean sessions too), the worker adds "d<pid>" (inbox_mark "q2done") before its
+-- PUBREC: a resend without it sends the clean-session deliveries again (they may have been lost).
 -- Policy (BifroMQ's QoS0DropOldest, which concerns QoS 0 only): an inbox holding `limit` entries is
 -- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
 -- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and

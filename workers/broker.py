@@ -58,7 +58,7 @@ class Broker:
         provider = auth or make_provider(settings)
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
         inbox_ops = InboxOps(redis)
-        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait, confirmed=inbox_ops.q2done)
+        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait)
         wills = WillService(redis, provider, dispatcher, clock, metrics, tenants=tenants)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,

@@ -213,6 +213,7 @@ HANDLERS: dict[type, Callable[[MQTTConnection, Any], None]] = {
     sm.AuthReceived: handle_connect.on_auth,
     sm.PublishReceived: handle_publish.on_publish,
     sm.PubrelReceived: handle_publish.on_pubrel,
+    sm.PubrelUnknown: handle_publish.on_pubrel_unknown,
     sm.PubackReceived: deliver.on_puback,
     sm.PubrecReceived: deliver.on_pubrec,
     sm.PubcompReceived: deliver.on_pubcomp,

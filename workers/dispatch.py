@@ -90,12 +90,9 @@ class Dispatcher:
     LOW_WATER_BYTES = 4 * 1024 * 1024
 
     def __init__(self, redis: Any, worker_id: str, tenants: SettingsProvider, registry: Registry,
-                 clock: Clock, *, wait: tuple[int, int] | None = None,
-                 confirmed: Callable[[str, str, int], None] | None = None) -> None:
+                 clock: Clock, *, wait: tuple[int, int] | None = None) -> None:
         self.redis = redis
         self.wait = wait  # (replicas, timeout ms): persistent deliveries wait for Redis replicas
-        # (tenant, publisher, packet id): a deduplicated QoS 2 message's clean-session deliveries are out
-        self.confirmed: Callable[[str, str, int], None] = confirmed or (lambda _t, _c, _p: None)
         self.worker_id = worker_id
         self.tenants = tenants
         self.registry = registry
@@ -251,9 +248,6 @@ class Dispatcher:
                                        now_ms)
             if n % YIELD_EVERY == 0:  # a huge fan-out never holds the event loop for long (order is kept:
                 await asyncio.sleep(0)  # flushes are serial and this loop goes on where it stopped)
-        for i, p in enumerate(batch):  # QoS 2 from persistent publishers: their transient copies are out
-            if p.dedupe is not None and elsewhere[i] and i not in duplicate:
-                self.confirmed(p.tenant, *p.dedupe)
         self.stats_routed += len(batch)
         for i, p in enumerate(batch):
             if p.done:

@@ -120,11 +120,18 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
 
         def done(rc: int) -> None:
             code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) else RC.UNSPECIFIED_ERROR
-            if dedupe is not None and code >= 0x80 and m.protocol_level == 5:
-                # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
-                # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
-                svc.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
-                return
+            if dedupe is not None:
+                if code >= 0x80 and m.protocol_level == 5:
+                    # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
+                    # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
+                    svc.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+                    return
+                if code < 0x80 or code == RC.QUOTA_EXCEEDED:
+                    # routed everywhere (inboxes and clean sessions): marked "d<pid>" before the PUBREC, so
+                    # a resumed session answers a resend itself only for a message that went everywhere;
+                    # an unmarked id (a crash in between) is routed again, inboxes skipped (inbox_append)
+                    svc.inbox_ops.q2done(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+                    return
             acknowledge(code)
 
         def acknowledge(code: int) -> None:
@@ -155,6 +162,14 @@ def _reject(conn: MQTTConnection, p: Publish, rc: int) -> None:
     """A refused PUBLISH: v5 gets the reason in its PUBACK/PUBREC; v3 a plain ack (dropped)."""
     if p.qos > 0 and p.packet_id is not None:
         conn.machine.ack_publish(p.packet_id, p.qos, rc if conn.machine.protocol_level == 5 else 0)
+
+
+def on_pubrel_unknown(conn: MQTTConnection, ev: sm.PubrelUnknown) -> None:
+    """PUBREL for an id the resumed session did not restore (recorded, but its routing was never confirmed):
+    PUBCOMP went out already; the stored id is dropped so a later reuse of it is never taken for a resend."""
+    session = conn.session
+    if session is not None and session.persistent:
+        conn.services.inbox_ops.q2del(session.tenant, session.client_id, ev.packet_id)
 
 
 def on_pubrel(conn: MQTTConnection, ev: sm.PubrelReceived) -> None:

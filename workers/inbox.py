@@ -86,9 +86,9 @@ class InboxOps:
     def mark_sent(self, t: str, c: str, seq: int) -> None:
         self._add(InboxOp("sent", t, c, seq=seq))
 
-    def q2done(self, t: str, c: str, pid: int) -> None:
-        """The clean-session deliveries of inbound QoS 2 ``pid`` are out (a resend need not repeat them)."""
-        self._add(InboxOp("q2done", t, c, pid=pid))
+    def q2done(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
+        """Inbound QoS 2 ``pid`` was routed everywhere (a resend need not be routed again)."""
+        self._add(InboxOp("q2done", t, c, pid=pid), then)
 
     def q2del(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:
         self._add(InboxOp("q2del", t, c, pid=pid), then)

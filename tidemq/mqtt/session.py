@@ -122,6 +122,14 @@ class PubrelReceived:
 
 
 @dataclass(slots=True)
+class PubrelUnknown:
+    """PUBREL for a packet id this connection does not hold: PUBCOMP (v5: 0x92) is already queued; the
+    worker may drop a stored record of the id."""
+
+    packet_id: int
+
+
+@dataclass(slots=True)
 class SubscribeReceived:
     packet: Subscribe
 
@@ -152,7 +160,7 @@ class ConnectionFailed:
 
 Event = (
     ConnectReceived | PublishReceived | PubackReceived | PubrecReceived | PubcompReceived
-    | PubrelReceived | SubscribeReceived | UnsubscribeReceived | AuthReceived
+    | PubrelReceived | PubrelUnknown | SubscribeReceived | UnsubscribeReceived | AuthReceived
     | DisconnectReceived | ConnectionFailed
 )
 
@@ -287,6 +295,7 @@ class ServerConnection:
             else:
                 rc = RC.PACKET_IDENTIFIER_NOT_FOUND if self.protocol_level == 5 else 0
                 self._send(Pubcomp(p.packet_id, rc))
+                events.append(PubrelUnknown(p.packet_id))
         elif isinstance(p, Subscribe):
             events.append(SubscribeReceived(p))
         elif isinstance(p, Unsubscribe):

@@ -11,6 +11,7 @@ one tenant (one cluster slot).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from tidemq.store import keys
@@ -41,6 +42,14 @@ class SessionOfAnotherUser(Exception):
 
     def __init__(self, tenant: str, client_id: str) -> None:
         super().__init__(f"session {tenant}/{client_id} belongs to another user")
+
+
+def _confirmed_q2in(members: Sequence[Any]) -> list[int]:
+    """The inbound QoS 2 ids a resumed session holds itself: those marked "d<pid>" (routed everywhere before
+    their PUBREC; see inbox_append). An unmarked id's resend is routed again (its inbox appends skipped),
+    and a PUBREL for it is answered and the stored id dropped."""
+    names = {_s(m) for m in members}
+    return sorted(int(n) for n in names if not n.startswith("d") and f"d{n}" in names)
 
 
 async def session_connect(
@@ -88,7 +97,7 @@ async def session_connect(
         prev_epoch=int(prev_epoch),
         subscriptions={_s(subs[i]): SubOpts.decode(subs[i + 1]) for i in range(0, len(subs), 2)},
         rel_ids=sorted(int(x) for x in rel),
-        q2in_ids=sorted(int(x) for x in q2in if not _s(x).startswith("d")),  # "d<pid>": see inbox_append
+        q2in_ids=_confirmed_q2in(q2in),
         sent=int(sent),
     )
 
