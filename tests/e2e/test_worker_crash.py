@@ -150,9 +150,10 @@ def test_publisher_worker_killed_mid_stream_qos2(
 ) -> None:
     """A persistent QoS 2 publisher's worker dies; it resumes elsewhere: every number arrives.
 
-    Exactly once is not guaranteed here yet: a message routed just before the crash, whose packet
-    id was not yet recorded (``q2in``), is routed again when the client resends it — the test
-    kills the worker right after a delivery, so it hits that window often; it xfails then.
+    Persistent subscribers get every message exactly once (the packet id is recorded with the inbox
+    appends). This subscriber is a clean session: a message whose copy reached it but whose ``d<pid>``
+    mark was not written before the crash is sent to it again when the client resends — the test kills
+    the worker right after a delivery, so it can hit that window; it xfails then. Nothing may be missing.
     """
     w = spawn("redis", 3, env=BIG_INBOX)
     topic = f"crashpub/{uid()}"
@@ -181,7 +182,7 @@ def test_publisher_worker_killed_mid_stream_qos2(
     dups = {n: c for n, c in seen.counts.items() if c > 1}
     assert len(dups) <= BATCH, f"more duplicates than messages in flight: {sorted(dups.items())[:10]}"
     if dups:
-        pytest.xfail(f"inbound QoS 2 across a crash: {len(dups)} routed twice (route and q2in are not atomic)")
+        pytest.xfail(f"inbound QoS 2 across a crash: {len(dups)} sent to the clean subscriber twice (d<pid> window)")
 
 
 def _ranges(nums: set[int]) -> str:
