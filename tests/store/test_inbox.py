@@ -84,14 +84,17 @@ async def test_ops(r: Any) -> None:
         InboxOp("sent", T, "a", seq=2),  # never lowers
         InboxOp("q2add", T, "a", pid=7),
         InboxOp("q2add", T, "a", pid=8),
-        InboxOp("q2del", T, "a", pid=7),
+        InboxOp("q2add", T, "a", pid=9),
+        InboxOp("q2done", T, "a", pid=8),  # 8 routed everywhere; 9 recorded but never confirmed
+        InboxOp("q2done", T, "a", pid=7),
+        InboxOp("q2del", T, "a", pid=7),  # drops 7 and its mark
     ])
     assert [e.seq for e in await inbox_read(r, T, "a")] == [4]
     assert await r.smembers(K.rel(T, "a")) == {b"30"}
-    assert await r.smembers(K.q2in(T, "a")) == {b"8"}
+    assert await r.smembers(K.q2in(T, "a")) == {b"8", b"d8", b"9"}
     assert (await session_get(r, T, "a"))["sent"] == 4
     again = await connect(r, T, "a", worker="w2")
-    assert again.rel_ids == [30] and again.q2in_ids == [8] and again.sent == 4
+    assert again.rel_ids == [30] and again.q2in_ids == [8] and again.sent == 4  # only confirmed ids resume
     await inbox_apply_many(r, [])
 
 

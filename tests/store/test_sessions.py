@@ -56,7 +56,7 @@ async def test_resume_keeps_state_and_reports_previous_owner(r: Any) -> None:
     await _append(r, T, "c1")
     await _append(r, T, "c1")
     await inbox_apply_many(r, [InboxOp("sent", T, "c1", seq=2), InboxOp("rec", T, "c1", seq=1, pid=11),
-                               InboxOp("q2add", T, "c1", pid=5)])
+                               InboxOp("q2add", T, "c1", pid=5), InboxOp("q2done", T, "c1", pid=5)])
     second = await connect(r, T, "c1", worker="w2")
     assert second.present
     assert (second.prev_worker, second.prev_epoch) == ("w1", first.epoch)
