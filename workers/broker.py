@@ -65,7 +65,7 @@ class Broker:
             registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=inbox_ops,
             wills=wills, expiry=ExpiryTimers(redis, clock), admission=Admission(settings, metrics, clock),
             worker_id=worker_id, lifecycle=Lifecycle())
-        self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats)
+        self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats, on_reaped=self._close_all)
         self.servers: list[asyncio.Server] = []
         self.health_server: asyncio.Server | None = None  # answers 503 while draining
         self._bg: set[asyncio.Task[Any]] = set()
@@ -84,6 +84,11 @@ class Broker:
     def lease_renewed_at(self) -> float:
         return self.leases.renewed_at
 
+    def _close_all(self) -> None:
+        """Every client reconnects (0x89 server busy; MQTT 3: closed) and resumes its session from Redis."""
+        for conn in list(self.services.registry.connections):
+            conn.close(RC.SERVER_BUSY, "this worker was reaped: reconnect")
+
     def _new_connection(self) -> MQTTConnection:
         return MQTTConnection(self.services)
 
@@ -94,6 +99,7 @@ class Broker:
         svc = self.services
         await store_scripts.load_all(self.redis)
         await self.leases.renew()
+        await self.leases.clear_stale_reap()
         ready = asyncio.Event()
         self._spawn(control.listen(self.redis, svc.worker_id, svc.registry, svc.clock, svc.lifecycle, ready))
         # accept no client before takeover/kill signals can reach us

@@ -29,13 +29,14 @@ LEASE_RENEW_S = 2.0
 
 class LeaseKeeper:
     def __init__(self, redis: Any, worker_id: str, clock: Clock, wills: WillService,
-                 stats: Callable[[], dict[str, int]]) -> None:
+                 stats: Callable[[], dict[str, int]], on_reaped: Callable[[], None] = lambda: None) -> None:
         self.redis = redis
         self.worker_id = worker_id
         self.clock = clock
         self.wills = wills
         self.stats = stats
         self.renewed_at = 0.0  # monotonic time of the last successful renewal (readiness)
+        self.on_reaped = on_reaped  # another worker took us for dead and ended our sessions
 
     async def renew(self) -> None:
         await lease_store.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=self.clock.wall_ms())
@@ -47,6 +48,7 @@ class LeaseKeeper:
             await asyncio.sleep(LEASE_RENEW_S)
             try:
                 await self.renew()
+                await self.check_reaped()
                 await lease_store.publish_stats(self.redis, self.worker_id, self.stats(), ttl_ms=LEASE_TTL_MS)
                 dead_workers = await lease_store.dead_workers(self.redis, now_ms=self.clock.wall_ms(),
                                                               grace_ms=LEASE_TTL_MS)
@@ -57,6 +59,28 @@ class LeaseKeeper:
                 raise
             except Exception as exc:
                 log.warning("lease renewal / reaping failed: %s", exc)
+
+    async def clear_stale_reap(self) -> None:
+        """At start: a reap lock on our id is from an earlier process with the same id (none of our
+        connections exist yet), not a reason to fence ourselves."""
+        reaper = await lease_store.reaped_by(self.redis, self.worker_id)
+        if reaper is not None:
+            await lease_store.forget_reap(self.redis, self.worker_id, reaper)
+
+    async def check_reaped(self) -> bool:
+        """Fencing: when Redis was out of reach longer than the lease, another worker may have reaped us
+        (ended our sessions, deleted our signal stream) while our connections stayed open. Then every
+        connection is closed, so its client reconnects and finds its session as Redis now has it,
+        instead of living on as a zombie that no route and no signal reaches."""
+        reaper = await lease_store.reaped_by(self.redis, self.worker_id)
+        if reaper is None:
+            return False
+        log.error("worker %s was reaped by %s while alive (Redis out of reach past the lease): "
+                  "closing every connection so clients resume", self.worker_id, reaper,
+                  extra={"event": "reaped_alive", "reason": reaper})
+        self.on_reaped()
+        await lease_store.forget_reap(self.redis, self.worker_id, reaper)
+        return True
 
     async def reap(self, dead: str) -> None:
         """End every session a dead worker owned: fire wills (honouring will delay), mark offline."""

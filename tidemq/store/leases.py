@@ -72,6 +72,18 @@ async def claim_reap(r: Any, dead: str, me: str, *, ttl_ms: int = 60000) -> bool
     return bool(await r.set(keys.reap_lock(dead), me, nx=True, px=ttl_ms))
 
 
+async def reaped_by(r: Any, worker_id: str) -> str | None:
+    """The worker that claimed to reap ``worker_id`` (within the reap lock's TTL), or None."""
+    who = await r.get(keys.reap_lock(worker_id))
+    return _s(who) if who is not None else None
+
+
+async def forget_reap(r: Any, worker_id: str, reaper: str) -> None:
+    """Drop the reap lock on ``worker_id`` once it has handled being reaped (if it is still ``reaper``'s)."""
+    if await reaped_by(r, worker_id) == reaper:
+        await r.delete(keys.reap_lock(worker_id))
+
+
 async def orphans(r: Any, dead: str) -> list[OrphanSession]:
     """Sessions the dead worker still owns (per their records), with their wills."""
     members = await r.smembers(keys.worker_sessions(dead))
