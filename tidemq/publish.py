@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidemq import signals
+from tidemq.counters import LogThrottle, TenantCounters
 from tidemq.message import Message, pack
 from tidemq.mqtt.reason_codes import RC
 from tidemq.routing.trie import Route, TenantRoutes
@@ -203,11 +204,11 @@ DROP_METRICS = {
 }
 
 
-class InboxDrops:
+class InboxDrops(TenantCounters):
     """Per-tenant counters of inbox drops (one process); ``DROPS`` is the process-wide one."""
 
     def __init__(self) -> None:
-        self.by_tenant: Counter[tuple[str, str]] = Counter()  # (tenant, metric name) -> drops
+        super().__init__(tuple(DROP_METRICS.values()))
 
     def record(self, tenant: str, results: list[AppendResult]) -> None:
         """Count and log the drops of ``results`` (one log line per client and reason per call)."""
@@ -215,58 +216,33 @@ class InboxDrops:
         for res in results:
             per.update(res.drops)
         for (client, reason), n in sorted(per.items()):
-            name = DROP_METRICS[reason]
-            self.by_tenant[(tenant, name)] += n
+            self.add(tenant, DROP_METRICS[reason], n)
             log.warning("inbox drop tenant=%s client=%s reason=%s count=%d", tenant, client, reason, n,
                         extra={"event": "inbox_drop", "tenant": tenant, "client": client, "reason": reason,
                                "count": n})
-
-    def totals(self) -> dict[str, int]:
-        """Every drop metric summed over tenants (zeros included, so the series always exist)."""
-        out = dict.fromkeys(DROP_METRICS.values(), 0)
-        for (_tenant, name), n in self.by_tenant.items():
-            out[name] += n
-        return out
-
-    def tenant(self, tenant: str) -> dict[str, int]:
-        """One tenant's drop counters."""
-        return {name: self.by_tenant[(tenant, name)] for name in DROP_METRICS.values()}
 
 
 DROPS = InboxDrops()
 
 
-class FanoutCuts:
+class FanoutCuts(TenantCounters):
     """Per-tenant counters of targets cut by the fan-out limits (one process); ``CUTS`` is the process-wide one."""
 
     LOG_EVERY = 60.0  # seconds between two log lines of one tenant and reason
 
     def __init__(self) -> None:
-        self.by_tenant: Counter[tuple[str, str]] = Counter()
-        self._logged: dict[tuple[str, str], float] = {}
+        super().__init__(CUT_METRICS)
+        self._throttle = LogThrottle(self.LOG_EVERY, 10000)
 
     def record(self, tenant: str, topic: str, cut: tuple[int, int, int]) -> None:
         now = time.monotonic()
         for name, n in zip(CUT_METRICS, cut, strict=True):
             if not n:
                 continue
-            key = (tenant, name)
-            self.by_tenant[key] += n
-            if now - self._logged.get(key, -self.LOG_EVERY) >= self.LOG_EVERY:
-                if len(self._logged) > 10000:
-                    self._logged.clear()
-                self._logged[key] = now
+            self.add(tenant, name, n)
+            if self._throttle.allow((tenant, name), now):
                 log.warning("fanout cut tenant=%s reason=%s topic=%s count=%d", tenant, name, topic, n,
                             extra={"event": "fanout_cut", "tenant": tenant, "reason": name, "count": n})
-
-    def totals(self) -> dict[str, int]:
-        out = dict.fromkeys(CUT_METRICS, 0)
-        for (_tenant, name), n in self.by_tenant.items():
-            out[name] += n
-        return out
-
-    def tenant(self, tenant: str) -> dict[str, int]:
-        return {name: self.by_tenant[(tenant, name)] for name in CUT_METRICS}
 
 
 CUTS = FanoutCuts()

@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+from ..counters import LogThrottle
 from .acl import GRANTED, REFUSED, SubscribeGrant
 from .base import AuthProvider, Identity
 from .grant import subscribe_grant, subscribe_grant_now
@@ -35,17 +36,12 @@ class _Errors:
 
     def __init__(self) -> None:
         self.count = 0
-        self._logged: dict[int, float] = {}
+        self._throttle = LogThrottle(LOG_EVERY, 1000)
 
     def record(self, provider: object, who: Identity, action: str, exc: BaseException, bypass: bool) -> None:
         self.count += 1
-        now = time.monotonic()
-        key = id(provider)
-        if now - self._logged.get(key, -LOG_EVERY) < LOG_EVERY:
+        if not self._throttle.allow(id(provider), time.monotonic()):
             return
-        if len(self._logged) > 1000:
-            self._logged.clear()
-        self._logged[key] = now
         log.warning("auth provider %s failed a %s check (tenant=%s): %s: %s (ByPassPermCheckError=%s: %s)",
                     type(provider).__name__, action, who.tenant_id, type(exc).__name__, exc,
                     str(bypass).lower(), "granted" if bypass else "denied",
