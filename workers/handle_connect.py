@@ -20,7 +20,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from tidemq.auth import AuthResult, ConnectInfo, Identity, subscribe_grant, subscribe_grant_now
+from tidemq.auth import AuthResult, ConnectInfo, Identity
+from tidemq.auth.checks import check_subscribe
 from tidemq.auth.grant import provider_generation
 from tidemq.limits import ConnectionLimiter
 from tidemq.mqtt import session as sm
@@ -159,7 +160,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     session.sub_filters = {flt: opts.qos for flt, opts in res.subscriptions.items()}
     present = res.present and not p.clean_start
     if present and session.sub_filters:
-        await _recheck_subscriptions(conn, session)
+        await _recheck_subscriptions(conn, session, ts.by_pass_perm_check_error)
     props = dict(auth_props)
     if level == 5:
         props.update(_connack_properties(ts, client_id if assigned else None, capped if capped != expiry else None))
@@ -186,15 +187,13 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     conn.flush()
 
 
-async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession) -> None:
+async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession, bypass: bool) -> None:
     """Subscriptions restored on resume meet the provider's current rules: a filter no longer allowed
     is dropped (and logged, without any payload); one that now overlaps deny rules is narrowed."""
     svc = conn.services
     refused: list[str] = []
     for flt, qos in session.sub_filters.items():
-        grant = subscribe_grant_now(svc.auth, session.identity, flt, qos)
-        if grant is None:
-            grant = await subscribe_grant(svc.auth, session.identity, flt, qos)
+        grant = await check_subscribe(svc.auth, session.identity, flt, qos, bypass=bypass)  # as at SUBSCRIBE
         if grant.granted:
             session.reads.set(flt, grant)
         else:

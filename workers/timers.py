@@ -53,7 +53,11 @@ async def connection_timers(registry: Registry, clock: Clock, auth: AuthProvider
         if current != generation:
             generation = current
             for conn in list(registry.sessions.values()):
-                refresh_reads(conn)
+                try:
+                    refresh_reads(conn)
+                except Exception as exc:  # a provider that fails must not stop the keep-alive timers
+                    log.warning("re-evaluating the subscriptions of %s/%s failed: %s", conn.tenant, conn.client_id,
+                                exc)
 
 
 def refresh_reads(conn: MQTTConnection) -> None:
