@@ -12,15 +12,15 @@
 -- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
 -- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and
 -- the inbox holds a QoS 0 entry: the oldest QoS 0 entry is deleted and the new one queued (reason 3).
--- Finding the oldest QoS 0 entry: sess field q0lo is a sequence number below which every live entry is
--- QoS 1/2 (entries only ever get higher seqs, so it only grows); the scan starts there and moves it,
--- so each entry is scanned at most once over the inbox's life (amortized O(1) per append). It lives in
--- the session record, so it goes wherever the session goes.
+-- Finding the oldest QoS 0 entry: include inbox_drop_oldest. Messages without a packet id are appended
+-- in batches by inbox_append_batch (same policy); this script serves the QoS 2 exactly-once path.
 -- Returns: {missing, queued, {owner worker, ...}, {target index, reason, target index, reason, ...}, duplicate}:
 --          targets without a session, targets that got the message, the distinct online owners of the
 --          inboxes that got it (to notify), one (index, reason) pair per drop, and, when ARGV 4 names a
 --          packet id that was already recorded (nothing appended): 1 if "d<pid>" is there too, else 2.
 -- Entry: id "<seq>-0" with seq = HINCRBY sess seq 1, fields q (qos), i (sub ids), m (blob).
+--#include inbox_drop_oldest
+
 local targets = #KEYS / 2
 if ARGV[4] ~= '' then
   targets = (#KEYS - 2) / 2
@@ -38,32 +38,6 @@ local missing, queued = 0, 0
 local owners, drops = {}, {}
 local seen = {}
 
-local function drop_oldest_qos0(sess, inbox)
-  local from = tonumber(redis.call('HGET', sess, 'q0lo')) or 1
-  while true do
-    local page = redis.call('XRANGE', inbox, from .. '-0', '+', 'COUNT', 64)
-    if #page == 0 then
-      redis.call('HSET', sess, 'q0lo', from)
-      return false
-    end
-    for _, e in ipairs(page) do
-      local seq = tonumber(string.match(e[1], '^(%d+)'))
-      local fields = e[2]
-      for k = 1, #fields - 1, 2 do
-        if fields[k] == 'q' then
-          if string.sub(fields[k + 1], 1, 1) == '0' then
-            redis.call('XDEL', inbox, e[1])
-            redis.call('HSET', sess, 'q0lo', seq + 1)
-            return true
-          end
-          break
-        end
-      end
-      from = seq + 1
-    end
-  end
-end
-
 for t = 1, targets do
   local sess = KEYS[2 * t - 1]
   local inbox = KEYS[2 * t]
@@ -78,7 +52,7 @@ for t = 1, targets do
       drops[#drops + 1] = t
       drops[#drops + 1] = 1
       store = false
-    elseif limit >= 1 and drop_oldest and drop_oldest_qos0(sess, inbox) then
+    elseif limit >= 1 and drop_oldest and inbox_drop_oldest(sess, inbox) then
       drops[#drops + 1] = t
       drops[#drops + 1] = 3
     else

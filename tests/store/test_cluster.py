@@ -33,7 +33,7 @@ from tidemq.store.scripts import SCRIPTS
 pytestmark = pytest.mark.cluster
 
 STORE_SCRIPTS = {"session_connect", "session_disconnect", "session_expire", "subscribe", "unsubscribe",
-                 "inbox_append", "inbox_mark", "retain_set"}
+                 "inbox_append", "inbox_append_batch", "inbox_mark", "retain_set"}
 
 
 @pytest.fixture
@@ -74,7 +74,8 @@ async def test_every_script_runs_single_slot(rc: Any, _single_slot_scripts: list
     first = await connect(rc, t, "c{1}")
     await subscribe(rc, t, "c{1}", [("a/#", SubOpts(qos=1))])
     await unsubscribe(rc, t, "c{1}", ["a/#"])
-    await inbox_append_many(rc, [InboxAppend(t, b"x", [InboxTarget("c{1}", 1, ())], 5, True)])
+    await inbox_append_many(rc, [InboxAppend(t, b"x", [InboxTarget("c{1}", 1, ())], 5, True),
+                                 InboxAppend(t, b"y", [InboxTarget("c{1}", 2, ())], 5, True, dedupe=("c{1}", 7))])
     await inbox_apply_many(rc, [InboxOp("sent", t, "c{1}", seq=1)])
     await retain_set(rc, t, "a", b"x", limit=10)
     await session_disconnect(rc, t, "c{1}", first.epoch, now_ms=NOW)
@@ -113,10 +114,10 @@ async def test_noscript_on_one_primary_only(rc: Any, monkeypatch: pytest.MonkeyP
         await connect(rc, t, "c")
     victim = rc.get_node_from_key(K.routes(tenants[0]))
     await rc.execute_command("SCRIPT", "FLUSH", target_nodes=victim)
-    assert await rc.execute_command("SCRIPT", "EXISTS", SCRIPTS["inbox_append"].sha, target_nodes=victim) == [0]
+    assert await rc.execute_command("SCRIPT", "EXISTS", SCRIPTS["inbox_append_batch"].sha, target_nodes=victim) == [0]
     items = [InboxAppend(t, t.encode() + b"%d" % n, [InboxTarget("c", 1, ())], 10, True)
              for n in range(2) for t in tenants]
     await inbox_append_many(rc, items)
-    assert loads == ["inbox_append"]
+    assert loads == ["inbox_append_batch"]
     for t in tenants:
         assert [e.blob for e in await inbox_read(rc, t, "c")] == [t.encode() + b"0", t.encode() + b"1"]

@@ -13,9 +13,10 @@ ever dropped (the new one, or with drop-oldest the oldest QoS 0 entry).
 Callers learn every drop from ``AppendResult.drops`` (see lua/inbox_append.lua).
 
 Everything here is batched: one pipelined round trip for a whole list (one
-script call per message per tenant; a pipeline spans tenants and, on a
-cluster, nodes). Scripts that could recreate keys of a removed session check
-the session record first.
+script call per tenant for the messages of a flush, one per QoS 2 message
+with a packet id; a pipeline spans tenants and, on a cluster, nodes).
+Scripts that could recreate keys of a removed session check the session
+record first.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tidemq.store.scripts import Batch, get
 
 _APPEND = get("inbox_append")
 _MARK = get("inbox_mark")
+_BATCH = get("inbox_append_batch")
 
 
 def _s(value: Any) -> str:
@@ -65,6 +67,70 @@ class ReplicationTimeout(Exception):
     """The appends are on the primary, but fewer replicas than required confirmed them in time."""
 
 
+# a batched append call carries at most this many messages / blob bytes (a script blocks Redis while it runs)
+BATCH_MESSAGES = 256
+BATCH_BYTES = 4 << 20
+
+
+class _Group:
+    """Messages of one tenant (and one limit policy) for one ``inbox_append_batch`` call."""
+
+    __slots__ = ("args", "index", "items", "keys", "size")
+
+    def __init__(self, item: InboxAppend) -> None:
+        self.keys: list[str] = []
+        self.index: dict[str, int] = {}  # client id -> session index (1-based) in keys
+        self.args: list[Any] = [item.limit, "1" if item.drop_oldest else "0"]
+        self.items: list[int] = []  # positions in the caller's list, in call order
+        self.size = 0
+
+    def add(self, pos: int, item: InboxAppend) -> None:
+        self.items.append(pos)
+        self.size += len(item.blob)
+        self.args += [item.blob, len(item.targets)]
+        for tgt in item.targets:
+            s = self.index.get(tgt.client_id)
+            if s is None:
+                s = self.index[tgt.client_id] = len(self.keys) // 2 + 1
+                self.keys += [keys.sess(item.tenant, tgt.client_id), keys.inbox(item.tenant, tgt.client_id)]
+            self.args += [s, f"{tgt.qos}r" if tgt.retain else tgt.qos, ",".join(str(i) for i in tgt.sub_ids)]
+
+
+def queue_appends(batch: Batch, items: Sequence[InboxAppend]) -> list[tuple[int, int]]:
+    """Queue every append of ``items`` on ``batch``; per item ``(result index, position)``.
+
+    Messages without a QoS 2 packet id go in batches: one ``inbox_append_batch`` call per tenant and
+    limit policy (position: the message's place in that call's reply); one with a packet id is its own
+    ``inbox_append`` call (position -1), and it closes the tenant's open batch first so every inbox
+    receives the messages in the order of ``items``. An item without targets or id: ``(-1, -1)``.
+    """
+    where: list[tuple[int, int]] = [(-1, -1)] * len(items)
+    groups: dict[tuple[str, int, bool], _Group] = {}
+
+    def close(key: tuple[str, int, bool]) -> None:
+        group = groups.pop(key)
+        at = batch.script(_BATCH, group.keys, group.args)
+        for k, pos in enumerate(group.items):
+            where[pos] = (at, k)
+
+    for pos, item in enumerate(items):
+        key = (item.tenant, item.limit, item.drop_oldest)
+        if item.dedupe:
+            for open_key in [k for k in groups if k[0] == item.tenant]:
+                close(open_key)
+            where[pos] = (queue_append(batch, item), -1)
+        elif item.targets:
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group(item)
+            group.add(pos, item)
+            if len(group.items) >= BATCH_MESSAGES or group.size >= BATCH_BYTES:
+                close(key)
+    for key in list(groups):
+        close(key)
+    return where
+
+
 async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple[int, int] | None = None
                             ) -> list[AppendResult]:
     """Append each message to its targets' inboxes, all in one pipelined round trip.
@@ -75,16 +141,17 @@ async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple
     pipeline spreads over connections, so ``wait`` is ignored there (docs/reliability.md).
     """
     batch = Batch(r)
-    queued = [queue_append(batch, item) if item.targets or item.dedupe else -1 for item in items]
+    where = queue_appends(batch, items)
     waited, need = -1, 0
-    if wait is not None and wait[0] > 0 and not is_cluster(r) and any(i >= 0 for i in queued):
+    if wait is not None and wait[0] > 0 and not is_cluster(r) and len(batch):
         waited, need = len(batch), wait[0]
         batch.pipe.execute_command("WAIT", need, wait[1])
-    results = await batch.execute()
+    results = await batch.execute() if len(batch) else []
     if waited >= 0 and int(results[waited]) < need:
         raise ReplicationTimeout(f"{results[waited]} of {need} replicas confirmed the inbox appends")
-    return [decode_append(item, results[i]) if i >= 0 else AppendResult(set(), 0, 0)
-            for item, i in zip(items, queued, strict=True)]
+    return [AppendResult(set(), 0, 0) if at < 0 else
+            decode_append(item, results[at] if k < 0 else results[at][k])
+            for item, (at, k) in zip(items, where, strict=True)]
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> InboxEntry:
@@ -139,8 +206,14 @@ async def inbox_apply_many(r: Any, ops: Sequence[InboxOp]) -> None:
     if not ops:
         return
     batch = Batch(r)
+    acks: dict[tuple[str, str], list[str]] = {}  # one XDEL per inbox for all of its acks in the batch
     for op in ops:
-        queue_op(batch, op)
+        if op.kind == "ack":
+            acks.setdefault((op.tenant, op.client_id), []).append(f"{op.seq}-0")
+        else:
+            queue_op(batch, op)
+    for (t, c), ids in acks.items():
+        batch.pipe.xdel(keys.inbox(t, c), *ids)
     await batch.execute()
 
 
