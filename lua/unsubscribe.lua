@@ -1,25 +1,18 @@
--- unsubscribe: remove subscriptions of one session and their routes.
--- KEYS: 1 sess, 2 subs, 3 routes, 4 rver
--- ARGV: 1 client id, 2 owner epoch or "" (any), then topic filters
--- Returns: -1 when there is no session, -2 when `epoch` no longer owns it, else {existed (1/0), ...}
---          one per filter; rver is bumped when a route was removed.
-local rec = redis.call('HMGET', KEYS[1], 'epoch')
+-- unsubscribe: remove subscriptions of one session (its slot), after the caller dropped their routes on
+-- the tenant's slot (tenant_apply, only route values of this generation).
+-- KEYS: 1 sess, 2 subs
+-- ARGV: 1 owner epoch or "" (any), then topic filters
+-- Returns: -1 when there is no session, -2 when `epoch` no longer owns it, else {gen, existed (1/0), ...}
+--          with one flag per filter.
+local rec = redis.call('HMGET', KEYS[1], 'epoch', 'gen')
 if not rec[1] then
   return -1
 end
-if ARGV[2] ~= '' and tonumber(rec[1]) ~= tonumber(ARGV[2]) then
+if ARGV[1] ~= '' and tonumber(rec[1]) ~= tonumber(ARGV[1]) then
   return -2
 end
-local client = ARGV[1]
-local out = {}
-local changed = false
-for i = 3, #ARGV do
+local out = {rec[2] or ''}
+for i = 2, #ARGV do
   out[#out + 1] = redis.call('HDEL', KEYS[2], ARGV[i])
-  if redis.call('HDEL', KEYS[3], client .. '\0' .. ARGV[i]) == 1 then
-    changed = true
-  end
-end
-if changed then
-  redis.call('INCR', KEYS[4])
 end
 return out

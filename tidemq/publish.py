@@ -143,7 +143,7 @@ def plan_routes(
         q = min(qos, rt.qos)
         ids = sub_ids(rt)
         if rt.persistent:
-            out.inbox.append(InboxTarget(rt.client_id, q, ids, retain and rt.retain_as_published))
+            out.inbox.append(InboxTarget(rt.client_id, q, ids, retain and rt.retain_as_published, rt.gen))
         elif local_worker is not None and rt.worker == local_worker:
             out.local.append((rt, q))
         elif rt.worker:

@@ -16,6 +16,7 @@ from tidemq.auth.grant import poll, provider_generation, subscribe_grant_now
 from tidemq.clock import Clock
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import sessions as sess_store
+from tidemq.store.reconcile import Reconciler
 
 from .wills import WillService
 
@@ -81,14 +82,21 @@ def refresh_reads(conn: MQTTConnection) -> None:
 async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float) -> None:
     """The backstop of every timer: due delayed wills, then expired sessions, of every tenant with
     something left; a tenant with neither is pruned from the index, so the sweep's cost follows the
-    tenants that still have sessions, not every tenant ever seen."""
+    tenants that still have sessions, not every tenant ever seen. Each sweep also checks one chunk of
+    every tenant's indexes against the sessions (``Reconciler``: what a crash between a session step and
+    its tenant step left behind)."""
+    reconciler = Reconciler()
     while True:
         await asyncio.sleep(interval)
         try:
             for tenant in await sess_store.tenants_list(redis):
                 await wills.fire_due(tenant)
                 await sess_store.sessions_expire(redis, tenant, now_ms=clock.wall_ms())
-                await sess_store.tenants_prune(redis, tenant)
+                repairs = await reconciler.step(redis, tenant)
+                if repairs:
+                    log.info("tenant %s: indexes repaired: %s", tenant, repairs)
+                if await sess_store.tenants_prune(redis, tenant):
+                    reconciler.forget(tenant)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -158,17 +158,18 @@ class WillService:
         except Exception as exc:  # a sweep takes it later
             log.warning("delayed will of %s/%s not fired now: %s", tenant, client_id, exc)
 
-    async def fire_stored(self, tenant: str, client_id: str) -> bool:
+    async def fire_stored(self, tenant: str, client_id: str, hint_at: int | None = None) -> bool:
         """Take a due delayed will from Redis (exactly one worker gets it) and publish it."""
-        blob = await will_store.will_take(self.redis, tenant, client_id, now_ms=self.clock.wall_ms())
+        blob = await will_store.will_take(self.redis, tenant, client_id, now_ms=self.clock.wall_ms(),
+                                          hint_at=hint_at)
         if blob is None:
             return False  # not due, already fired elsewhere, or the client came back [MQTT-3.1.3-9]
         return await self.publish(tenant, client_id, decode_will(blob))
 
     async def fire_due(self, tenant: str) -> None:
         """The sweep: every due delayed will of ``tenant``."""
-        for client_id in await will_store.wills_due(self.redis, tenant, now_ms=self.clock.wall_ms()):
-            await self.fire_stored(tenant, client_id)
+        for client_id, hint_at in await will_store.wills_due(self.redis, tenant, now_ms=self.clock.wall_ms()):
+            await self.fire_stored(tenant, client_id, hint_at)
 
     def cancel_all(self) -> None:
         for task in list(self._timers):

@@ -33,7 +33,7 @@ from tidemq.store.scripts import SCRIPTS
 pytestmark = pytest.mark.cluster
 
 STORE_SCRIPTS = {"session_connect", "session_disconnect", "session_expire", "subscribe", "unsubscribe",
-                 "inbox_append", "inbox_append_batch", "inbox_mark", "retain_set"}
+                 "q2_begin", "inbox_append_batch", "inbox_mark", "retain_set", "tenant_apply"}
 
 
 @pytest.fixture
@@ -81,8 +81,8 @@ async def test_every_script_runs_single_slot(rc: Any, _single_slot_scripts: list
     await session_disconnect(rc, t, "c{1}", first.epoch, now_ms=NOW)
     await sessions_expire(rc, t, now_ms=NOW + 10**9)
     assert STORE_SCRIPTS <= set(_single_slot_scripts)
-    slots = {key_slot(k.encode()) for k in [*K.session_keys(t, "c{1}"), *K.tenant_keys(t)]}
-    assert len(slots) == 1
+    assert len({key_slot(k.encode()) for k in K.session_keys(t, "c{1}")}) == 1
+    assert len({key_slot(k.encode()) for k in K.tenant_keys(t)}) == 1
 
 
 async def test_batch_of_appends_spans_every_primary(rc: Any) -> None:
@@ -121,3 +121,24 @@ async def test_noscript_on_one_primary_only(rc: Any, monkeypatch: pytest.MonkeyP
     assert loads == ["inbox_append_batch"]
     for t in tenants:
         assert [e.blob for e in await inbox_read(rc, t, "c")] == [t.encode() + b"0", t.encode() + b"1"]
+
+
+async def test_one_tenant_spreads_over_every_primary(rc: Any) -> None:
+    """Per-session hash tags: the sessions, inboxes and appends of ONE tenant land on all three primaries,
+    each with a fair share (25-45 %); what stays per tenant (routes, index) is on the tenant's primary."""
+    t = "one-big-tenant"
+    n = 300
+    for i in range(n):
+        res = await connect(rc, t, f"dev-{i}")
+        await subscribe(rc, t, f"dev-{i}", [(f"d/{i}/#", SubOpts(qos=1))], epoch=res.epoch)
+    items = [InboxAppend(t, b"m", [InboxTarget(f"dev-{i}", 1, ()) for i in range(n)], 10, False)]
+    [res] = await inbox_append_many(rc, items)
+    assert (res.queued, res.missing) == (n, 0)
+    per_node: dict[str, int] = {}
+    for i in range(n):
+        per_node[rc.get_node_from_key(K.inbox(t, f"dev-{i}")).name] = per_node.get(
+            rc.get_node_from_key(K.inbox(t, f"dev-{i}")).name, 0) + 1
+    assert len(per_node) == 3
+    assert all(0.25 * n <= v <= 0.45 * n for v in per_node.values()), per_node
+    for node in rc.get_primaries():  # the keys themselves, counted on each primary
+        assert await rc.execute_command("DBSIZE", target_nodes=node) > 0.25 * n

@@ -67,13 +67,15 @@ async def test_noscript_recovery_in_a_pipeline(r: Any) -> None:
     await r.script_flush()
     batch = Batch(r)
     batch.pipe.set("plain", "1")
-    from tidemq.store.inbox import queue_append
-    i1 = queue_append(batch, InboxAppend(T, b"a", [InboxTarget("c1", 1, ())], 10, True))
+    from tidemq.store.inbox import queue_appends
+    [[(i1, k1, _)]] = queue_appends(batch, [InboxAppend(T, b"a", [InboxTarget("c1", 1, ())], 10, True)],
+                                    cluster=False, now_ms=1)
     batch.pipe.get("plain")
-    i2 = queue_append(batch, InboxAppend(T, b"b", [InboxTarget("c1", 1, ())], 10, True))
+    [[(i2, k2, _)]] = queue_appends(batch, [InboxAppend(T, b"b", [InboxTarget("c1", 1, ())], 10, True)],
+                                    cluster=False, now_ms=1)
     results = await batch.execute()
     assert results[1 + 1] == b"1"
-    assert [x[:2] for x in (results[i1], results[i2])] == [[0, 1], [0, 1]]  # (missing, queued)
+    assert [x[:2] for x in (results[i1][k1], results[i2][k2])] == [[0, 1], [0, 1]]  # (missing, queued)
     assert [e.blob for e in await inbox_read(r, T, "c1")] == [b"a", b"b"]
 
 

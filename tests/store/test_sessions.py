@@ -192,10 +192,16 @@ async def test_never_expiring_session_score_is_exact(r: Any) -> None:
     assert await sessions_expire(r, T, now_ms=NOW + 10**12) == []
 
 
-async def test_epochs_never_fall_below_the_connect_time(r: Any) -> None:
-    """A promoted replica that missed the last INCRs of the epoch counter still issues larger epochs."""
+async def test_epochs_grow_per_client_id_also_after_removal(r: Any) -> None:
+    """Epochs come from the server clock (us) above the session's previous one: a session removed and
+    created again never gets an epoch an older connection of that client id still holds."""
     first = await connect(r, T, "fo1", now_ms=NOW)
-    assert first.epoch >= NOW
-    await r.set(K.epoch(T), 1)  # as if failed over to a replica whose counter lagged behind
+    assert first.epoch > 10**15  # microseconds since 1970
     second = await connect(r, T, "fo1", now_ms=NOW + 1)
     assert second.epoch > first.epoch
+    await r.hset(K.sess(T, "fo1"), "epoch", str(second.epoch + 10**12))  # a clock that went back
+    third = await connect(r, T, "fo1", now_ms=NOW + 2)
+    assert third.epoch == second.epoch + 10**12 + 1
+    assert await session_disconnect(r, T, "fo1", third.epoch, now_ms=NOW + 3, expiry=0) == "removed"
+    fourth = await connect(r, T, "fo1", now_ms=NOW + 4)
+    assert fourth.epoch > second.epoch

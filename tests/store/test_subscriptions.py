@@ -45,10 +45,12 @@ async def test_subscribe_writes_subs_and_routes(r: Any) -> None:
     assert await subscribe(r, T, "pc", [("a/#", SubOpts(qos=1, subscription_id=3))]) == [True]
     version, routes = await load_routes(r, T)
     assert version > v0
+    gens = {c: (await session_get(r, T, c))["gen"] for c in ("pc", "tc")}  # routes carry their session's generation
     assert sorted(routes, key=lambda x: (x.client_id, x.topic_filter)) == [
-        Route(client_id="pc", topic_filter="a/#", qos=1, subscription_id=3, worker="", persistent=True),
-        Route(client_id="tc", topic_filter="$share/g/x", qos=0, worker="wA", persistent=False),
-        Route(client_id="tc", topic_filter="a/#", qos=1, no_local=True, worker="wA", persistent=False),
+        Route(client_id="pc", topic_filter="a/#", qos=1, subscription_id=3, worker="", persistent=True, gen=gens["pc"]),
+        Route(client_id="tc", topic_filter="$share/g/x", qos=0, worker="wA", persistent=False, gen=gens["tc"]),
+        Route(client_id="tc", topic_filter="a/#", qos=1, no_local=True, worker="wA", persistent=False,
+              gen=gens["tc"]),
     ]
     assert (await session_get(r, T, "pc"))["subscriptions"] == {"a/#": SubOpts(qos=1, subscription_id=3)}
 

@@ -51,6 +51,7 @@ class Route:
     worker: str = ""  # owning worker id for transient sessions ("" for persistent: they go to the inbox)
     persistent: bool = False
     subscription_ids: tuple[int, ...] = ()
+    gen: str = ""  # generation of the subscriber's session the route was written for (verified on use)
 
     def __post_init__(self) -> None:
         if self.subscription_id is not None and not self.subscription_ids:
@@ -132,6 +133,9 @@ def _merge(routes: list[Route]) -> Route:
         worker=primary.worker,
         persistent=primary.persistent,
         subscription_ids=tuple(ids),
+        # the newest generation: a route left by an older session of the client (stale) never hides a
+        # current one (generations grow per client id: docs/redis-keys.md "Two slots")
+        gen=max((r.gen for r in routes), key=lambda g: int(g or 0)),
     )
 
 

@@ -1,7 +1,7 @@
 """Persistent-session inboxes: batched append, read, and delivery-state changes.
 
 An inbox is a stream ``inbox(t, c)`` with entry ids ``<seq>-0`` where ``seq``
-comes from ``HINCRBY sess seq 1``: ids are dense per session, survive
+is the session's sequence (field ``seq``): ids are dense per session, survive
 reconnects, and the worker resumes by reading after a sequence number. Each
 entry carries ``q`` (qos granted for this subscriber), ``i`` (subscription
 ids, comma list) and ``m`` (the message blob, packed once per publish and
@@ -10,57 +10,39 @@ passed once per script call whatever the number of targets).
 A full inbox (``limit`` entries) never loses a queued QoS 1/2 entry: a new
 QoS 1/2 message for it is refused and reported per target; only QoS 0 is
 ever dropped (the new one, or with drop-oldest the oldest QoS 0 entry).
-Callers learn every drop from ``AppendResult.drops`` (see lua/inbox_append.lua).
+Callers learn every drop from ``AppendResult.drops`` (lua/inbox_append_batch.lua).
 
 Everything here is batched: one pipelined round trip for a whole list (one
-script call per tenant for the messages of a flush, one per QoS 2 message
-with a packet id; a pipeline spans tenants and, on a cluster, nodes).
-Scripts that could recreate keys of a removed session check the session
-record first.
+script call per tenant on a single node, per slot on a cluster, for the
+messages of a flush; a pipeline spans tenants and, on a cluster, nodes).
+Inbound QoS 2 messages take one more trip first (``q2_begin`` in the
+publisher's session), so a resend is appended to no inbox twice. Routes are
+verified on use: a target whose session is gone, or is a newer session than
+the route was written for, gets nothing. Scripts that could recreate keys of
+a removed session check the session record first.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
+
+from redis.crc import key_slot
 
 from tidemq.store import keys
 from tidemq.store.connection import is_cluster
 from tidemq.store.models import DROP_REASONS, AppendResult, InboxAppend, InboxEntry, InboxOp
 from tidemq.store.scripts import Batch, get
 
-_APPEND = get("inbox_append")
 _MARK = get("inbox_mark")
 _BATCH = get("inbox_append_batch")
+_Q2_BEGIN = get("q2_begin")
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def queue_append(batch: Batch, item: InboxAppend) -> int:
-    """Queue one append on ``batch`` (to share a round trip with other commands); returns its index."""
-    ks: list[str] = []
-    args: list[Any] = [item.blob, item.limit, "1" if item.drop_oldest else "0",
-                       item.dedupe[1] if item.dedupe else ""]
-    for tgt in item.targets:
-        ks.append(keys.sess(item.tenant, tgt.client_id))
-        ks.append(keys.inbox(item.tenant, tgt.client_id))
-        args.append(f"{tgt.qos}r" if tgt.retain else tgt.qos)  # the entry's q field: "1", or "1r" with RETAIN
-        args.append(",".join(str(i) for i in tgt.sub_ids))
-    if item.dedupe:
-        ks.append(keys.sess(item.tenant, item.dedupe[0]))
-        ks.append(keys.q2in(item.tenant, item.dedupe[0]))
-    return batch.script(_APPEND, ks, args)
-
-
-def decode_append(item: InboxAppend, res: Sequence[Any]) -> AppendResult:
-    """Decode ``inbox_append``'s reply for ``item`` (drops named by the target's client id)."""
-    pairs = list(res[3])
-    drops = [(item.targets[int(pairs[k]) - 1].client_id, DROP_REASONS[int(pairs[k + 1])])
-             for k in range(0, len(pairs) - 1, 2)]
-    return AppendResult(owners={_s(w) for w in res[2]}, dropped=len(drops), missing=int(res[0]),
-                        queued=int(res[1]), drops=drops, duplicate=int(res[4]) if len(res) > 4 else 0)
 
 
 class ReplicationTimeout(Exception):
@@ -73,85 +55,131 @@ BATCH_BYTES = 4 << 20
 
 
 class _Group:
-    """Messages of one tenant (and one limit policy) for one ``inbox_append_batch`` call."""
+    """Appends to the inboxes of one slot (a cluster) or one tenant (a single node): one script call."""
 
-    __slots__ = ("args", "index", "items", "keys", "size")
+    __slots__ = ("args", "index", "keys", "parts", "size", "tenant")
 
-    def __init__(self, item: InboxAppend) -> None:
+    def __init__(self, tenant: str, limit: int, drop_oldest: bool, now_ms: int) -> None:
+        self.tenant = tenant
         self.keys: list[str] = []
         self.index: dict[str, int] = {}  # client id -> session index (1-based) in keys
-        self.args: list[Any] = [item.limit, "1" if item.drop_oldest else "0"]
-        self.items: list[int] = []  # positions in the caller's list, in call order
+        self.args: list[Any] = [limit, "1" if drop_oldest else "0", now_ms]
+        self.parts: list[tuple[int, list[int]]] = []  # (item position, its target indexes) in call order
         self.size = 0
 
-    def add(self, pos: int, item: InboxAppend) -> None:
-        self.items.append(pos)
+    def add(self, pos: int, item: InboxAppend, token: str, targets: list[int]) -> None:
+        self.parts.append((pos, targets))
         self.size += len(item.blob)
-        self.args += [item.blob, len(item.targets)]
-        for tgt in item.targets:
+        self.args += [item.blob, token, len(targets)]
+        for ti in targets:
+            tgt = item.targets[ti]
             s = self.index.get(tgt.client_id)
             if s is None:
-                s = self.index[tgt.client_id] = len(self.keys) // 2 + 1
-                self.keys += [keys.sess(item.tenant, tgt.client_id), keys.inbox(item.tenant, tgt.client_id)]
-            self.args += [s, f"{tgt.qos}r" if tgt.retain else tgt.qos, ",".join(str(i) for i in tgt.sub_ids)]
+                s = self.index[tgt.client_id] = len(self.keys) // 3 + 1
+                self.keys += [keys.sess(self.tenant, tgt.client_id), keys.inbox(self.tenant, tgt.client_id),
+                              keys.q2seen(self.tenant, tgt.client_id)]
+            self.args += [s, f"{tgt.qos}r" if tgt.retain else tgt.qos, ",".join(str(i) for i in tgt.sub_ids),
+                          tgt.gen]
 
 
-def queue_appends(batch: Batch, items: Sequence[InboxAppend]) -> list[tuple[int, int]]:
-    """Queue every append of ``items`` on ``batch``; per item ``(result index, position)``.
+def _token() -> str:
+    """A token naming one inbound QoS 2 message for its whole exchange (kept by q2_begin, never reused)."""
+    return secrets.token_hex(8)
 
-    Messages without a QoS 2 packet id go in batches: one ``inbox_append_batch`` call per tenant and
-    limit policy (position: the message's place in that call's reply); one with a packet id is its own
-    ``inbox_append`` call (position -1), and it closes the tenant's open batch first so every inbox
-    receives the messages in the order of ``items``. An item without targets or id: ``(-1, -1)``.
+
+async def _q2_begin(r: Any, items: Sequence[InboxAppend]) -> dict[int, tuple[int, str]]:
+    """Record each item's inbound QoS 2 packet id in its publisher's session: position -> (duplicate, token)."""
+    todo = [(pos, item) for pos, item in enumerate(items) if item.dedupe]
+    if not todo:
+        return {}
+    batch = Batch(r)
+    for _pos, item in todo:
+        client, pid = item.dedupe  # type: ignore[misc]  # filtered above
+        batch.script(_Q2_BEGIN, [keys.sess(item.tenant, client), keys.q2in(item.tenant, client)], [pid, _token()])
+    results = await batch.execute()
+    return {pos: (int(res[0]), _s(res[1])) for (pos, _item), res in zip(todo, results, strict=True)}
+
+
+def queue_appends(batch: Batch, items: Sequence[InboxAppend], *, cluster: bool, now_ms: int,
+                  q2: dict[int, tuple[int, str]] | None = None) -> list[list[tuple[int, int, list[int]]]]:
+    """Queue every append of ``items`` on ``batch``: per item, its ``(result index, position in that
+    call's reply, target indexes)`` parts.
+
+    One ``inbox_append_batch`` call per group: the inboxes of one tenant on a single node, of one slot on
+    a cluster (per-session hash tags: a message for several sessions is split by slot), at most
+    ``BATCH_MESSAGES`` messages or ``BATCH_BYTES`` each; every inbox gets its messages in the order of
+    ``items``. ``q2``: ``q2_begin``'s answers (a duplicate 1 appends nothing; the others carry the token).
     """
-    where: list[tuple[int, int]] = [(-1, -1)] * len(items)
-    groups: dict[tuple[str, int, bool], _Group] = {}
+    q2 = q2 or {}
+    parts: list[list[tuple[int, int, list[int]]]] = [[] for _ in items]
+    groups: dict[tuple[Any, int, bool], _Group] = {}
 
-    def close(key: tuple[str, int, bool]) -> None:
+    def close(key: tuple[Any, int, bool]) -> None:
         group = groups.pop(key)
         at = batch.script(_BATCH, group.keys, group.args)
-        for k, pos in enumerate(group.items):
-            where[pos] = (at, k)
+        for k, (pos, targets) in enumerate(group.parts):
+            parts[pos].append((at, k, targets))
 
     for pos, item in enumerate(items):
-        key = (item.tenant, item.limit, item.drop_oldest)
-        if item.dedupe:
-            for open_key in [k for k in groups if k[0] == item.tenant]:
-                close(open_key)
-            where[pos] = (queue_append(batch, item), -1)
-        elif item.targets:
+        dup, token = q2.get(pos, (0, ""))
+        if dup == 1 or not item.targets:
+            continue
+        by_key: dict[tuple[Any, int, bool], list[int]] = {}
+        for ti, tgt in enumerate(item.targets):
+            where = key_slot(keys.sess(item.tenant, tgt.client_id).encode()) if cluster else item.tenant
+            by_key.setdefault((where, item.limit, item.drop_oldest), []).append(ti)
+        for key, targets in by_key.items():
             group = groups.get(key)
             if group is None:
-                group = groups[key] = _Group(item)
-            group.add(pos, item)
-            if len(group.items) >= BATCH_MESSAGES or group.size >= BATCH_BYTES:
+                group = groups[key] = _Group(item.tenant, item.limit, item.drop_oldest, now_ms)
+            group.add(pos, item, token, targets)
+            if len(group.parts) >= BATCH_MESSAGES or group.size >= BATCH_BYTES:
                 close(key)
     for key in list(groups):
         close(key)
-    return where
+    return parts
 
 
-async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple[int, int] | None = None
-                            ) -> list[AppendResult]:
-    """Append each message to its targets' inboxes, all in one pipelined round trip.
+def decode_appends(item: InboxAppend, replies: Sequence[tuple[Sequence[Any], list[int]]],
+                   duplicate: int = 0) -> AppendResult:
+    """One item's result from its parts' replies (drops named by the target's client id)."""
+    res = AppendResult(set(), 0, 0, duplicate=duplicate)
+    for reply, targets in replies:
+        res.missing += int(reply[0])
+        res.queued += int(reply[1])
+        res.owners.update(_s(w) for w in reply[2])
+        pairs = list(reply[3])
+        res.drops += [(item.targets[targets[int(pairs[k]) - 1]].client_id, DROP_REASONS[int(pairs[k + 1])])
+                      for k in range(0, len(pairs) - 1, 2)]
+    res.dropped = len(res.drops)
+    return res
+
+
+async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple[int, int] | None = None,
+                            now_ms: int | None = None) -> list[AppendResult]:
+    """Append each message to its targets' inboxes: one pipelined round trip (two with inbound QoS 2
+    messages: their packet ids are recorded in the publishers' sessions first, ``q2_begin``).
 
     ``wait=(replicas, timeout_ms)``: the same pipeline ends with Redis ``WAIT`` (it must run on the
     connection that wrote), and ``ReplicationTimeout`` is raised when fewer replicas confirmed the
     writes: the caller does not acknowledge what a failover could lose. A single node only; a cluster
     pipeline spreads over connections, so ``wait`` is ignored there (docs/reliability.md).
     """
+    cluster = is_cluster(r)
+    q2 = await _q2_begin(r, items)
     batch = Batch(r)
-    where = queue_appends(batch, items)
+    parts = queue_appends(batch, items, cluster=cluster, now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
+                          q2=q2)
     waited, need = -1, 0
-    if wait is not None and wait[0] > 0 and not is_cluster(r) and len(batch):
+    if wait is not None and wait[0] > 0 and not cluster and len(batch):
         waited, need = len(batch), wait[0]
         batch.pipe.execute_command("WAIT", need, wait[1])
     results = await batch.execute() if len(batch) else []
     if waited >= 0 and int(results[waited]) < need:
         raise ReplicationTimeout(f"{results[waited]} of {need} replicas confirmed the inbox appends")
-    return [AppendResult(set(), 0, 0) if at < 0 else
-            decode_append(item, results[at] if k < 0 else results[at][k])
-            for item, (at, k) in zip(items, where, strict=True)]
+    return [decode_appends(item, [(results[at][k], targets) for at, k, targets in item_parts],
+                           q2.get(pos, (0, ""))[0])
+            for pos, (item, item_parts) in enumerate(zip(items, parts, strict=True))]
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> InboxEntry:
@@ -194,6 +222,7 @@ def queue_op(batch: Batch, op: InboxOp) -> None:
         batch.pipe.srem(keys.rel(t, c), op.pid)
     elif kind == "q2del":
         batch.pipe.srem(keys.q2in(t, c), op.pid, f"d{op.pid}")
+        batch.pipe.hdel(keys.sess(t, c), f"q2t:{op.pid}")
     elif kind in ("rec", "sent", "q2add", "q2done"):
         batch.script(_MARK, [keys.sess(t, c), keys.inbox(t, c), keys.rel(t, c), keys.q2in(t, c)],
                      [kind, op.seq, op.pid])

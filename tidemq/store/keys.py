@@ -1,16 +1,24 @@
 """Every Redis key and channel name TideMQ uses is built here and nowhere else.
 
-Layout: ``tidemq:<kind>:{<escaped tenant>}[:<client id>]``. The hash tag is
-the tenant, so every key of one tenant lives in one cluster slot and every
-Lua script (which only ever touches one tenant) is single-slot and atomic on
-Redis Cluster. The trade-off: one tenant lives on one shard; tenants, not
-sessions, are what spreads load across the cluster (docs/redis-keys.md).
+Layout (docs/redis-keys.md):
 
-Tenant ids are percent-encoded for ``%``, ``{`` and ``}`` so a tenant id can
-never end or open a hash tag early (the empty id becomes ``%``: ``{}`` would
-not be a hash tag); client ids come after the tag and need no
-escaping (anything after the first ``}`` does not affect the slot). The only
-untagged key is the global tenant set, which no script touches.
+- per session: ``tidemq:<kind>:{<escaped tenant>|<escaped client id>}``: the
+  hash tag is the session, so the sessions of one tenant spread over every
+  slot (and every shard) of a Redis Cluster;
+- per tenant: ``tidemq:<kind>:{<escaped tenant>}`` (routes, route version,
+  the session index, expiry and will hints, retained messages, settings).
+
+Every Lua script touches the keys of one session or of one tenant, never
+both: an operation that changes both (SUBSCRIBE, CONNECT, expiry) writes the
+session first and the tenant's indexes second, and the indexes are verified
+against the session on use and repaired by the sweeper (the invariant is in
+docs/redis-keys.md, "Two slots").
+
+Ids are percent-encoded so they can never end or open a hash tag early:
+``%``, ``{`` and ``}`` always, and ``|`` in tenant ids (it separates the
+tenant from the client id inside a session's tag); the empty id becomes
+``%`` (a lone ``%`` is never the escape of a non-empty id, so the mapping
+stays injective). The only untagged keys are global ones no script touches.
 """
 
 from __future__ import annotations
@@ -18,15 +26,21 @@ from __future__ import annotations
 PREFIX = "tidemq:"
 
 _ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+_TENANT_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D", "|": "%7C"})
 
 
 def escape_tenant(tenant: str) -> str:
-    """Percent-encode the three characters that could break the ``{tenant}`` hash tag.
+    """Percent-encode the characters that could break a hash tag (``%{}``) or its ``|`` separator.
 
     The empty tenant becomes ``%`` (``{}`` is no hash tag at all; a lone ``%``
     is never produced by escaping a non-empty id, so the mapping stays injective).
     """
-    return tenant.translate(_ESCAPES) if tenant else "%"
+    return tenant.translate(_TENANT_ESCAPES) if tenant else "%"
+
+
+def escape_client(client: str) -> str:
+    """Percent-encode ``%{}`` of a client id (the last part of a session's tag); "" becomes ``%``."""
+    return client.translate(_ESCAPES) if client else "%"
 
 
 def tag(tenant: str) -> str:
@@ -38,8 +52,13 @@ def _tenant_key(kind: str, tenant: str) -> str:
     return f"{PREFIX}{kind}:{tag(tenant)}"
 
 
+def session_tag(tenant: str, client: str) -> str:
+    """The hash tag shared by every key of the session ``(tenant, client)`` (including the braces)."""
+    return "{" + escape_tenant(tenant) + "|" + escape_client(client) + "}"
+
+
 def _client_key(kind: str, tenant: str, client: str) -> str:
-    return f"{PREFIX}{kind}:{tag(tenant)}:{client}"
+    return f"{PREFIX}{kind}:{session_tag(tenant, client)}"
 
 
 # --- per session -----------------------------------------------------------------------------
@@ -70,10 +89,15 @@ def q2in(tenant: str, client: str) -> str:
     return _client_key("q2in", tenant, client)
 
 
+def q2seen(tenant: str, client: str) -> str:
+    """Sorted set: token -> ms of the inbound QoS 2 messages this session's inbox got (exactly once on resend)."""
+    return _client_key("q2seen", tenant, client)
+
+
 def session_keys(tenant: str, client: str) -> list[str]:
-    """The five per-session keys in the order the scripts expect: sess, subs, inbox, rel, q2in."""
+    """The per-session keys in the order the scripts expect: sess, subs, inbox, rel, q2in, q2seen."""
     return [sess(tenant, client), subs(tenant, client), inbox(tenant, client), rel(tenant, client),
-            q2in(tenant, client)]
+            q2in(tenant, client), q2seen(tenant, client)]
 
 
 # --- per tenant ------------------------------------------------------------------------------
@@ -99,9 +123,9 @@ def sessidx(tenant: str) -> str:
     return _tenant_key("sessidx", tenant)
 
 
-def epoch(tenant: str) -> str:
-    """String counter: source of connection epochs, so an epoch is never reused in a tenant."""
-    return _tenant_key("epoch", tenant)
+def sessgen(tenant: str) -> str:
+    """Hash: client id -> generation of the session the ``sessidx`` entry was written for."""
+    return _tenant_key("sessgen", tenant)
 
 
 def retain(tenant: str) -> str:
@@ -116,8 +140,8 @@ def retain_index(tenant: str) -> str:
 
 def tenant_keys(tenant: str) -> list[str]:
     """Every tenant-wide key (not the per-session ones)."""
-    return [routes(tenant), rver(tenant), sexp(tenant), sessidx(tenant), epoch(tenant), retain(tenant),
-            retain_index(tenant)]
+    return [routes(tenant), rver(tenant), sexp(tenant), sessidx(tenant), sessgen(tenant), wills(tenant),
+            retain(tenant), retain_index(tenant)]
 
 
 # --- global ----------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class InboxTarget:
     qos: int
     sub_ids: tuple[int, ...] = ()
     retain: bool = False  # deliver with RETAIN set (retain-as-published, or a retained replay)
+    gen: str = ""  # the generation of the session the route was written for ("" = any: not from a route)
 
 
 @dataclass(slots=True)
@@ -77,8 +78,8 @@ class InboxAppend:
     targets: list[InboxTarget]
     limit: int
     drop_oldest: bool
-    # (publisher client id, QoS 2 packet id): recorded in the publisher's q2in set in the same step; a
-    # message whose id is already there was routed before and is not appended again (exactly once)
+    # (publisher client id, QoS 2 packet id): recorded in the publisher's session first (q2_begin); the
+    # appends carry its token, so an inbox that has the message already does not get it twice
     dedupe: tuple[str, int] | None = None
 
 

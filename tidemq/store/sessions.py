@@ -1,12 +1,16 @@
 """Session records: connect (create/resume/take over), disconnect, read, expire; the tenant set.
 
 A session is owned by one connection at a time, identified by its *epoch*
-(drawn from a per-tenant counter, so an epoch is never reused in a tenant,
-even after the session was removed and recreated). Connect always makes the
-caller the owner and reports the previous owner so the caller can signal a
-takeover; disconnect and every epoch-guarded write from an older connection
-are no-ops ("stale"). Every multi-key change is one Lua script on keys of
-one tenant (one cluster slot).
+(the Redis clock in microseconds, above the session's previous epoch, so an
+epoch is not reused by a client id even after its session was removed and
+recreated). Connect always makes the caller the owner and reports the
+previous owner so the caller can signal a takeover; disconnect and every
+epoch-guarded write from an older connection are no-ops ("stale").
+
+Every change is a script on the session's slot, followed by the tenant's
+indexes (``indexes.TenantOps``: routes, session index, expiry and will
+hints) on the tenant's slot: the session first, the derived indexes second
+(docs/redis-keys.md, "Two slots").
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 from tidemq.store import keys
+from tidemq.store.indexes import TenantOps, route_value
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
 from tidemq.store.scripts import Arg, Batch, get
 
@@ -31,10 +36,6 @@ RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at"
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _connect_keys(t: str, c: str) -> list[str]:
-    return [*keys.session_keys(t, c), keys.routes(t), keys.rver(t), keys.sexp(t), keys.sessidx(t)]
 
 
 class SessionOfAnotherUser(Exception):
@@ -76,7 +77,7 @@ async def session_connect(
     index (``wsess:<worker>``) that a reaper reads if the worker dies (on a single node the SADD runs
     first; on a cluster the two go to different nodes in one pipelined write).
     """
-    ks = [*_connect_keys(t, c), keys.epoch(t), keys.wills(t)]
+    ks = keys.session_keys(t, c)
     args: list[Arg] = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker,
                        address, client_type, now_ms, will, will_delay]
     if track:
@@ -89,13 +90,26 @@ async def session_connect(
         res = await _CONNECT(r, ks, args)
     if int(res[0]) < 0:  # the client id names a live session of another user of the tenant
         raise SessionOfAnotherUser(t, c)
-    present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in = res
+    present, epoch, prev_worker, prev_epoch, sent, subs, rel, q2in, gen, old_gen, old_filters = res
+    gen, old_gen = _s(gen), _s(old_gen)
+    subscriptions = {_s(subs[i]): SubOpts.decode(subs[i + 1]) for i in range(0, len(subs), 2)}
+    # the tenant's side, second: routes of a wiped session go, a new session is indexed, and a resumed
+    # one's routes are (re)written (the owner of a transient session changed; and any route a crash
+    # kept from being written comes back here)
+    ops = TenantOps(t)
+    for f in old_filters:
+        ops.route_drop(c, _s(f), old_gen)
+    if present:
+        for f, opts in subscriptions.items():
+            ops.route_put(c, f, route_value(worker, persistent, opts.encode(), gen))
+    ops.index_add(c, gen)  # also on resume: an entry a crash kept from being written comes back
+    await ops.apply(r)
     return ConnectResult(
         present=bool(present),
         epoch=int(epoch),
         prev_worker=_s(prev_worker),
         prev_epoch=int(prev_epoch),
-        subscriptions={_s(subs[i]): SubOpts.decode(subs[i + 1]) for i in range(0, len(subs), 2)},
+        subscriptions=subscriptions,
         rel_ids=sorted(int(x) for x in rel),
         q2in_ids=_confirmed_q2in(q2in),
         sent=int(sent),
@@ -113,16 +127,27 @@ async def session_disconnect(
     ``untrack_worker``: in the same round trip, after the script, drop the session from that
     worker's reaper index (``wsess:<worker>``).
     """
-    ks = [*_connect_keys(t, c), keys.wills(t)]
-    args: list[Arg] = [c, epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
+    args: list[Arg] = [epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
     if untrack_worker:
         batch = Batch(r)
-        index = batch.script(_DISCONNECT, ks, args)
+        index = batch.script(_DISCONNECT, keys.session_keys(t, c), args)
         batch.pipe.srem(keys.worker_sessions(untrack_worker), t + "\0" + c)
         res = (await batch.execute())[index]
     else:
-        res = await _DISCONNECT(r, ks, args)
-    return cast(DisconnectResult, _s(res))  # session_disconnect.lua returns exactly one of the three words
+        res = await _DISCONNECT(r, keys.session_keys(t, c), args)
+    outcome = cast(DisconnectResult, _s(res[0]))  # session_disconnect.lua: exactly one of the three words
+    ops = TenantOps(t)
+    if outcome == "offline":
+        ops.expiry_hint(c, int(res[1]))
+        if int(res[2]):
+            ops.will_hint(c, int(res[2]))
+    elif outcome == "removed":
+        gen = _s(res[1])
+        for f in res[2:]:
+            ops.route_drop(c, _s(f), gen)
+        ops.index_remove(c, gen)
+    await ops.apply(r)
+    return outcome
 
 
 async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:
@@ -152,9 +177,8 @@ async def session_extras(r: Any, t: str, c: str) -> dict[str, Any]:
     pipe = r.pipeline(transaction=False)
     pipe.smembers(keys.rel(t, c))
     pipe.smembers(keys.q2in(t, c))
-    pipe.zscore(keys.sexp(t), c)
-    pipe.zscore(keys.wills(t), c)
-    rel, q2in, expire_at, will_at = await pipe.execute()
+    pipe.hmget(keys.sess(t, c), "expire_at", "will_at")
+    rel, q2in, (expire_at, will_at) = await pipe.execute()
     return {"rel": sorted(_s(x) for x in rel), "q2in": sorted(_s(x) for x in q2in),
             "expire_at": None if expire_at is None else int(expire_at),
             "will_at": None if will_at is None else int(will_at)}
@@ -179,13 +203,37 @@ async def sessions_count(r: Any, t: str) -> int:
     return int(await r.zcard(keys.sessidx(t)))
 
 
-async def _expire_chunk(r: Any, t: str, mode: str, now_ms: int, threshold: int, clients: list[str]
-                        ) -> list[ExpiredSession]:
-    ks = [keys.routes(t), keys.rver(t), keys.sexp(t), keys.sessidx(t)]
-    for c in clients:
-        ks.extend(keys.session_keys(t, c))
-    res = await _EXPIRE(r, ks, [mode, now_ms, threshold, *clients])
-    return [ExpiredSession(_s(res[i]), _s(res[i + 1]), int(res[i + 2])) for i in range(0, len(res), 3)]
+async def _expire_chunk(r: Any, t: str, mode: str, now_ms: int, threshold: int,
+                        candidates: list[tuple[str, str]]) -> list[ExpiredSession]:
+    """Run ``session_expire`` for each ``(client, hint score)`` (one pipeline over their slots), then
+    the tenant's side in one ``tenant_apply``: routes and index entries of removed sessions, hints that
+    no longer hold."""
+    batch = Batch(r)
+    for c, _at in candidates:
+        batch.script(_EXPIRE, keys.session_keys(t, c), [mode, now_ms, threshold])
+    results = await batch.execute()
+    ops = TenantOps(t)
+    removed: list[ExpiredSession] = []
+    for (c, at), res in zip(candidates, results, strict=True):
+        kind = _s(res[0])
+        if kind == "removed":
+            worker, epoch, gen, will_at = _s(res[1]), int(res[2]), _s(res[3]), int(res[4])
+            for f in res[5:]:
+                ops.route_drop(c, _s(f), gen)
+            ops.index_remove(c, gen)
+            ops.expiry_unhint(c, at if mode == "expired" else "")
+            if will_at:
+                ops.will_unhint(c, will_at)
+            removed.append(ExpiredSession(c, worker, epoch))
+        elif mode == "expired":
+            if kind == "kept" and int(res[1]):
+                ops.expiry_hint(c, int(res[1]))  # offline again with a later expiry: the hint follows
+            else:
+                ops.expiry_unhint(c, at)  # online, gone, or kept without expiry: nothing to expire here
+        elif kind == "missing":
+            ops.index_remove(c, at)
+    await ops.apply(r)
+    return removed
 
 
 async def sessions_expire(
@@ -200,10 +248,11 @@ async def sessions_expire(
     removed: list[ExpiredSession] = []
     if older_than_s is None:
         while True:
-            due = await r.zrangebyscore(keys.sexp(t), "-inf", now_ms, start=0, num=chunk)
+            due = await r.zrangebyscore(keys.sexp(t), "-inf", now_ms, start=0, num=chunk, withscores=True)
             if not due:
                 return removed
-            removed.extend(await _expire_chunk(r, t, "expired", now_ms, 0, [_s(x) for x in due]))
+            removed.extend(await _expire_chunk(r, t, "expired", now_ms, 0,
+                                               [(_s(c), str(int(score))) for c, score in due]))
     mode = "all" if older_than_s <= 0 else "idle"
     threshold = now_ms - older_than_s * 1000
     after = ""
@@ -211,7 +260,10 @@ async def sessions_expire(
         page = await sessions_page(r, t, after=after, limit=chunk)
         if not page:
             return removed
-        removed.extend(await _expire_chunk(r, t, mode, now_ms, threshold, page))
+        gens = await r.hmget(keys.sessgen(t), page)
+        removed.extend(await _expire_chunk(r, t, mode, now_ms, threshold,
+                                           [(c, _s(g) if g is not None else "") for c, g in zip(page, gens,
+                                                                                                  strict=True)]))
         after = page[-1]
 
 

@@ -1,12 +1,15 @@
 """Subscriptions of a session and the tenant's route table (what every worker's trie replicates).
 
-``subs(t, c)`` holds filter -> options for one session; ``routes(t)`` holds one
-entry per subscription of the tenant: field ``client \\0 filter``, value
-``worker \\0 persistent \\0 opts`` (worker is the owner of a transient
-session; "" for a persistent one, whose messages go to its inbox and whose
-owner the inbox script reports). Both change together in one script, and
-``rver(t)`` is bumped whenever a route changes, so a worker trusts its trie
-replica only while the version it loaded is still current.
+``subs(t, c)`` (the session's slot) holds filter -> options for one session;
+``routes(t)`` (the tenant's slot) holds one entry per subscription of the
+tenant: field ``client \\0 filter``, value ``worker \\0 persistent \\0 opts \\0
+gen`` (worker is the owner of a transient session; "" for a persistent one,
+whose messages go to its inbox and whose owner the inbox script reports; gen
+the generation of the session, checked when the route is used). The session
+is written first, the route second, and both before the SUBACK
+(docs/redis-keys.md "Two slots"); ``rver(t)`` is bumped whenever a route
+changes, so a worker trusts its trie replica only while the version it
+loaded is still current.
 """
 
 from __future__ import annotations
@@ -16,22 +19,24 @@ from typing import Any
 
 from tidemq.routing.trie import Route
 from tidemq.store import keys
+from tidemq.store.indexes import SEP, TenantOps, route_value
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 from tidemq.store.scripts import get
 
 _SUBSCRIBE = get("subscribe")
 _UNSUBSCRIBE = get("unsubscribe")
 
-SEP = "\0"
-
-
-def _check(res: Any, t: str, c: str) -> list[bool]:
+def _check(res: Any, t: str, c: str) -> list[Any]:
     if res == -3:
         raise SubscriptionLimit(f"too many topic filters: tenant={t!r} client={c!r}")
     if isinstance(res, int):
         why = "no session" if res == -1 else "session owned by a newer connection"
         raise NoSession(f"{why}: tenant={t!r} client={c!r}")
-    return [bool(x) for x in res]
+    return list(res)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def subscribe(
@@ -46,12 +51,17 @@ async def subscribe(
     """
     if not subs:
         return []
-    args: list[Any] = [c, "" if epoch is None else epoch, "" if max_filters is None else max_filters]
+    args: list[Any] = ["" if epoch is None else epoch, "" if max_filters is None else max_filters]
     for topic_filter, opts in subs:
         args.append(topic_filter)
         args.append(opts.encode())
-    res = await _SUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c), keys.routes(t), keys.rver(t)], args)
-    return _check(res, t, c)
+    res = _check(await _SUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c)], args), t, c)
+    worker, persistent, gen = _s(res[0]), _s(res[1]) == "1", _s(res[2])
+    ops = TenantOps(t)  # the routes, second, before the caller acknowledges
+    for topic_filter, opts in subs:
+        ops.route_put(c, topic_filter, route_value(worker, persistent, opts.encode(), gen))
+    await ops.apply(r)
+    return [bool(x) for x in res[3:]]
 
 
 async def unsubscribe(
@@ -61,11 +71,26 @@ async def unsubscribe(
     filters = list(filters)
     if not filters:
         return []
-    res = await _UNSUBSCRIBE(
-        r, [keys.sess(t, c), keys.subs(t, c), keys.routes(t), keys.rver(t)],
-        [c, "" if epoch is None else epoch, *filters],
-    )
-    return _check(res, t, c)
+    gen = await r.hget(keys.sess(t, c), "gen")
+    if gen is None:
+        raise NoSession(f"no session: tenant={t!r} client={c!r}")
+    # the routes first (only this generation's), the subscriptions second: a failure in between leaves a
+    # subscription without its route (no UNSUBACK was sent; the session's next connect puts it back),
+    # never a route without a subscription
+    ops = TenantOps(t)
+    for topic_filter in filters:
+        ops.route_drop(c, topic_filter, _s(gen))
+    dropped = await ops.apply(r)
+    try:
+        res = _check(await _UNSUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c)],
+                                        ["" if epoch is None else epoch, *filters]), t, c)
+    except NoSession:  # another connection owns the session now (or it is gone): its routes go back
+        undo = TenantOps(t)
+        for topic_filter, value in dropped.items():
+            undo.route_put(c, topic_filter, value)
+        await undo.apply(r)
+        raise
+    return [bool(x) for x in res[1:]]
 
 
 async def route_versions(r: Any, tenants: Sequence[str]) -> dict[str, int]:
@@ -81,7 +106,7 @@ async def route_versions(r: Any, tenants: Sequence[str]) -> dict[str, int]:
 
 def decode_route(field: bytes, value: bytes) -> Route:
     client, _, topic_filter = field.decode().partition(SEP)
-    worker, persistent, raw_opts = value.decode().split(SEP, 2)
+    worker, persistent, raw_opts, *rest = value.decode().split(SEP, 3)
     opts = SubOpts.decode(raw_opts)
     return Route(
         client_id=client,
@@ -93,6 +118,7 @@ def decode_route(field: bytes, value: bytes) -> Route:
         subscription_id=opts.subscription_id,
         worker=worker,
         persistent=persistent == "1",
+        gen=rest[0] if rest else "",
     )
 
 

@@ -1,0 +1,82 @@
+-- tenant_apply: apply a list of changes to a tenant's indexes (its slot), after the session step that
+-- made them necessary (docs/redis-keys.md "Two slots": the session is the truth, these are derived).
+-- KEYS: 1 routes, 2 rver, 3 sessidx, 4 sessgen, 5 sexp, 6 wills (one tenant's tag)
+-- ARGV: a flat list of operations, each an op code and its arguments:
+--   P client filter value   route put: routes[client \0 filter] = value (worker \0 persistent \0 opts \0 gen)
+--   D client filter gen     route drop, only a value of generation gen ("" = whatever it holds)
+--   A client gen            session index add: sessidx client, sessgen[client] = gen
+--   R client gen            session index remove, only when sessgen[client] is gen ("" = always)
+--   X client at             expiry hint: sexp[client] = at (ms)
+--   x client at             expiry hint removal, only when its score is still at ("" = always)
+--   W client at             will hint: wills[client] = at (ms)
+--   w client at             will hint removal, only when its score is still at ("" = always)
+-- Returns: {changed, {filter, value, ...}}: changed is 1 when the routes changed (rver was bumped), else
+-- 0; then the filter and former value of every route a D dropped (to put back if the step that followed
+-- failed). Conditional removals make a late step of an older session harmless to a newer one.
+local changed = false
+local dropped = {}
+local i = 1
+local function gen_of(value)
+  return string.match(value, '([^%z]*)$') or ''
+end
+local function zrem_if(key, client, at)
+  if at == '' then
+    redis.call('ZREM', key, client)
+    return
+  end
+  local score = redis.call('ZSCORE', key, client)
+  if score and tonumber(score) == tonumber(at) then
+    redis.call('ZREM', key, client)
+  end
+end
+while i <= #ARGV do
+  local op = ARGV[i]
+  local client = ARGV[i + 1]
+  if op == 'P' then
+    local field = client .. '\0' .. ARGV[i + 2]
+    if redis.call('HGET', KEYS[1], field) ~= ARGV[i + 3] then
+      redis.call('HSET', KEYS[1], field, ARGV[i + 3])
+      changed = true
+    end
+    i = i + 4
+  elseif op == 'D' then
+    local field = client .. '\0' .. ARGV[i + 2]
+    local value = redis.call('HGET', KEYS[1], field)
+    if value and (ARGV[i + 3] == '' or gen_of(value) == ARGV[i + 3]) then
+      redis.call('HDEL', KEYS[1], field)
+      changed = true
+      dropped[#dropped + 1] = ARGV[i + 2]
+      dropped[#dropped + 1] = value
+    end
+    i = i + 4
+  elseif op == 'A' then
+    redis.call('ZADD', KEYS[3], 0, client)
+    redis.call('HSET', KEYS[4], client, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'R' then
+    if ARGV[i + 2] == '' or redis.call('HGET', KEYS[4], client) == ARGV[i + 2] then
+      redis.call('ZREM', KEYS[3], client)
+      redis.call('HDEL', KEYS[4], client)
+    end
+    i = i + 3
+  elseif op == 'X' then
+    redis.call('ZADD', KEYS[5], tonumber(ARGV[i + 2]), client)
+    i = i + 3
+  elseif op == 'x' then
+    zrem_if(KEYS[5], client, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'W' then
+    redis.call('ZADD', KEYS[6], tonumber(ARGV[i + 2]), client)
+    i = i + 3
+  elseif op == 'w' then
+    zrem_if(KEYS[6], client, ARGV[i + 2])
+    i = i + 3
+  else
+    return redis.error_reply('tenant_apply: unknown op ' .. tostring(op))
+  end
+end
+if changed then
+  redis.call('INCR', KEYS[2])
+  return {1, dropped}
+end
+return {0, dropped}

@@ -1,0 +1,95 @@
+"""The tenant's indexes, written after the session step that made them necessary (``lua/tenant_apply.lua``).
+
+A session's keys live on the session's slot and a tenant's indexes (routes,
+the session index, expiry and will hints) on the tenant's slot, so an
+operation that changes both is two steps. The rule (docs/redis-keys.md,
+"Two slots"): the session is written first and is the truth; the indexes
+follow and are verified against the session wherever they are used:
+
+- a route carries the generation of the session it was written for, and an
+  inbox append skips a target whose session is missing or of another
+  generation (``inbox_append_batch``);
+- the expiry and will hints are re-checked against the record
+  (``session_expire``, ``will_take``), and removed only when their score is
+  still the one read;
+- the session index entry is removed only for the generation that ended.
+
+A crash between the steps leaves an index that says too much (harmless, and
+pruned by ``reconcile``) or, for a SUBSCRIBE that was never acknowledged, a
+subscription without its route (re-put at the session's next connect and by
+``reconcile``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidemq.store import keys
+from tidemq.store.scripts import Arg, Batch, get
+
+_APPLY = get("tenant_apply")
+
+SEP = "\0"
+
+
+def route_value(worker: str, persistent: bool, opts: str, gen: str) -> str:
+    """A route's value: ``worker \\0 persistent \\0 opts \\0 gen`` (worker "" for a persistent session)."""
+    return f"{'' if persistent else worker}{SEP}{'1' if persistent else '0'}{SEP}{opts}{SEP}{gen}"
+
+
+class TenantOps:
+    """Changes to one tenant's indexes, applied by one ``tenant_apply`` call (see its header)."""
+
+    __slots__ = ("args", "tenant")
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.args: list[Arg] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.args)
+
+    def route_put(self, client: str, topic_filter: str, value: str) -> None:
+        self.args += ["P", client, topic_filter, value]
+
+    def route_drop(self, client: str, topic_filter: str, gen: str) -> None:
+        """Drop the route if it still belongs to generation ``gen`` ("" = whatever it holds)."""
+        self.args += ["D", client, topic_filter, gen]
+
+    def index_add(self, client: str, gen: str) -> None:
+        self.args += ["A", client, gen]
+
+    def index_remove(self, client: str, gen: str) -> None:
+        self.args += ["R", client, gen]
+
+    def expiry_hint(self, client: str, at_ms: int) -> None:
+        self.args += ["X", client, at_ms]
+
+    def expiry_unhint(self, client: str, at_ms: int | str) -> None:
+        self.args += ["x", client, at_ms]
+
+    def will_hint(self, client: str, at_ms: int) -> None:
+        self.args += ["W", client, at_ms]
+
+    def will_unhint(self, client: str, at_ms: int | str) -> None:
+        self.args += ["w", client, at_ms]
+
+    def queue(self, batch: Batch) -> int:
+        """Queue the call on ``batch``; returns its index in the results."""
+        t = self.tenant
+        return batch.script(_APPLY, [keys.routes(t), keys.rver(t), keys.sessidx(t), keys.sessgen(t), keys.sexp(t),
+                                     keys.wills(t)], self.args)
+
+    async def apply(self, r: Any) -> dict[str, str]:
+        """Apply the changes (nothing when there are none); returns the routes dropped, filter -> former
+        value (to put back when the step that follows fails)."""
+        if not self.args:
+            return {}
+        batch = Batch(r)
+        self.queue(batch)
+        _changed, dropped = (await batch.execute())[0]
+        return {_s(dropped[i]): _s(dropped[i + 1]) for i in range(0, len(dropped) - 1, 2)}
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
