@@ -33,7 +33,7 @@ from typing import Any
 
 from . import inspect as inspect_cmd
 from . import logs
-from .config import ConfigError, Settings, apply_log_level
+from .config import ConfigError, Settings
 
 log = logging.getLogger("tidemq")
 
@@ -209,9 +209,13 @@ def _child(settings: Settings, env_file: str | None, overrides: dict[str, Any]) 
     logs.setup(settings.log_level, settings.log_json)
     _prepare(settings, [])  # the parent logged the warnings
     _install_uvloop()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(_run("worker", settings, reuse_port=True, env_file=env_file,
                          overrides={**overrides, "worker_id": settings.worker_id}))
+    except KeyboardInterrupt:
+        pass
+    except ConfigError as exc:
+        _fail(str(exc))
 
 
 def _run_processes(settings: Settings, n: int, env_file: str | None, overrides: dict[str, Any]) -> int:
@@ -262,7 +266,7 @@ def _reload(settings: Settings, broker: Any, env_file: str | None, overrides: di
     except ConfigError as exc:
         log.error("SIGHUP: settings not re-read, keeping the current ones: %s", exc)
         new = settings
-    apply_log_level(new.log_level)
+    logging.getLogger().setLevel(new.log_level.upper())
     restart = [f.name for f in dataclasses.fields(Settings) if f.name not in RELOADED
                and getattr(new, f.name) != getattr(settings, f.name)]
     if restart:

@@ -18,7 +18,6 @@ prints it and exits with status 2.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -252,11 +251,6 @@ def _read_secret(name: str, path: str) -> str:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{name}: cannot read {path!r}: {exc}") from None
     return text.removesuffix("\n").removesuffix("\r")
-
-
-def apply_log_level(level: str) -> None:
-    """Set the root logger's level (at start and on SIGHUP)."""
-    logging.getLogger().setLevel(level.upper())
 
 
 def _parse(name: str, raw: str, typ: Any) -> Any:
