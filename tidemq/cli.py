@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
     overrides = _overrides(args)
     try:
         settings = Settings.from_env(env_file=args.env_file, **overrides)
-        settings.check_files()
     except ConfigError as exc:
         _fail(str(exc))
     exposed = settings.exposure(mqtt=args.command in ("worker", "standalone"),
@@ -118,6 +117,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tidemq: refusing to serve {'; '.join(exposed)}: set TIDEMQ_ALLOW_INSECURE=1 (or "
               "--allow-insecure) to accept that, or bind to 127.0.0.1 (docs/security.md)", file=sys.stderr)
         sys.exit(2)
+    try:
+        settings.check_files()
+    except ConfigError as exc:
+        _fail(str(exc))
     if args.command in ("api", "standalone") and settings.api_token_file:
         tokens = _component("tidemq.api.tokens")
         try:
