@@ -36,6 +36,8 @@ KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Settings the chart deliberately never sets, with the reason
 NOT_SET = {
     "TIDEMQ_WORKER_ID": "a fixed id shared by replicas (or reused after a crash) would confuse session ownership",
+    "TIDEMQ_REDIS_PASSWORD": "secret: the chart keeps the password in the Redis URL Secret",
+    "TIDEMQ_TLS_KEY_PASSWORD": "secret: the chart's TLS Secret holds an unencrypted key",
 }
 
 

@@ -67,8 +67,10 @@ def make_provider(settings: Settings) -> AuthProvider:
 
         if not settings.auth_file:
             raise ValueError("TIDEMQ_AUTH_PROVIDER=file needs TIDEMQ_AUTH_FILE")
-        return StaticFileProvider(settings.auth_file, cache_ttl=settings.auth_cache_ttl,
-                                  cache_size=settings.auth_cache_size)
+        return StaticFileProvider(settings.auth_file, acl_file=settings.auth_acl_file or None,
+                                  tenant=settings.auth_file_tenant or DEFAULT_TENANT,
+                                  allow_anonymous=settings.auth_allow_anonymous,
+                                  cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
     if kind == "webhook":
         from .webhook import WebhookProvider
 
