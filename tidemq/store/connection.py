@@ -149,7 +149,7 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
 
     redis-py asks the Sentinels only when it opens a connection, so a pooled connection to a primary
     demoted by ``SENTINEL FAILOVER`` would be reused until that node is converted to a replica (about
-    8 s later), and what was written there meanwhile is lost. Here the pool asks again at most every
+    10 s later), and what was written there meanwhile is lost. Here the pool asks again at most every
     ``MASTER_CHECK_INTERVAL`` seconds, in the background (a slow Sentinel never delays a command):
     on a new address the idle connections are closed at once and the busy ones when released.
     """
@@ -165,8 +165,8 @@ class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     async def _check_master(self) -> None:
-        try:
-            await self.get_master_address()  # type: ignore[no-untyped-call]  # closes the idle connections when the primary moved
+        try:  # on a new address this closes the idle connections
+            await self.get_master_address()  # type: ignore[no-untyped-call]
         except Exception as exc:  # the next connect asks again and reports it
             log.debug("sentinel %s: primary lookup failed: %s", self.service_name, exc)
         finally:
