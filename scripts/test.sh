@@ -31,6 +31,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
     # the tests start their own servers on free ports; a service apt may have started is not needed
     $SUDO service redis-server stop >/dev/null 2>&1 || true
 fi
+# tests/ha starts its own redis-sentinel processes (Debian ships the binary in its own package)
+command -v redis-sentinel >/dev/null 2>&1 || { apt_install redis-sentinel; $SUDO service redis-sentinel stop >/dev/null 2>&1 || true; }
 
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
         || ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
