@@ -185,11 +185,6 @@ class WebSocketProtocol(asyncio.Protocol):
         self.draining = False  # delivering the data frames that preceded a close frame or a protocol error
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def close_sent(self) -> bool:
-        """True once the connection no longer carries data (a close frame went out or came in)."""
-        return self.ws.state is not OPEN
-
     # ------------------------------------------------------------ socket side
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
