@@ -85,6 +85,11 @@ class Settings:
     auth_allow_anonymous: bool = False  # mosquitto's allow_anonymous, with a mosquitto password file
     auth_webhook_url: str = ""  # http(s)://host:port/path the WebhookProvider POSTs to
     auth_webhook_timeout: float = 2.0  # seconds per webhook call; a timeout denies
+    auth_webhook_ca: str = ""  # PEM CA bundle the webhook's https certificate must chain to (empty: system CAs)
+    auth_webhook_cert: str = ""  # PEM client certificate presented to the webhook (mutual TLS)
+    auth_webhook_key: str = ""  # its PEM private key (empty: the key is in auth_webhook_cert)
+    auth_webhook_authorization: str = ""  # Authorization header value sent to the webhook, e.g. "Bearer x"
+    auth_webhook_authorization_file: str = ""  # file whose first line is that value (a mounted secret)
     auth_cache_ttl: float = 10.0  # seconds an auth decision (webhook) or verified password is cached
     auth_cache_size: int = 10000  # entries per auth decision cache (bounded LRU)
     auth_verify_threads: int = 1  # threads that verify passwords (PBKDF2), per process

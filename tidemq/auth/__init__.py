@@ -77,7 +77,11 @@ def make_provider(settings: Settings) -> AuthProvider:
         if not settings.auth_webhook_url:
             raise ValueError("TIDEMQ_AUTH_PROVIDER=webhook needs TIDEMQ_AUTH_WEBHOOK_URL")
         return WebhookProvider(settings.auth_webhook_url, timeout=settings.auth_webhook_timeout,
-                               cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
+                               cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size,
+                               ca_file=settings.auth_webhook_ca, cert_file=settings.auth_webhook_cert,
+                               key_file=settings.auth_webhook_key,
+                               authorization=settings.auth_webhook_authorization,
+                               authorization_file=settings.auth_webhook_authorization_file)
     if ":" in (settings.auth_provider or ""):
         return _custom_provider(settings)
     raise ValueError(f"unknown auth provider {settings.auth_provider!r} (devonly, file, webhook or "

@@ -21,8 +21,7 @@ from typing import Any
 from tidemq.config import Settings
 
 from .tls import build_ssl_context
-from .websocket import WebSocketProtocol
-from .ws_protocol import parse_origins
+from .websocket import WebSocketProtocol, parse_origins
 
 log = logging.getLogger("tidemq.worker")
 
