@@ -86,7 +86,7 @@ class Outbound:
         retain = retained or (rap and msg.retain)
         if qos == 0:
             if conn.backed_up() or (self.hold_until and self.services.clock.monotonic() < self.hold_until):
-                self.services.metrics.inc("dropped_qos0")
+                self.services.metrics.drop("qos0", conn.tenant)
                 return
             self.send(msg, 0, retain, sub_ids, now_ms)
         elif self.pending or conn.machine.window_free == 0 or conn.backed_up():
@@ -110,7 +110,7 @@ class Outbound:
             msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
             packet_id=packet_id, tag=tag if tag is not None else msg)
         if pid is not None:
-            self._counters[_OUT_COUNTERS[qos]] += 1
+            self.services.metrics.sent(self.conn.tenant, qos, msg.created_ms, now_ms, retain or dup)
         return pid
 
     def properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:
