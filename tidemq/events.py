@@ -244,7 +244,7 @@ def make_sink(spec: str, env: Mapping[str, str]) -> EventSink:
         raise ValueError(f"TIDEMQ_EVENT_SINKS: unknown sink {spec!r} (log, webhook, redis or pkg.module:Class)")
     try:
         sink = getattr(importlib.import_module(module), name)()
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # import, attribute or constructor failure: one line naming the setting
         raise ValueError(f"TIDEMQ_EVENT_SINKS: cannot load {spec!r}: {exc}") from None
     if not isinstance(sink, EventSink):
         raise ValueError(f"TIDEMQ_EVENT_SINKS: {spec!r} does not implement EventSink (emit, start, close)")

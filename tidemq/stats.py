@@ -12,10 +12,11 @@ a new counter shows up without a table edit and never as a mistyped gauge.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 _SAFE = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -106,3 +107,37 @@ def build_families(rows: Iterable[tuple[dict[str, str], dict[str, int]]], *, pre
             values = [extra[n] for n in extra_names] + ([fam.value] if fam.label else [])
             metric.add_metric(values, value)  # type: ignore[attr-defined]
     return list(out.values())
+
+
+class LoopHistogram:
+    """A histogram for one event loop's hot path: ``observe`` is a bisect and two adds, no lock.
+
+    prometheus-client's ``Histogram`` takes a lock per observation (it is thread-safe); a worker is one
+    thread, and a fan-out observes once per copy sent, so the worker keeps plain counts and renders them
+    as a ``HistogramMetricFamily`` at scrape time. One instance per label value.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(running)))
+        return out
+
+
+def histogram_family(name: str, doc: str, label: str, children: dict[str, LoopHistogram]) -> Metric:
+    fam = HistogramMetricFamily(name, doc, labels=[label])
+    for value, h in children.items():
+        fam.add_metric([value], h.buckets(), h.sum)
+    return fam

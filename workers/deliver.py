@@ -35,7 +35,6 @@ log = logging.getLogger("tidemq.conn")
 
 READ_BATCH = 256
 CONNECTED = State.CONNECTED
-_OUT_COUNTERS = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,12 +62,11 @@ def seq_to_pid(seq: int) -> int:
 class Outbound:
     """Messages to one client (see module doc)."""
 
-    __slots__ = ("_counters", "conn", "hold_until", "pending", "services")
+    __slots__ = ("conn", "hold_until", "pending", "services")
 
     def __init__(self, conn: MQTTConnection, services: WorkerServices) -> None:
         self.conn = conn
         self.services = services
-        self._counters = services.metrics.counters  # the hot path counts without a call
         self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient QoS 1/2 backlog
         self.hold_until = 0.0  # OutBoundBandWidth: QoS 0 held back until this monotonic time
 

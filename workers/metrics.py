@@ -5,12 +5,12 @@ a quota) goes through ``WorkerMetrics.refuse``: counted as ``refused_<reason>``,
 logged as a structured ``refused`` event (tenant, reason, code; never a
 payload) and emitted as a ``refusal`` event to the sinks (``tidemq/events.py``).
 
-Counters stay plain integers on the hot path (``counters``, per-tenant
-``by_tenant``); a custom collector turns them, and the broker's stats, into
-typed families at scrape time through the one table ``tidemq.stats``. The
-histograms (publish→deliver latency, CONNECT duration, Redis round trips) and
-the process metrics live in this worker's own ``CollectorRegistry``, rendered
-on the health port's ``/metrics``. The flat stats are also published with the
+Counters stay plain integers on the hot path (``counters``, the per-tenant
+``*_by``) and histograms are ``LoopHistogram``s (no lock: one thread); a
+custom collector turns them, and the broker's stats, into typed families at
+scrape time through the one table ``tidemq.stats``, in this worker's own
+``CollectorRegistry`` with the process metrics, rendered on the health port's
+``/metrics``. The flat stats are also published with the
 lease for the API's cluster view.
 
 Tenant labels are opt-in and bounded: ``TIDEMQ_METRICS_TENANT_TOP=N`` adds
@@ -29,17 +29,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from tidemq.counters import TenantCounters
 from tidemq.events import EventBus, bus_from_env
 from tidemq.publish import CUTS, DROPS
-from tidemq.stats import build_families
+from tidemq.stats import LoopHistogram, build_families, histogram_family
 
 from . import debug_events, sys_topics
 
@@ -54,7 +53,7 @@ DROP_SWEEP_S = 1.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 CONNECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-TENANT_NAMES = ("received", "sent", "refused", "dropped")
+_OUT = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
 
 
 def tenant_top_from_env() -> int:
@@ -69,27 +68,23 @@ def tenant_top_from_env() -> int:
 class WorkerMetrics:
     def __init__(self, events: EventBus | None = None, tenant_top: int | None = None) -> None:
         self.counters: Counter[str] = Counter()
-        self.by_tenant = TenantCounters(TENANT_NAMES)  # per-tenant totals ($SYS topics, tenant labels)
+        # per-tenant totals for $SYS and the opt-in tenant labels (at most MAX_TENANTS keys each)
+        self.received_by: Counter[str] = Counter()
+        self.sent_by: Counter[str] = Counter()
+        self.refused_by: Counter[str] = Counter()
+        self.dropped_by: Counter[tuple[str, str]] = Counter()  # (tenant, "dropped_<reason>")
         self.events = bus_from_env() if events is None else events
         self.tenant_top = tenant_top_from_env() if tenant_top is None else tenant_top
         self.started = time.time()
-        self.registry = CollectorRegistry(auto_describe=False)  # collectors are not run at registration
-        for make in (ProcessCollector, PlatformCollector, GCCollector):
-            make(registry=self.registry)
-        self.latency = Histogram("tidemq_publish_deliver_latency_seconds",
-                                 "From PUBLISH received to the copy sent to a subscriber (retained replays excluded).",
-                                 ["qos"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self._latency = [self.latency.labels(str(q)) for q in range(3)]
-        self.connect_seconds = Histogram("tidemq_connect_duration_seconds",
-                                         "From the transport accepted to its CONNECT decided (CONNACK or close).",
-                                         ["outcome"], buckets=CONNECT_BUCKETS, registry=self.registry)
-        self.redis_seconds = Histogram("tidemq_redis_roundtrip_seconds",
-                                       "Redis round trips of this worker (blocking reads excluded), by kind.",
-                                       ["op"], buckets=RTT_BUCKETS, registry=self.registry)
+        self.latency = [LoopHistogram(LATENCY_BUCKETS) for _q in range(3)]
+        self.connect_seconds = {"accepted": LoopHistogram(CONNECT_BUCKETS), "refused": LoopHistogram(CONNECT_BUCKETS)}
+        self.redis_seconds = {op: LoopHistogram(RTT_BUCKETS) for op in ("command", "script", "pipeline")}
         self.stats: Callable[[], dict[str, int]] = lambda: dict(self.counters)
         self.lease_renewed_at: Callable[[], float] = lambda: 0.0
         self.worker_id = ""
-        self._tenants: set[str] = set()
+        self.registry = CollectorRegistry(auto_describe=False)  # collectors are not run at registration
+        for make in (ProcessCollector, PlatformCollector, GCCollector):
+            make(registry=self.registry)
         self.registry.register(_StatsCollector(self))
         debug_events.install(self.events)
 
@@ -98,34 +93,32 @@ class WorkerMetrics:
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
-    def _tenant(self, tenant: str) -> str:
-        if tenant in self._tenants:
-            return tenant
-        if len(self._tenants) >= MAX_TENANTS:
-            return OTHER
-        self._tenants.add(tenant)
-        return tenant
-
     def received(self, tenant: str) -> None:
         """A PUBLISH of ``tenant`` accepted (the QoS split is the dispatcher's ``stats_in``)."""
-        self.by_tenant.by_tenant[(self._tenant(tenant), "received")] += 1
+        by = self.received_by
+        if tenant not in by and len(by) >= MAX_TENANTS:
+            tenant = OTHER
+        by[tenant] += 1
 
     def sent(self, tenant: str, qos: int, created_ms: int, now_ms: int, retain: bool) -> None:
-        """A PUBLISH queued to a subscriber: counted, and its latency observed (not for retained replays)."""
+        """A PUBLISH queued to a subscriber: counted, and its latency observed (not for replays or resends)."""
         self.counters[_OUT[qos]] += 1
-        self.by_tenant.by_tenant[(self._tenant(tenant), "sent")] += 1
-        if created_ms and not retain:
-            self._latency[qos].observe(max(0, now_ms - created_ms) / 1000.0)
+        by = self.sent_by
+        if tenant not in by and len(by) >= MAX_TENANTS:
+            tenant = OTHER
+        by[tenant] += 1
+        if created_ms and not retain and now_ms >= created_ms:
+            self.latency[qos].observe((now_ms - created_ms) / 1000.0)
 
     def drop(self, reason: str, tenant: str, n: int = 1) -> None:
         """Messages dropped by this worker (``dropped_<reason>``); sweeps turn them into ``drop`` events."""
         self.counters[f"dropped_{reason}"] += n
-        self.by_tenant.by_tenant[(self._tenant(tenant), f"dropped_{reason}")] += n
+        self.dropped_by[(tenant if len(self.dropped_by) < MAX_TENANTS else OTHER, f"dropped_{reason}")] += n
 
     def refuse(self, reason: str, tenant: str, code: int) -> int:
         """Count, log and emit a refusal; returns ``code`` so callers can answer with it."""
         self.counters[f"refused_{reason}"] += 1
-        self.by_tenant.by_tenant[(self._tenant(tenant), "refused")] += 1
+        self.refused_by[tenant if tenant in self.refused_by or len(self.refused_by) < MAX_TENANTS else OTHER] += 1
         log.warning("refused tenant=%s reason=%s code=0x%02x", tenant, reason, code,
                     extra={"event": "refused", "tenant": tenant, "reason": reason, "code": code})
         self.events.emit("refusal", tenant, reason=reason, code=code)
@@ -136,7 +129,7 @@ class WorkerMetrics:
         self.events.emit(kind, tenant, client, **fields)
 
     def connect_done(self, opened: float, now: float, accepted: bool) -> None:
-        self.connect_seconds.labels("accepted" if accepted else "refused").observe(max(0.0, now - opened))
+        self.connect_seconds["accepted" if accepted else "refused"].observe(max(0.0, now - opened))
 
     # ------------------------------------------------------------ exposition
 
@@ -145,8 +138,8 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
     def tenant_totals(self, tenant: str) -> dict[str, int]:
-        by = self.by_tenant.by_tenant
-        return {name: by.get((tenant, name), 0) for name in TENANT_NAMES}
+        return {"received": self.received_by.get(tenant, 0), "sent": self.sent_by.get(tenant, 0),
+                "refused": self.refused_by.get(tenant, 0)}
 
     # ------------------------------------------------------------ background: $SYS, drop events, sinks
 
@@ -168,28 +161,25 @@ class WorkerMetrics:
             await self.events.close()
 
     def _drop_snapshot(self) -> Counter[tuple[str, str]]:
-        out: Counter[tuple[str, str]] = Counter()
-        for counters in (DROPS, CUTS, self.by_tenant):
+        out: Counter[tuple[str, str]] = Counter(self.dropped_by)
+        for counters in (DROPS, CUTS):
             for (tenant, name), n in counters.by_tenant.items():
-                if name.startswith(("dropped_", "refused_inbox")):
-                    out[(tenant, name)] += n
+                out[(tenant, name)] += n
         return out
 
     def _sweep_drops(self, seen: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+        if not self.events.sinks:
+            return seen
         now = self._drop_snapshot()
-        if self.events.sinks:
-            for (tenant, name), n in now.items():
-                if n > seen.get((tenant, name), 0):
-                    reason = name.removeprefix("dropped_").removeprefix("refused_")
-                    self.events.emit("drop", tenant, reason=reason, count=n - seen.get((tenant, name), 0))
+        for (tenant, name), n in now.items():
+            if n > seen.get((tenant, name), 0):
+                reason = name.removeprefix("dropped_").removeprefix("refused_")
+                self.events.emit("drop", tenant, reason=reason, count=n - seen.get((tenant, name), 0))
         return now
 
 
-_OUT = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
-
-
 class _StatsCollector(Collector):
-    """The broker's flat stats as typed families, plus the lease age and the opt-in tenant families."""
+    """The broker's flat stats as typed families, the histograms, the lease age and the opt-in tenant families."""
 
     def __init__(self, metrics: WorkerMetrics) -> None:
         self.metrics = metrics
@@ -200,6 +190,15 @@ class _StatsCollector(Collector):
         stats.update({f"events_{k}": v for k, v in m.events.counts.items()})
         stats.update({f"events_dropped_{k}": v for k, v in m.events.dropped().items()})
         yield from build_families([({}, stats)])
+        yield histogram_family("tidemq_publish_deliver_latency_seconds",
+                               "From PUBLISH received to the copy queued to a subscriber (retained replays and "
+                               "resends excluded).", "qos", {str(q): h for q, h in enumerate(m.latency)})
+        yield histogram_family("tidemq_connect_duration_seconds",
+                               "From the transport accepted to its CONNECT decided (CONNACK or close).",
+                               "outcome", m.connect_seconds)
+        yield histogram_family("tidemq_redis_roundtrip_seconds",
+                               "Redis round trips of this worker (blocking reads excluded), by kind.",
+                               "op", m.redis_seconds)
         info = GaugeMetricFamily("tidemq_worker_info", "This worker (value 1).", labels=["worker"])
         info.add_metric([m.worker_id], 1)
         yield info
@@ -212,26 +211,28 @@ class _StatsCollector(Collector):
         up.add_metric([], time.time() - m.started)
         yield up
         if m.tenant_top > 0:
-            yield from _tenant_families(m.by_tenant, m.tenant_top)
+            yield from _tenant_families(m, m.tenant_top)
 
 
-def _tenant_families(counters: TenantCounters, top: int) -> Iterable[Metric]:
-    totals: Counter[str] = Counter()
-    for (tenant, name), n in counters.by_tenant.items():
-        totals[tenant] += n if name in ("received", "sent") else 0
-    keep = {t for t, _ in totals.most_common(top)}
-    families = {name: CounterMetricFamily(f"tidemq_tenant_messages_{name}" if name in ("received", "sent")
-                                          else f"tidemq_tenant_{'refusals' if name == 'refused' else 'drops'}",
-                                          f"Per tenant (top {top}, the rest as {OTHER}): {name}.", labels=["tenant"])
-                for name in ("received", "sent", "refused", "dropped")}
-    sums: Counter[tuple[str, str]] = Counter()
-    for (tenant, name), n in counters.by_tenant.items():
-        kind = "dropped" if name.startswith("dropped_") else name
-        if kind in families:
-            sums[(tenant if tenant in keep else OTHER, kind)] += n
-    for (tenant, kind), n in sorted(sums.items()):
-        families[kind].add_metric([tenant], n)
-    return families.values()
+def _tenant_families(m: WorkerMetrics, top: int) -> Iterable[Metric]:
+    """``tidemq_tenant_*`` for the ``top`` busiest tenants; the others summed as ``tenant="_other"``."""
+    busiest = m.received_by + m.sent_by
+    keep = {t for t, _n in busiest.most_common(top)}
+    dropped: Counter[str] = Counter()
+    for (tenant, _name), n in m.dropped_by.items():
+        dropped[tenant] += n
+    for name, doc, by in (("tidemq_tenant_messages_received", "PUBLISH packets received", m.received_by),
+                          ("tidemq_tenant_messages_sent", "PUBLISH packets sent", m.sent_by),
+                          ("tidemq_tenant_refusals", "refusals", m.refused_by),
+                          ("tidemq_tenant_drops", "messages this worker dropped", dropped)):
+        fam = CounterMetricFamily(name, f"{doc}, per tenant (the {top} busiest; the rest as {OTHER}).",
+                                  labels=["tenant"])
+        folded: Counter[str] = Counter()
+        for tenant, n in by.items():
+            folded[tenant if tenant in keep else OTHER] += n
+        for tenant, n in sorted(folded.items()):
+            fam.add_metric([tenant], n)
+        yield fam
 
 
 # ------------------------------------------------------------ Redis round trips
@@ -240,7 +241,7 @@ _BLOCKING = frozenset({"XREAD", "XREADGROUP", "BLPOP", "BRPOP", "BLMOVE", "BZPOP
 _SCRIPTS = frozenset({"EVALSHA", "EVAL", "FCALL", "EVALSHA_RO", "EVAL_RO", "FCALL_RO"})
 
 
-def instrument_redis(redis: Any, histogram: Histogram) -> None:
+def instrument_redis(redis: Any, histograms: dict[str, LoopHistogram]) -> None:
     """Time every command and pipeline of this worker's client (its own instance, not the class).
 
     Single commands are ``op="script"`` (EVALSHA/EVAL/FCALL) or ``op="command"``; pipelines
@@ -248,7 +249,7 @@ def instrument_redis(redis: Any, histogram: Histogram) -> None:
     """
     if getattr(redis, "_tidemq_timed", False):
         return
-    command, script, pipeline = (histogram.labels(op) for op in ("command", "script", "pipeline"))
+    command, script, pipeline = (histograms[op] for op in ("command", "script", "pipeline"))
     inner_execute = redis.execute_command
     inner_pipeline = redis.pipeline
 
