@@ -15,7 +15,8 @@ lease for the API's cluster view.
 
 Tenant labels are opt-in and bounded: ``TIDEMQ_METRICS_TENANT_TOP=N`` adds
 ``tidemq_tenant_*`` families for the N busiest tenants (others summed as
-``tenant="_other"``); at most ``MAX_TENANTS`` tenants are tracked per process.
+``tenant="_other"``); at most ``MAX_TENANTS`` tenants are kept per process (the
+once-a-second sweep merges the smallest into ``_other``).
 """
 
 from __future__ import annotations
@@ -95,30 +96,24 @@ class WorkerMetrics:
 
     def received(self, tenant: str) -> None:
         """A PUBLISH of ``tenant`` accepted (the QoS split is the dispatcher's ``stats_in``)."""
-        by = self.received_by
-        if tenant not in by and len(by) >= MAX_TENANTS:
-            tenant = OTHER
-        by[tenant] += 1
+        self.received_by[tenant] += 1  # bounded by the sweep (``_fold``)
 
     def sent(self, tenant: str, qos: int, created_ms: int, now_ms: int, retain: bool) -> None:
         """A PUBLISH queued to a subscriber: counted, and its latency observed (not for replays or resends)."""
         self.counters[_OUT[qos]] += 1
-        by = self.sent_by
-        if tenant not in by and len(by) >= MAX_TENANTS:
-            tenant = OTHER
-        by[tenant] += 1
+        self.sent_by[tenant] += 1  # bounded by the sweep (``_fold``)
         if created_ms and not retain and now_ms >= created_ms:
             self.latency[qos].observe((now_ms - created_ms) / 1000.0)
 
     def drop(self, reason: str, tenant: str, n: int = 1) -> None:
         """Messages dropped by this worker (``dropped_<reason>``); sweeps turn them into ``drop`` events."""
         self.counters[f"dropped_{reason}"] += n
-        self.dropped_by[(tenant if len(self.dropped_by) < MAX_TENANTS else OTHER, f"dropped_{reason}")] += n
+        self.dropped_by[(tenant, f"dropped_{reason}")] += n
 
     def refuse(self, reason: str, tenant: str, code: int) -> int:
         """Count, log and emit a refusal; returns ``code`` so callers can answer with it."""
         self.counters[f"refused_{reason}"] += 1
-        self.refused_by[tenant if tenant in self.refused_by or len(self.refused_by) < MAX_TENANTS else OTHER] += 1
+        self.refused_by[tenant] += 1
         log.warning("refused tenant=%s reason=%s code=0x%02x", tenant, reason, code,
                     extra={"event": "refused", "tenant": tenant, "reason": reason, "code": code})
         self.events.emit("refusal", tenant, reason=reason, code=code)
@@ -155,10 +150,23 @@ class WorkerMetrics:
             while True:
                 await asyncio.sleep(DROP_SWEEP_S)
                 seen = self._sweep_drops(seen)
+                self._fold()
                 with contextlib.suppress(Exception):
                     await publisher.maybe_publish()
         finally:
             await self.events.close()
+
+    def _fold(self) -> None:
+        """Keep at most ``MAX_TENANTS`` tenants per counter: the smallest are merged into ``_other``."""
+        counters: tuple[Counter[Any], ...] = (self.received_by, self.sent_by, self.refused_by, self.dropped_by)
+        for by in counters:
+            if len(by) > MAX_TENANTS:
+                keep = dict(by.most_common(MAX_TENANTS - 1))
+                rest = sum(n for k, n in by.items() if k not in keep)
+                by.clear()
+                by.update(keep)
+                other: Any = (OTHER, "dropped_other") if by is self.dropped_by else OTHER
+                by[other] += rest
 
     def _drop_snapshot(self) -> Counter[tuple[str, str]]:
         out: Counter[tuple[str, str]] = Counter(self.dropped_by)
