@@ -82,6 +82,7 @@ class TenantSettings:
     no_lwt_when_server_shutting_down: bool = setting(
         "NoLWTWhenServerShuttingDown", True, "no will messages when the server shuts down")
     debug_mode_enabled: bool = setting("DebugModeEnabled", False, "debug mode (verbose per-tenant events)")
+    sys_topics_enabled: bool = setting("SysTopicsEnabled", False, "publish $SYS topics to this tenant (TideMQ)")
     force_transient: bool = setting("ForceTransient", False, "every session is transient (session expiry 0)")
     # BifroMQ's initial value is true; TideMQ fails closed unless the tenant opts in (docs/settings.md)
     by_pass_perm_check_error: bool = setting(

@@ -115,8 +115,10 @@ class Broker:
         self._spawn(timers.connection_timers(svc.registry, svc.clock, svc.auth))
         self._spawn(timers.sweeper(self.redis, svc.wills, svc.clock, self.settings.sweep_interval))
         self._spawn(self.leases.run())
+        self._spawn(svc.metrics.run(self.redis, svc, self.stats, lambda: self.leases.renewed_at))  # $SYS, events
         if self.settings.health_port:  # before MQTT: a probe must see "ready" no earlier than clients can
-            self.health_server = await start_health(self, host, self.settings.health_port, reuse_port=reuse_port)
+            self.health_server = await start_health(self, host, self.settings.health_port, reuse_port=reuse_port,
+                                                    metrics=svc.metrics.exposition)
         if self.settings.tls_port or self.settings.wss_port:
             try:
                 self.tls = ReloadableTLS(self.settings)
@@ -218,6 +220,7 @@ class Broker:
             out[f"messages_in_qos{qos}"] = n
         out["messages_routed"] = svc.dispatcher.stats_routed
         out["dispatch_backlog"] = svc.dispatcher.backlog
+        out["pending_connects"] = svc.admission.pending
         out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
         out.update(CUTS.totals())  # fan-out limits (dropped_group_fanout, dropped_persistent_fanout*)
         return out
