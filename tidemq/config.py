@@ -96,6 +96,8 @@ class Settings:
     auth_fail_threshold: int = 5  # wrong passwords from one address before it backs off (0: never)
     auth_fail_backoff_max: float = 60.0  # longest back-off of one address, seconds (doubles from 1 s)
     tenant_settings_ttl: float = 5.0  # seconds a tenant's settings hash is cached per process
+    settings_provider: str = ""  # "" (the Redis hash) or package.module:Class, built as Class(settings, redis)
+    client_balancer: str = ""  # "" (none) or package.module:Class, built as Class(settings): may redirect a CONNECT
     max_connections: int = 0  # connections per worker process (0: unlimited)
     max_connect_rate: float = 0.0  # CONNECTs accepted per second per worker process (0: unlimited)
     # process defaults for BifroMQ's per-connection throttles (tenant hashes override; 0: unlimited)

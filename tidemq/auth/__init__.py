@@ -2,7 +2,8 @@
 
 ``from tidemq.auth import ...`` gives the interface and value types
 (``AuthProvider``, ``ConnectInfo``, ``AuthResult``, ``Identity``,
-``AuthStep``), the subscription-grant types and helpers the worker uses
+``AuthStep``, the check results ``Granted`` / ``Denied`` / ``Error``), the
+subscription-grant types and helpers the worker uses
 (``SubscribeGrant``, ``ReadFilter``, ``DeliveryFilter``, ``subscribe_grant``,
 ``subscribe_grant_now``; see ``tidemq.auth.grant``), the providers
 (``DevOnlyProvider``, ``StaticFileProvider``,
@@ -25,9 +26,14 @@ from .base import (
     AuthResult,
     AuthStep,
     BaseAuthProvider,
+    CheckResult,
     ConnectInfo,
+    Denied,
     DevOnlyProvider,
+    Error,
+    Granted,
     Identity,
+    ProviderError,
 )
 from .grant import DeliveryFilter, subscribe_grant, subscribe_grant_now
 
@@ -43,10 +49,15 @@ __all__ = [
     "AuthResult",
     "AuthStep",
     "BaseAuthProvider",
+    "CheckResult",
     "ConnectInfo",
     "DeliveryFilter",
+    "Denied",
     "DevOnlyProvider",
+    "Error",
+    "Granted",
     "Identity",
+    "ProviderError",
     "ReadFilter",
     "StaticFileProvider",
     "SubscribeGrant",
