@@ -1,75 +1,83 @@
-"""In-process counters of the API node, rendered in the Prometheus text format (0.0.4).
+"""The API node's metrics and the cluster view, rendered by prometheus-client (text format 0.0.4).
 
-Counts requests by endpoint (the route name, ``unknown`` for unrouted paths),
-method and status, their total duration, and publish outcomes. The MQTT
-worker's counters belong to other processes: ``render`` adds the ones live
-workers last published with their lease, as ``tidemq_worker_<name>{worker}``. Label values
-come from a closed set (route names, methods, status codes, outcomes), so the
-series count stays bounded whatever clients send.
+Own metrics: requests by endpoint (the route name, ``unknown`` for unrouted paths), method and status
+(``tidemq_api_requests_total``), their duration (``tidemq_api_request_duration_seconds``), business
+outcomes (``tidemq_api_results_total``) and the process metrics. The cluster view: the stats every live
+worker last published with its lease (``tidemq:wstats:<id>``) as ``tidemq_cluster_<family>{worker}``
+(the same families and types a worker serves on its own ``/metrics``, through ``tidemq.stats``), the
+number of live workers, and the inbox depth per tenant. Label values come from closed sets (route names,
+methods, status codes, outcomes, worker ids) or are capped (at most ``DEPTH_TENANTS`` tenants, the rest
+summed as ``tenant="_other"``), so the series count stays bounded whatever clients send.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter, defaultdict
+from collections.abc import Iterator
 
-_NAME = re.compile(r"[^a-zA-Z0-9_]")
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from tidemq.stats import build_families
+
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
+DEPTH_TENANTS = 100
+OTHER = "_other"
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _ClusterView(Collector):
+    """What the live workers published, set just before each render (no await in between)."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, dict[str, int]] = {}
+        self.depths: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        live = GaugeMetricFamily("tidemq_cluster_workers", "Workers with a live lease that published stats.")
+        live.add_metric([], len(self.workers))
+        yield live
+        yield from build_families((({"worker": w}, s) for w, s in sorted(self.workers.items())),
+                                  prefix="tidemq_cluster_")
+        depth = GaugeMetricFamily("tidemq_inbox_depth", "Messages queued in persistent-session inboxes, per tenant "
+                                  f"(the {DEPTH_TENANTS} deepest; the rest as {OTHER}).", labels=["tenant"])
+        ranked = sorted(self.depths.items(), key=lambda kv: (-kv[1], kv[0]))
+        for tenant, n in sorted(ranked[:DEPTH_TENANTS]):
+            depth.add_metric([tenant], n)
+        if len(ranked) > DEPTH_TENANTS:
+            depth.add_metric([OTHER], sum(n for _t, n in ranked[DEPTH_TENANTS:]))
+        yield depth
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.seconds: defaultdict[str, float] = defaultdict(float)
-        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.registry = CollectorRegistry(auto_describe=True)
+        for make in (ProcessCollector, PlatformCollector, GCCollector):
+            make(registry=self.registry)
+        self.requests = Counter("tidemq_api_requests", "Admin API requests by endpoint, method and status.",
+                                ["endpoint", "method", "status"], registry=self.registry)
+        self.seconds = Histogram("tidemq_api_request_duration_seconds", "Time spent serving admin API requests.",
+                                 ["endpoint"], registry=self.registry)
+        self.outcomes = Counter("tidemq_api_results",
+                                "Business outcomes of admin API calls (OK, NO_MATCH, RETAINED, ...).",
+                                ["endpoint", "result"], registry=self.registry)
+        self.cluster = _ClusterView()
+        self.registry.register(self.cluster)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         method = method if method in _METHODS else "OTHER"
-        self.requests[(endpoint, method, status)] += 1
-        self.seconds[endpoint] += seconds
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.seconds.labels(endpoint).observe(seconds)
 
     def outcome(self, endpoint: str, result: str) -> None:
-        self.outcomes[(endpoint, result)] += 1
+        self.outcomes.labels(endpoint, result).inc()
 
     def render(self, workers: dict[str, dict[str, int]] | None = None,
                inbox_depths: dict[str, int] | None = None) -> str:
-        lines = [
-            "# HELP tidemq_api_requests_total Admin API requests by endpoint, method and status.",
-            "# TYPE tidemq_api_requests_total counter",
-        ]
-        for (ep, method, status), n in sorted(self.requests.items()):
-            lines.append(f'tidemq_api_requests_total{{endpoint="{_label(ep)}",method="{method}",'
-                         f'status="{status}"}} {n}')
-        lines += [
-            "# HELP tidemq_api_request_seconds_total Time spent serving admin API requests, by endpoint.",
-            "# TYPE tidemq_api_request_seconds_total counter",
-        ]
-        for ep, s in sorted(self.seconds.items()):
-            lines.append(f'tidemq_api_request_seconds_total{{endpoint="{_label(ep)}"}} {s:.6f}')
-        lines += [
-            "# HELP tidemq_api_results_total Business outcomes of admin API calls (OK, NO_MATCH, RETAINED, ...).",
-            "# TYPE tidemq_api_results_total counter",
-        ]
-        for (ep, result), n in sorted(self.outcomes.items()):
-            lines.append(f'tidemq_api_results_total{{endpoint="{_label(ep)}",result="{_label(result)}"}} {n}')
-        by_name: dict[str, list[tuple[str, int]]] = {}
-        for worker, stats in sorted((workers or {}).items()):
-            for name, value in stats.items():
-                by_name.setdefault(_NAME.sub("_", name), []).append((worker, value))
-        for name, series in sorted(by_name.items()):
-            lines.append(f"# HELP tidemq_worker_{name} Worker counter {name}, as last published by each live worker.")
-            lines.append(f"# TYPE tidemq_worker_{name} gauge")
-            for worker, value in series:
-                lines.append(f'tidemq_worker_{name}{{worker="{_label(worker)}"}} {value}')
-        if inbox_depths:
-            lines += [
-                "# HELP tidemq_inbox_depth Messages queued in persistent-session inboxes, per tenant.",
-                "# TYPE tidemq_inbox_depth gauge",
-            ]
-            for tenant, n in sorted(inbox_depths.items()):
-                lines.append(f'tidemq_inbox_depth{{tenant="{_label(tenant)}"}} {n}')
-        return "\n".join(lines) + "\n"
+        self.cluster.workers, self.cluster.depths = workers or {}, inbox_depths or {}
+        try:
+            return generate_latest(self.registry).decode()
+        finally:
+            self.cluster.workers, self.cluster.depths = {}, {}

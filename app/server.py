@@ -4,9 +4,10 @@
 import-time app), registers one blueprint per resource and the cross-cutting
 middleware: request ids (parsed or generated, echoed on every response),
 header normalisation (a known header given twice is a 400), the bearer
-tokens (``app.tokens``: every path but /healthz and /readyz needs one when a
-token or a token file is configured; the token's tenants are checked by
-``app.context.endpoint``), metrics, and the single error handler (``app.errors``).
+tokens (``app.tokens``: every path but /healthz, /readyz and the browsable docs
+(``app.docs``: ``/``, ``/docs`` and its assets) needs one when a token or a token file is
+configured; the token's tenants are checked by ``app.context.endpoint``), metrics, and the
+single error handler (``app.errors``).
 ``start_api`` serves it with ``create_server`` inside the running loop, next
 to an MQTT worker in standalone mode; the returned handle's ``stop()`` closes
 it. The store client belongs to the caller.
@@ -29,7 +30,7 @@ from tidemq.config import Settings
 from tidemq.store import admin as admin_store
 from tidemq.tenants import SettingsProvider
 
-from . import openapi
+from . import docs, openapi
 from .context import DEFAULT_STORE_TIMEOUT, ApiState
 from .endpoints import BLUEPRINTS
 from .errors import ApiError, error_response
@@ -72,6 +73,7 @@ def create_app(
                              retained_topic_limit=retained_topic_limit, openapi=openapi.document())
     for bp in BLUEPRINTS:
         app.blueprint(bp)
+    app.blueprint(docs.bp)
     tokens = Tokens.from_settings(settings.api_token, settings.api_token_file)
 
     async def _before(request: Request) -> HTTPResponse | None:
@@ -82,7 +84,7 @@ def create_app(
         request.ctx.client_meta = meta
         req_id = parse_req_id(headers.get("req_id"))  # not an int64: replaced by a generated one (BifroMQ)
         request.ctx.req_id = new_req_id() if req_id is None else req_id
-        if tokens.required and request.path not in OPEN_PATHS:
+        if tokens.required and request.path not in OPEN_PATHS and request.path not in docs.OPEN_PATHS:
             scope = tokens.scope(headers.get("authorization"))
             if scope is None:
                 raise ApiError(401, "missing or invalid bearer token")

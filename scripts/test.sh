@@ -24,13 +24,15 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
 }
 
-python3 -m pip install -q -e '.[test,uvloop]'
+python3 -m pip install -q -e '.[test]'
 
 if ! command -v redis-server >/dev/null 2>&1; then
     apt_install redis-server
     # the tests start their own servers on free ports; a service apt may have started is not needed
     $SUDO service redis-server stop >/dev/null 2>&1 || true
 fi
+# tests/ha starts its own redis-sentinel processes (Debian ships the binary in its own package)
+command -v redis-sentinel >/dev/null 2>&1 || { apt_install redis-sentinel; $SUDO service redis-sentinel stop >/dev/null 2>&1 || true; }
 
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
         || ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
@@ -40,6 +42,11 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
     else
         echo "test.sh: mosquitto could not be installed; tests that need it will be skipped" >&2
     fi
+fi
+
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    # tests/api/test_docs_page.py loads the admin API's /docs in a real headless browser; skipped without one
+    apt_install chromium || echo "test.sh: chromium could not be installed; the browser tests will be skipped" >&2
 fi
 
 ruff check .

@@ -310,11 +310,13 @@ async def signal_all(r: Any, appends: list[InboxAppend], results: list[AppendRes
 
 async def publish(
     r: Any, cache: RouteCache, tenant: str, msg: Message, *, inbox_limit: int, drop_oldest: bool,
-    limits: FanoutLimits | None = None,
+    limits: FanoutLimits | None = None, sticky_key: str | None = None,
 ) -> PublishResult:
-    """Route ``msg`` of ``tenant`` like a client publish, from a process that owns no connections."""
+    """Route ``msg`` of ``tenant`` like a client publish, from a process that owns no connections.
+    ``sticky_key``: the publisher identity ``$oshare`` groups hash (default: ``msg.sender``)."""
     await cache.refresh(r, [tenant])
-    routes = cache.match(tenant, msg.topic, publisher=msg.sender, sticky_key=msg.sender)
+    routes = cache.match(tenant, msg.topic, publisher=msg.sender,
+                         sticky_key=msg.sender if sticky_key is None else sticky_key)
     plan = plan_routes(routes, msg.qos, retain=msg.retain, limits=limits, size=message_size(msg))
     if any(plan.cut):
         CUTS.record(tenant, msg.topic, plan.cut)

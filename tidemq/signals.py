@@ -16,6 +16,10 @@ form is built or read; everything else handles the dataclasses:
   API's ``server_redirect`` / ``server_reference``): MQTT 5 clients then get
   0x9C (use another server) or 0x9D (server moved) instead, with the Server
   Reference when one is given; signals without one read as before.
+- ``Subscribed`` (``S``): the admin API's ``PUT /sub`` added ``topic_filter`` to the
+  connection ``(tenant, client, epoch)``: the worker takes it into the connection's
+  state and replays the matching retained messages, as for a SUBSCRIBE
+  (``existed``: the filter was already subscribed, for Retain Handling 1).
 
 Framing: kind byte, then repeated ``u32 length | bytes`` frames. A payload that
 does not parse raises ``SignalError`` (the listener logs and skips it).
@@ -82,7 +86,20 @@ class Close:
     server_reference: str = ""  # the Server Reference sent with a redirect ("" for none)
 
 
-Signal = Deliver | Notify | Takeover | Close
+@dataclass(slots=True)
+class Subscribed:
+    tenant: str
+    client_id: str
+    epoch: int
+    topic_filter: str
+    qos: int
+    existed: bool = False
+    retain_handling: int = 0
+    retain_as_published: bool = False
+    subscription_id: int | None = None
+
+
+Signal = Deliver | Notify | Takeover | Close | Subscribed
 
 
 def _frames(kind: bytes, frames: list[bytes]) -> bytes:
@@ -126,6 +143,11 @@ def encode(sig: Signal) -> bytes:
         return _frames(b"N", [orjson.dumps({"s": [[t, list(cs)] for t, cs in sig.sessions]})])
     if isinstance(sig, Takeover):
         return _frames(b"T", [orjson.dumps({"t": sig.tenant, "c": sig.client_id, "e": sig.epoch})])
+    if isinstance(sig, Subscribed):
+        return _frames(b"S", [orjson.dumps({
+            "t": sig.tenant, "c": sig.client_id, "e": sig.epoch, "f": sig.topic_filter, "q": sig.qos,
+            "x": int(sig.existed), "rh": sig.retain_handling, "rap": int(sig.retain_as_published),
+            "sid": sig.subscription_id})])
     body = {"t": sig.tenant}
     if sig.targets is not None:
         body["s"] = [[c, e] for c, e in sig.targets]
@@ -159,6 +181,11 @@ def decode(data: bytes) -> Signal:
             return Notify([(str(t), [str(c) for c in cs]) for t, cs in body["s"]])
         if kind == "T":
             return Takeover(body["t"], body["c"], int(body["e"]))
+        if kind == "S":
+            sid = body.get("sid")
+            return Subscribed(str(body["t"]), str(body["c"]), int(body["e"]), str(body["f"]), int(body["q"]),
+                              bool(body.get("x", 0)), int(body.get("rh", 0)), bool(body.get("rap", 0)),
+                              None if sid is None else int(sid))
         if kind in ("K", "X"):
             targets = [(str(c), int(e)) for c, e in body["s"]] if "s" in body else None
             redirect = int(body.get("r", 0))
@@ -171,5 +198,5 @@ def decode(data: bytes) -> Signal:
     raise SignalError(f"unknown signal kind {kind!r}")
 
 
-__all__ = ["Close", "Deliver", "DeliverTarget", "Delivery", "Notify", "Signal", "SignalError", "Takeover",
-           "decode", "encode", "encode_deliveries"]
+__all__ = ["Close", "Deliver", "DeliverTarget", "Delivery", "Notify", "Signal", "SignalError", "Subscribed",
+           "Takeover", "decode", "encode", "encode_deliveries"]

@@ -15,6 +15,14 @@ settings for a short TTL (clock injectable): ``await get(tenant)`` for the
 connect path, ``cached(tenant)`` (sync, never awaits) for the hot path, which
 returns the cached value, even if stale, or the defaults, and schedules one
 background refresh. This module does no Redis I/O of its own.
+
+Where the overrides come from is pluggable (BifroMQ's setting-provider plugin): a
+``SettingsSource`` answers ``await read(tenant)`` with ``{BifroMQ name: value}``. The
+built-in ``RedisHashSettings`` reads the tenant's hash; ``TIDEMQ_SETTINGS_PROVIDER=
+package.module:Class`` replaces it in every process that builds a ``SettingsProvider``
+from its ``Settings`` (workers and API nodes alike), the class built as
+``Class(settings, redis)``. A source's answer goes through the same validation as the
+hash (bad entries logged and ignored); a source that raises keeps the cached value.
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .config import Settings
+from .plugins import load_plugin
 from .store import settings as settings_store
 
 log = logging.getLogger("tidemq.tenants")
@@ -82,6 +91,7 @@ class TenantSettings:
     no_lwt_when_server_shutting_down: bool = setting(
         "NoLWTWhenServerShuttingDown", True, "no will messages when the server shuts down")
     debug_mode_enabled: bool = setting("DebugModeEnabled", False, "debug mode (verbose per-tenant events)")
+    sys_topics_enabled: bool = setting("SysTopicsEnabled", False, "publish $SYS topics to this tenant (TideMQ)")
     force_transient: bool = setting("ForceTransient", False, "every session is transient (session expiry 0)")
     # BifroMQ's initial value is true; TideMQ fails closed unless the tenant opts in (docs/settings.md)
     by_pass_perm_check_error: bool = setting(
@@ -271,17 +281,54 @@ def apply_overrides(base: TenantSettings, raw: Mapping[Any, Any]) -> tuple[Tenan
     return result, errors
 
 
-class SettingsProvider:
-    """Per-tenant settings read from Redis, cached per process for ``ttl`` seconds.
+class SettingsSource(Protocol):
+    """Where a tenant's overrides come from (BifroMQ's ``ISettingProvider``, one read per tenant)."""
 
-    ``redis`` may be ``None`` (every tenant gets the defaults). ``clock`` is a
-    monotonic seconds source (injectable for tests). At most ``max_tenants``
-    entries are cached; the least recently refreshed one is dropped first.
+    async def read(self, tenant: str) -> Mapping[Any, Any]:
+        """``{BifroMQ setting name: value}`` (text, bytes, int or bool) for the settings the tenant overrides;
+        ``{}`` for none. Raising means "unreadable now": the cached value (or the defaults) is kept.
+        A source may also offer ``describe(tenant) -> str``: where an operator looks (used in warnings)."""
+        ...
+
+
+class RedisHashSettings:
+    """The built-in source: the tenant's Redis hash ``settings(t)`` that operators edit with ``redis-cli``."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+
+    async def read(self, tenant: str) -> Mapping[Any, Any]:
+        return await settings_store.settings_read(self.redis, tenant)
+
+    def describe(self, tenant: str) -> str:
+        return settings_store.settings_key(tenant)
+
+
+def make_settings_source(redis: Any, settings: Settings | None) -> SettingsSource | None:
+    """The source ``settings.settings_provider`` names (``""``/``redis``: the Redis hash; ``pkg.mod:Class``:
+    ``Class(settings, redis)``); None when there is neither a plugin nor a Redis (defaults only)."""
+    spec = (settings.settings_provider if settings is not None else "").strip()
+    if spec and spec.lower() != "redis":
+        source: SettingsSource = load_plugin("TIDEMQ_SETTINGS_PROVIDER", spec, (settings, redis), ("read",))
+        return source
+    return RedisHashSettings(redis) if redis is not None else None
+
+
+class SettingsProvider:
+    """Per-tenant settings read from a ``SettingsSource``, cached per process for ``ttl`` seconds.
+
+    The source is ``source`` when given, else the one ``settings.settings_provider`` names
+    (``make_settings_source``: the Redis hash by default). With neither a source nor a
+    ``redis`` every tenant gets the defaults. ``clock`` is a monotonic seconds source
+    (injectable for tests). At most ``max_tenants`` entries are cached; the least recently
+    refreshed one is dropped first.
     """
 
     def __init__(self, redis: Any, settings: Settings | None = None, *, ttl: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, max_tenants: int = 10000) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_tenants: int = 10000,
+                 source: SettingsSource | None = None) -> None:
         self.redis = redis
+        self.source = source if source is not None else make_settings_source(redis, settings)
         self.defaults = defaults_from(settings)
         if ttl is None:
             ttl = settings.tenant_settings_ttl if settings is not None else 5.0
@@ -327,10 +374,10 @@ class SettingsProvider:
         self._inflight.pop(tenant, None)
 
     async def _load(self, tenant: str) -> TenantSettings:
-        if self.redis is None:
+        if self.source is None:
             return self._store(tenant, self.defaults)
         try:
-            raw = await settings_store.settings_read(self.redis, tenant)
+            raw = _as_text(await self.source.read(tenant))
         except Exception as exc:  # the store is down: keep what we had, retry after one TTL
             log.warning("tenant settings of %r unreadable, using cached/defaults: %s", tenant, exc)
             entry = self._cache.get(tenant)
@@ -345,7 +392,7 @@ class SettingsProvider:
                     self._warned.clear()
                 self._warned.add(mark)
                 log.warning("tenant %r: ignoring setting %s in %s: %s", tenant, name,
-                            settings_store.settings_key(tenant), problem)
+                            _describe(self.source, tenant), problem)
         return self._store(tenant, value)
 
     def _store(self, tenant: str, value: TenantSettings) -> TenantSettings:
@@ -354,6 +401,18 @@ class SettingsProvider:
             self._cache.pop(next(iter(self._cache)))
         self._cache[tenant] = (self.clock() + self.ttl, value)
         return value
+
+
+def _as_text(raw: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """A source's values as the hash holds them: ints and bools formatted, text and bytes as they are."""
+    if all(isinstance(v, str | bytes) for v in raw.values()):
+        return raw
+    return {k: format_value(v) if isinstance(v, bool | int) else v for k, v in raw.items()}
+
+
+def _describe(source: object, tenant: str) -> str:
+    fn = getattr(source, "describe", None)
+    return str(fn(tenant)) if callable(fn) else type(source).__name__
 
 
 # --- operator helpers (admin API, tests) ----------------------------------------------------

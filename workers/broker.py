@@ -5,7 +5,10 @@ registry, dispatcher, inbox batchers, wills, admission, clock) and hands it to
 every connection; it starts, in order, the script cache, the lease, the
 signal listener (no client is accepted before takeover/kill signals can reach
 this worker), the timers, the sweeper and the lease keeper, the health
-endpoint and finally the listeners; ``stop`` drains in the reverse order.
+endpoint and finally the listeners; ``stop`` drains in the reverse order. ``reload`` (the CLI's SIGHUP) re-reads
+the auth provider's files and the TLS files; no connection is dropped: the
+timers re-check the subscriptions of live sessions against the new rules, new
+TLS handshakes get the new certificate.
 Nothing else imports this module except the CLI: handlers get services, not
 the broker.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 from tidemq.auth import AuthProvider, make_provider
 from tidemq.clock import SYSTEM_CLOCK, Clock
-from tidemq.config import Settings
+from tidemq.config import ConfigError, Settings
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import CUTS, DROPS
 from tidemq.store import scripts as store_scripts
@@ -39,6 +42,7 @@ from .registry import Registry
 from .services import Admission, Lifecycle, WorkerServices
 from .timers import ExpiryTimers
 from .transport.listeners import start_listeners
+from .transport.tls import ReloadableTLS
 from .wills import WillService
 
 log = logging.getLogger("tidemq.worker")
@@ -55,7 +59,10 @@ class Broker:
         metrics = WorkerMetrics()
         registry = Registry(metrics)
         tenants = SettingsProvider(redis, settings)
-        provider = auth or make_provider(settings)
+        try:
+            provider = auth or make_provider(settings)
+        except ValueError as exc:  # a missing or bad auth file: one line, not a traceback
+            raise ConfigError(str(exc)) from exc
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
         inbox_ops = InboxOps(redis)
         dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait)
@@ -68,6 +75,7 @@ class Broker:
         self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats, on_reaped=self._close_all)
         self.servers: list[asyncio.Server] = []
         self.health_server: asyncio.Server | None = None  # answers 503 while draining
+        self.tls: ReloadableTLS | None = None  # the TLS/WSS listeners' context, reloadable
         self._bg: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------ read-only views (health, tests)
@@ -107,10 +115,18 @@ class Broker:
         self._spawn(timers.connection_timers(svc.registry, svc.clock, svc.auth))
         self._spawn(timers.sweeper(self.redis, svc.wills, svc.clock, self.settings.sweep_interval))
         self._spawn(self.leases.run())
+        self._spawn(svc.metrics.run(self.redis, svc, self.stats, lambda: self.leases.renewed_at))  # $SYS, events
         if self.settings.health_port:  # before MQTT: a probe must see "ready" no earlier than clients can
-            self.health_server = await start_health(self, host, self.settings.health_port, reuse_port=reuse_port)
+            self.health_server = await start_health(self, host, self.settings.health_port, reuse_port=reuse_port,
+                                                    metrics=svc.metrics.exposition)
+        if self.settings.tls_port or self.settings.wss_port:
+            try:
+                self.tls = ReloadableTLS(self.settings)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
         # TLS / WebSocket listeners first: TCP accepting means all are up
-        self.servers += await start_listeners(self.settings, self._new_connection, host, reuse_port=reuse_port)
+        self.servers += await start_listeners(self.settings, self._new_connection, host, reuse_port=reuse_port,
+                                              ssl_context=self.tls.context if self.tls is not None else None)
         loop = asyncio.get_running_loop()
         server = await loop.create_server(self._new_connection, host, port, backlog=2048,
                                           reuse_port=reuse_port or None)
@@ -118,6 +134,26 @@ class Broker:
         bound: int = server.sockets[0].getsockname()[1]
         log.info("worker %s listening mqtt=%s:%d", svc.worker_id, host, bound)
         return bound
+
+    def reload(self, settings: Settings | None = None) -> list[str]:
+        """SIGHUP: re-read the auth provider's files and the TLS files (paths and passphrase from ``settings``,
+        default the current ones). What fails to load is logged and the previous version kept; connections
+        stay. Returns what was reloaded (``auth``, ``tls``)."""
+        done = []
+        reload = getattr(self.services.auth, "reload", None)  # optional in the provider interface
+        if callable(reload):
+            try:
+                if reload():
+                    done.append("auth")
+            except Exception as exc:
+                log.error("auth provider not reloaded: %s", exc)
+        if self.tls is not None:
+            try:
+                self.tls.reload(settings or self.settings)
+                done.append("tls")
+            except ValueError as exc:
+                log.error("TLS files not reloaded, keeping the previous ones: %s", exc)
+        return done
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -184,6 +220,7 @@ class Broker:
             out[f"messages_in_qos{qos}"] = n
         out["messages_routed"] = svc.dispatcher.stats_routed
         out["dispatch_backlog"] = svc.dispatcher.backlog
+        out["pending_connects"] = svc.admission.pending
         out.update(DROPS.totals())  # inbox drops (refused_inbox_full, dropped_qos0_*)
         out.update(CUTS.totals())  # fan-out limits (dropped_group_fanout, dropped_persistent_fanout*)
         return out

@@ -2,7 +2,8 @@
 
 Other workers and the API publish typed signals (``tidemq/signals.py``) on
 ``tidemq:w:<worker id>``; ``listen`` reads them, reconnecting after Redis
-trouble, and ``apply`` hands each to the registry. The worker accepts no
+trouble, and ``apply`` hands each to the registry. A ``Subscribed`` (``PUT /sub``) goes to the
+connection's subscribe handler. The worker accepts no
 client before the listener is subscribed (``ready``), so a takeover or kill
 can never miss a connection of this worker.
 """
@@ -14,9 +15,10 @@ import logging
 
 from tidemq.clock import Clock
 from tidemq.message import unpack
-from tidemq.signals import Close, Deliver, Notify, Signal, SignalError, Takeover, decode
+from tidemq.signals import Close, Deliver, Notify, Signal, SignalError, Subscribed, Takeover, decode
 from tidemq.store import signals as signal_store
 
+from .handle_subscribe import on_api_subscribed
 from .registry import Registry
 from .services import Lifecycle
 
@@ -41,6 +43,10 @@ def apply(sig: Signal, registry: Registry, clock: Clock) -> None:
         registry.takeover(sig)
     elif isinstance(sig, Close):
         registry.close_named(sig)
+    elif isinstance(sig, Subscribed):  # PUT /sub on a session of this worker: retained replay
+        conn = registry.get(sig.tenant, sig.client_id)
+        if conn is not None and conn.epoch == sig.epoch:
+            on_api_subscribed(conn, sig)
 
 
 async def listen(redis: object, worker_id: str, registry: Registry, clock: Clock, lifecycle: Lifecycle,

@@ -35,7 +35,6 @@ log = logging.getLogger("tidemq.conn")
 
 READ_BATCH = 256
 CONNECTED = State.CONNECTED
-_OUT_COUNTERS = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
 
 
 @dataclass(slots=True, frozen=True)
@@ -63,12 +62,11 @@ def seq_to_pid(seq: int) -> int:
 class Outbound:
     """Messages to one client (see module doc)."""
 
-    __slots__ = ("_counters", "conn", "hold_until", "pending", "services")
+    __slots__ = ("conn", "hold_until", "pending", "services")
 
     def __init__(self, conn: MQTTConnection, services: WorkerServices) -> None:
         self.conn = conn
         self.services = services
-        self._counters = services.metrics.counters  # the hot path counts without a call
         self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient QoS 1/2 backlog
         self.hold_until = 0.0  # OutBoundBandWidth: QoS 0 held back until this monotonic time
 
@@ -86,7 +84,7 @@ class Outbound:
         retain = retained or (rap and msg.retain)
         if qos == 0:
             if conn.backed_up() or (self.hold_until and self.services.clock.monotonic() < self.hold_until):
-                self.services.metrics.inc("dropped_qos0")
+                self.services.metrics.drop("qos0", conn.tenant)
                 return
             self.send(msg, 0, retain, sub_ids, now_ms)
         elif self.pending or conn.machine.window_free == 0 or conn.backed_up():
@@ -110,7 +108,7 @@ class Outbound:
             msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
             packet_id=packet_id, tag=tag if tag is not None else msg)
         if pid is not None:
-            self._counters[_OUT_COUNTERS[qos]] += 1
+            self.services.metrics.sent(self.conn.tenant, qos, msg.created_ms, now_ms, retain or dup)
         return pid
 
     def properties(self, msg: Message, sub_ids: tuple[int, ...], now_ms: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.tenants import TenantSettings
 
-from . import debug_events
+from . import connect_hooks, debug_events
 from .deliver import InboxCursor, ReleaseFlow
 from .session import ClientSession
 from .timers import CONNECT_TIMEOUT
@@ -100,6 +100,8 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         svc.metrics.refuse("auth", auth.tenant_id, code)
         _refuse(conn, code, "authentication failed")
         return
+    if await connect_hooks.redirected(conn, client_id, auth):  # the client balancer (TIDEMQ_CLIENT_BALANCER)
+        return
     tenant = auth.tenant_id
     ts = await svc.tenants.get(tenant)
     code = svc.admission.admit(tenant, level, ts, svc.clock.monotonic())
@@ -151,6 +153,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         await sess_store.session_disconnect(svc.redis, tenant, client_id, res.epoch, now_ms=svc.clock.wall_ms())
         return
     session.epoch = res.epoch
+    await connect_hooks.record_attributes(svc, tenant, client_id, res.epoch, auth.attributes)  # GET /session
     if res.prev_worker and res.prev_worker != svc.worker_id:  # a local previous owner is closed by register
         await signal_store.publish_signal(svc.redis, res.prev_worker,
                                           encode(Takeover(tenant, client_id, res.prev_epoch)))

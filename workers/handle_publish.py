@@ -111,6 +111,7 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
     now_ms = svc.clock.wall_ms()
     msg = Message(p.topic, p.payload, p.qos, p.retain, p.properties,
                   expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.client_id, now_ms)
+    svc.metrics.received(session.tenant)
     if p.qos == 0:
         svc.dispatcher.submit(session.tenant, msg, origin=session)
     else:

@@ -5,7 +5,10 @@ switches and the auth provider; the accepted ones are written with their
 routes in one ``subscribe`` script (the route version moves, so every worker
 sees them before the SUBACK leaves). Retained messages are looked up before
 the SUBACK and replayed after it — through the inbox for persistent sessions,
-so a live message published after the SUBACK never overtakes them.
+so a live message published after the SUBACK never overtakes them. A ``PUT /sub``
+of the admin API on an online session arrives as a ``Subscribed`` signal
+(``on_api_subscribed``): the connection takes the filter into its state and
+replays the retained messages the same way (no SUBACK: the API answered).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tidemq.mqtt import session as sm
 from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Subscribe, Unsubscribe
 from tidemq.mqtt.reason_codes import RC
+from tidemq.signals import Subscribed
 from tidemq.store import retained as retained_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts
@@ -167,6 +171,35 @@ async def _replay_retained(conn: MQTTConnection, flt: str, opts: SubOpts) -> lis
     if appended:
         await asyncio.gather(*appended)
     return direct
+
+def on_api_subscribed(conn: MQTTConnection, sig: Subscribed) -> None:
+    """``PUT /sub`` stored ``sig.topic_filter`` for this connection: track it and replay retained messages."""
+    conn.spawn(_api_subscribed(conn, sig))
+
+
+async def _api_subscribed(conn: MQTTConnection, sig: Subscribed) -> None:
+    session = conn.session
+    if session is None or not conn.connected or session.epoch != sig.epoch:
+        return
+    svc = conn.services
+    ts = await svc.tenants.get(session.tenant)
+    grant = await check_subscribe(svc.auth, session.identity, sig.topic_filter, sig.qos,
+                                  bypass=ts.by_pass_perm_check_error)
+    if sig.topic_filter not in session.sub_filters:
+        session.sub_count += 1
+    session.sub_filters[sig.topic_filter] = sig.qos
+    session.reads.set(sig.topic_filter, grant)  # narrowed like a SUBSCRIBE's (the API checked the grant)
+    opts = SubOpts(qos=sig.qos, retain_as_published=sig.retain_as_published,
+                   retain_handling=sig.retain_handling, subscription_id=sig.subscription_id)
+    if (not grant.granted or opts.retain_handling == 2 or (opts.retain_handling == 1 and sig.existed)
+            or topics.parse_shared(sig.topic_filter)[0] is not None):
+        return
+    direct = await _replay_retained(conn, sig.topic_filter, opts)
+    now_ms = svc.clock.wall_ms()
+    for msg, qos, sub_ids in direct:
+        conn.outbound.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
+    conn.flush()
+
 
 def _settle(fut: asyncio.Future[int], rc: int) -> None:
     if not fut.done():

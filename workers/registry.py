@@ -38,13 +38,16 @@ class Registry:
         old = self.sessions.get(key)
         if old is not None and old is not conn:
             old.close(RC.SESSION_TAKEN_OVER, "session taken over")
+            self.metrics.event("takeover", key[0], key[1], by="local")
         self.sessions[key] = conn
         self.metrics.inc("connections_total")
+        self.metrics.event("connect", key[0], key[1], user=conn.user, address=conn.address)
 
     def unregister(self, key: tuple[str, str], conn: MQTTConnection) -> bool:
         """Forget ``conn``; True when no other connection of the session is registered here."""
         if self.sessions.get(key) is conn:
             del self.sessions[key]
+            self.metrics.event("disconnect", key[0], key[1], user=conn.user, reason=conn.close_reason)
         return key not in self.sessions
 
     def get(self, tenant: str, client_id: str) -> MQTTConnection | None:
@@ -66,6 +69,7 @@ class Registry:
         conn = self.sessions.get((sig.tenant, sig.client_id))
         if conn is not None and conn.epoch == sig.epoch:
             conn.close(RC.SESSION_TAKEN_OVER, "session taken over")
+            self.metrics.event("takeover", sig.tenant, sig.client_id, by="other worker")
 
     def close_named(self, sig: Close) -> int:
         """Close the connections a kill / session-removal signal names; returns how many."""
@@ -78,12 +82,14 @@ class Registry:
                 conn = self.sessions.get((sig.tenant, cid))
                 if conn is not None and (not epoch or conn.epoch == epoch):
                     conn.close(code, why, props)
+                    self.metrics.event("kick", sig.tenant, cid, reason=why)
                     n += 1
             return n
         for (t, c), conn in list(self.sessions.items()):
             if t != sig.tenant or (sig.user and conn.user != sig.user) or (sig.client_id and c != sig.client_id):
                 continue
             conn.close(code, why, props)
+            self.metrics.event("kick", t, c, reason=why)
             n += 1
         return n
 

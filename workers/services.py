@@ -29,6 +29,10 @@ from .wills import WillService
 
 class PendingConnection(Protocol):
     pending_connect: bool
+    opened: float  # monotonic time the transport was accepted
+
+    @property
+    def connected(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -70,6 +74,7 @@ class Admission:
         if conn.pending_connect:
             conn.pending_connect = False
             self.pending -= 1
+            self.metrics.connect_done(conn.opened, self.clock.monotonic(), conn.connected)
 
     def admit(self, tenant: str, level: int, ts: TenantSettings, now: float) -> int:
         """0 to admit (a connection slot is then held until ``release``), else the refusal code."""

@@ -141,6 +141,7 @@ class WillService:
                       expiry_deadline(now_ms, will.expiry_interval), client_id, now_ms)
         self.dispatcher.submit(tenant, msg)
         self.metrics.inc("wills_published")
+        self.metrics.event("will", tenant, client_id, topic=will.topic)
         log.info("will published tenant=%s client=%s", tenant, client_id,
                  extra={"event": "will", "tenant": tenant, "client": client_id})
         return True

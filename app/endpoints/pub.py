@@ -6,6 +6,8 @@ inbox-append script, online transient subscribers through one ``D`` signal
 per owning worker. ``OK`` once the store has taken it for at least one
 subscriber, ``NO_MATCH`` otherwise. It never retains. The tenant's fan-out limits
 (``MaxGroupFanout``, ``MaxPersistentFanout``, ``MaxPersistentFanoutBytes``) apply as for a client.
+The caller's ``client_type`` and ``client_meta_*`` are its publisher identity: ``$oshare`` groups
+pick the member for it by rendezvous hashing, as they do for a client's id (``publisher_key``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,14 @@ def origin_of(params: Params) -> dict[str, object]:
     if params.client_meta:
         origin["client_meta"] = dict(params.client_meta)
     return origin
+
+
+def publisher_key(params: Params) -> str:
+    """The ``$oshare`` identity of an API caller: ``client_type`` and its sorted ``client_meta_*`` pairs
+    (BifroMQ hashes the caller's ClientInfo the same way). It can never equal an MQTT client id's key
+    in practice: it starts with a NUL byte, which no valid client id contains."""
+    meta = sorted(dict(params.client_meta).items()) if params.client_meta else []
+    return "\0api\0" + str(params["client_type"]) + "".join(f"\0{k}={v}" for k, v in meta)
 
 
 def audit(event: str, t: str, params: Params, **fields: object) -> None:
@@ -68,7 +78,7 @@ async def pub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     msg = message_of(request, params, retain=False)
     res = await publish(state.redis, state.routes, t, msg,
                         inbox_limit=ts.session_inbox_size, drop_oldest=ts.qos0_drop_oldest,
-                        limits=FanoutLimits.of(ts))
+                        limits=FanoutLimits.of(ts), sticky_key=publisher_key(params))
     result = "OK" if res.matched else "NO_MATCH"
     state.metrics.outcome("pub", result)
     audit("pub", t, params, topic=msg.topic, qos=msg.qos, result=result)

@@ -8,6 +8,9 @@ a session (routes, inbox, record) is one script per chunk of sessions.
 A kill honours BifroMQ's ``server_redirect`` (``no`` | ``move`` | ``temp_use``)
 and ``server_reference`` headers (MQTT 5 clients get 0x9D / 0x9C with the
 reference) and is logged with the caller's ``client_type`` and ``client_meta_*``.
+``GET /session`` metadata also carries the attributes the auth provider returned at the
+CONNECT of the connection holding the session (as BifroMQ's ClientInfo metadata); the
+built-in keys win over an attribute of the same name.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sanic import Blueprint, HTTPResponse, Request, json
 from tidemq import signals
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import admin as admin_store
+from tidemq.store import session_attrs
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
 
@@ -38,6 +42,7 @@ def _session_json(t: str, c: str, rec: dict[str, Any], queued: int, inflight: in
         "tenantId": t,
         "type": "MQTT",
         "metadata": {
+            **session_attrs.attributes_of(rec),
             "ver": str(rec.get("ver", "")),
             "userId": rec.get("user", ""),
             "clientId": c,

@@ -7,6 +7,15 @@ capped by the tenant's ``MaximumQoS``, as a SUBACK would grant it. The change is
 store's subscribe/unsubscribe script, which writes the subscription and its
 route and bumps the tenant's route version before the 200 is sent, so every
 later publish on any worker or API node sees it.
+
+On an online session ``PUT /sub`` then behaves like a SUBSCRIBE from the client (BifroMQ
+subscribes through the online session): a ``Subscribed`` signal tells the owning worker,
+which replays the retained messages matching the filter under the subscription's options
+(a new subscription has BifroMQ's defaults: Retain Handling 0, Retain As Published off;
+an existing one keeps its own, so Retain Handling 1 or 2 replays nothing). Shared filters
+get no retained messages (MQTT 5 4.8.2). An offline persistent session gets
+none queued: BifroMQ's ``PUT /sub`` reaches online sessions only, and a resumed session
+is not sent retained messages for the subscriptions it already has (docs/api.md).
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request, text
 
+from tidemq import signals
 from tidemq.auth import Identity
 from tidemq.auth.checks import check_subscribe
 from tidemq.store import sessions as sess_store
+from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 
@@ -59,6 +70,11 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
         raise ApiError(404, "no session") from None
     except SubscriptionLimit:
         raise ApiError(400, "EXCEED_LIMIT") from None
+    worker = str(rec.get("worker") or "")
+    if worker:  # online: the owning worker replays the retained messages, as for a SUBSCRIBE
+        await signal_store.publish_signal(state.redis, worker, signals.encode(signals.Subscribed(
+            who.tenant_id, who.client_id, int(rec.get("epoch", 0)), topic_filter, qos, existed,
+            opts.retain_handling, opts.retain_as_published, opts.subscription_id)))
     result = "EXISTS" if existed else "OK"
     state.metrics.outcome("sub", result)
     return text(result)

@@ -168,4 +168,4 @@ def test_http_client_refuses_bad_urls() -> None:
         with pytest.raises(HttpError):
             HttpClient(url)
     c = HttpClient("https://example.com/a/b?x=1")
-    assert (c.port, c.path, c.host_header) == (443, "/a/b?x=1", "example.com")
+    assert c.url == "https://example.com/a/b?x=1"

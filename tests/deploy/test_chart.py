@@ -5,7 +5,9 @@ The chart is rendered and linted by the Helm engine bundled in ``helm-python-sdk
 ``ci/tls-cluster-values.yaml`` (TLS, Redis Cluster, 3 workers) and for a few
 inline variants; every rendered object is validated with
 ``kubernetes-validate --strict`` against the oldest Kubernetes the chart
-supports and the newest the package knows. The chart and ``Settings`` are kept in
+supports and the newest the package knows. The optional ServiceMonitors
+(a CRD kubernetes-validate does not know) are checked structurally: what they select and scrape
+exists. The chart and ``Settings`` are kept in
 step: every ``TIDEMQ_*`` variable the chart sets is a Settings field, and every
 Settings field can be set through the chart. Without those two packages the
 tests skip.
@@ -36,6 +38,8 @@ KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 # Settings the chart deliberately never sets, with the reason
 NOT_SET = {
     "TIDEMQ_WORKER_ID": "a fixed id shared by replicas (or reused after a crash) would confuse session ownership",
+    "TIDEMQ_REDIS_PASSWORD": "secret: the chart keeps the password in the Redis URL Secret",
+    "TIDEMQ_TLS_KEY_PASSWORD": "secret: the chart's TLS Secret holds an unencrypted key",
 }
 
 
@@ -59,7 +63,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                          "tls": {"existingSecret": "mqtt-cert", "existingSecretCAKey": "ca.crt"},
                          "api": {"existingSecret": "admin", "existingSecretKey": "token"},
                          "config": {"authProvider": "file", "authFile": "/a.json", "apiTokenFile": "/t/tokens"}},
+    "monitored": {**SECURED, "listeners": {"ws": {"enabled": True}},
+                  "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+                  "networkPolicy": {"enabled": True,
+                                    "mqttFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                                    "metricsFrom": [{"namespaceSelector": {"matchLabels": {
+                                        "kubernetes.io/metadata.name": "monitoring"}}}]}},
 }
+# custom resources kubernetes-validate has no schema for: checked by their own tests below
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +145,8 @@ def test_rendered_objects_are_valid_kubernetes(chart: Any, case: str, kube_versi
     objects = render(chart, VALUE_SETS[case])
     assert objects
     for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
+            continue
         try:
             kubernetes_validate.validate(obj, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -383,3 +397,77 @@ def test_notes_say_what_is_exposed(chart: Any) -> None:
     public = notes(chart, {**SECURED, "workers": {"service": {"type": "LoadBalancer"}}})
     assert "from outside the cluster" in public and "file auth provider" in public
     assert "WARNING" not in public and "needs a bearer token" in public
+
+
+# ------------------------------------------------------------------ monitoring and network policies
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_service_monitors_scrape_every_worker_and_the_api(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["monitored"])
+    services = [o for o in objects if o["kind"] == "Service"]
+    metrics = find(objects, "Service", f"{FULLNAME}-worker-metrics")
+    assert metrics["spec"]["clusterIP"] == "None"  # headless: Prometheus scrapes each pod
+    assert [p["name"] for p in metrics["spec"]["ports"]] == ["health"]
+    worker_pod = find(objects, "Deployment", f"{FULLNAME}-worker")["spec"]["template"]
+    assert _labels_match(metrics["spec"]["selector"], worker_pod["metadata"]["labels"])
+    # the health port never lands on the (maybe public) MQTT Service
+    mqtt = find(objects, "Service", f"{FULLNAME}-mqtt")
+    assert "health" not in {p["name"] for p in mqtt["spec"]["ports"]}
+    for component, port in (("worker", "health"), ("api", "http")):
+        sm = find(objects, "ServiceMonitor", f"{FULLNAME}-{component}")
+        assert sm["apiVersion"] == "monitoring.coreos.com/v1"
+        assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+        (selected,) = [s for s in services if _labels_match(sm["spec"]["selector"]["matchLabels"],
+                                                            s["metadata"]["labels"])]
+        (endpoint,) = sm["spec"]["endpoints"]
+        assert endpoint["port"] in {p["name"] for p in selected["spec"]["ports"]}
+        assert endpoint["port"] == port and endpoint["path"] == "/metrics"
+        assert endpoint["interval"] == "30s" and endpoint["scrapeTimeout"] == "10s"
+
+
+def test_api_service_monitor_follows_api_enabled(chart: Any) -> None:
+    values = {**VALUE_SETS["monitored"], "api": {"enabled": False}}
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in render(chart, values)}
+    assert ("ServiceMonitor", f"{FULLNAME}-worker") in kinds
+    assert ("ServiceMonitor", f"{FULLNAME}-api") not in kinds
+    assert ("NetworkPolicy", f"{FULLNAME}-api") not in kinds
+
+
+def test_network_policies_open_only_the_listeners(chart: Any) -> None:
+    objects = render(chart, VALUE_SETS["monitored"])
+    for component in ("worker", "api"):
+        policy = find(objects, "NetworkPolicy", f"{FULLNAME}-{component}")
+        pod = find(objects, "Deployment", f"{FULLNAME}-{component}")["spec"]["template"]
+        assert _labels_match(policy["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"])
+        assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress (Redis, webhook, DNS) stays open
+        container_ports = {p["name"] for c in pod["spec"]["containers"] for p in c["ports"]}
+        opened = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+        assert set(opened) <= container_ports, "a policy names a port the pod does not have"
+    worker = find(objects, "NetworkPolicy", f"{FULLNAME}-worker")["spec"]["ingress"]
+    mqtt_rule, health_rule = worker
+    assert [p["port"] for p in mqtt_rule["ports"]] == ["mqtt", "mqtt-ws"]  # tls and wss are off here
+    assert mqtt_rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert [p["port"] for p in health_rule["ports"]] == ["health"]
+    assert health_rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    (api_rule,) = find(objects, "NetworkPolicy", f"{FULLNAME}-api")["spec"]["ingress"]
+    assert [p["port"] for p in api_rule["ports"]] == ["http"] and "from" not in api_rule  # empty: anywhere
+
+
+def test_monitoring_values_docs_and_templates_agree() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    docs = (CHART.parents[1] / "docs" / "deploy.md").read_text()
+    templates = {name: (CHART / "templates" / f"{name}.yaml").read_text()
+                 for name in ("servicemonitor", "networkpolicy")}
+    for section, template in (("serviceMonitor", "servicemonitor"), ("networkPolicy", "networkpolicy")):
+        assert values[section]["enabled"] is False, f"{section} must be off by default"
+        assert f".Values.{section}.enabled" in templates[template]
+        for key in values[section]:
+            assert f"`{section}.{key}`" in docs, f"docs/deploy.md does not describe {section}.{key}"
+            if key != "enabled":
+                assert f"$sm.{key}" in templates[template] or f"$np.{key}" in templates[template], \
+                    f"{section}.{key} is in values.yaml but no template reads it"

@@ -1,7 +1,9 @@
 """The Dockerfile, checked without a Docker engine.
 
 The static part reads the Dockerfile: slim Python base, non-root numeric user,
-``tidemq`` entry point running ``worker`` by default, the five ports exposed.
+``tidemq`` entry point running ``worker`` by default, the six ports exposed, the
+worker health port on. The HEALTHCHECK command is run against a live standalone
+broker, once as a worker would run it and once as an API node would.
 The install part replays the build stage on this machine: it copies what the
 Dockerfile's ``COPY`` lines copy, installs it non-editable (``pip install
 --no-deps --no-index``, offline) into a directory standing for site-packages,
@@ -60,12 +62,53 @@ def test_final_stage() -> None:
     assert json.loads(ops["ENTRYPOINT"][-1]) == ["tidemq"]
     assert json.loads(ops["CMD"][-1]) == ["worker"]
     exposed = {int(p) for rest in ops["EXPOSE"] for p in rest.split()}
-    assert exposed == {1883, 8883, 8080, 8443, 8091}
+    assert exposed == {1883, 8883, 8080, 8443, 8091, 8092}
+    env = " ".join(ops["ENV"])
+    assert "TIDEMQ_HEALTH_PORT=8092" in env, "the worker health port is on in the image"
+    assert len(ops["HEALTHCHECK"]) == 1
 
 
-def test_build_installs_with_uvloop() -> None:
+def test_build_installs_without_extras() -> None:
     runs = " ".join(rest for op, rest in _stages()[0] if op == "RUN")
-    assert 'pip install ".[uvloop]"' in runs
+    assert "pip install . " in runs  # uvloop comes with Sanic on Linux: no extra
+    assert "uvloop" not in DOCKERFILE.read_text()
+
+
+def _healthcheck_argv() -> list[str]:
+    (rest,) = [rest for op, rest in _stages()[-1] if op == "HEALTHCHECK"]
+    options, _, command = rest.partition("CMD ")
+    assert "--interval=" in options and "--timeout=" in options
+    argv: list[str] = json.loads(command)
+    assert argv[0] == "python"  # the image has no curl; its python is first on PATH
+    return [sys.executable, *argv[1:]]
+
+
+def _run_healthcheck(cmdline_file: Path, env: dict[str, str]) -> int:
+    argv = _healthcheck_argv()
+    assert "/proc/1/cmdline" in argv[-1]
+    argv[-1] = argv[-1].replace("/proc/1/cmdline", str(cmdline_file))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TIDEMQ_")}
+    return subprocess.run(argv, env={**base, **env}, capture_output=True, timeout=30).returncode
+
+
+def test_healthcheck_probes_the_running_command(tmp_path: Path) -> None:
+    """The HEALTHCHECK command against a live standalone, as the worker (health port) and as the API."""
+    from tests.fixtures.brokers import free_port, standalone_process
+
+    health = free_port()
+    proc = standalone_process(tmp_path, env={"TIDEMQ_HEALTH_PORT": str(health)}).start()
+    try:
+        assert proc.pid is not None and proc.api_port is not None
+        env = {"TIDEMQ_HEALTH_PORT": str(health), "TIDEMQ_API_PORT": str(proc.api_port)}
+        own = Path(f"/proc/{proc.pid}/cmdline")  # python -m tidemq.cli standalone ...: the health port
+        assert _run_healthcheck(own, env) == 0
+        api = tmp_path / "api-cmdline"  # as PID 1 of `docker run tidemq api` looks
+        api.write_bytes(b"/opt/tidemq/bin/python\0/opt/tidemq/bin/tidemq\0api\0--host\x000.0.0.0\0")
+        assert _run_healthcheck(api, env) == 0
+        assert _run_healthcheck(api, {**env, "TIDEMQ_API_PORT": str(free_port())}) != 0  # nothing there
+        assert _run_healthcheck(own, {**env, "TIDEMQ_HEALTH_PORT": str(free_port())}) != 0
+    finally:
+        proc.stop()
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:

@@ -1,5 +1,5 @@
 """Refusals are counted: the worker publishes ``refused_<reason>`` counters with its lease, and an API node
-serves them on ``GET /metrics`` as ``tidemq_worker_refused_<reason>{worker="<id>"}``.
+serves them on ``GET /metrics`` as ``tidemq_cluster_refusals_total{reason="<reason>",worker="<id>"}``.
 
 This module is alone on its worker (module-scoped), so the counts are exact.
 """
@@ -57,8 +57,8 @@ async def test_refusals_are_counted_in_worker_stats_and_api_metrics(
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10.0) as http:
             def scraped() -> str | None:
                 text = http.get("/metrics").text
-                return text if all(f'tidemq_worker_{k}{{worker="{worker_id}"}} {v}' in text
-                                   for k, v in EXPECTED.items()) else None
+                series = 'tidemq_cluster_refusals_total{{reason="{}",worker="{}"}} {}.0'
+                return text if all(series.format(k[8:], worker_id, v) in text for k, v in EXPECTED.items()) else None
 
             until(scraped, 10.0, "worker refusal counters on GET /metrics")
     finally:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tidemq.mqtt.topics import parse_shared, topic_matches
 from tidemq.routing import Route, TenantRoutes, TopicTrie
-from tidemq.routing.trie import sticky_hash
+from tidemq.routing.trie import rendezvous_order
 
 
 def R(client: str, flt: str, qos: int = 0, **kw: object) -> Route:
@@ -228,14 +228,45 @@ def test_oshare_is_sticky_per_publisher_and_spreads() -> None:
             assert r.client_id == first[pub]
     spread = Counter(first.values())
     assert set(spread) == set(members) and min(spread.values()) >= 20
-    # deterministic across processes: CRC-32 modulo the sorted members
-    assert first["pub7"] == members[sticky_hash("pub7") % 5]
+    # deterministic across processes: the rendezvous order of the publisher's identity
+    assert first["pub7"] == rendezvous_order("pub7", members)[0]
     # unrelated membership changes do not move anybody
     trie.add(R("zz", "$oshare/other/t/#"))
     trie.add(R("zz", "t/x"))
     for pub, member in first.items():
         picked = [r for r in trie.match("t/x", sticky_key=pub) if r.topic_filter == "$oshare/g/t/#"]
         assert picked[0].client_id == member
+
+
+def _homes(trie: TopicTrie, pubs: list[str]) -> dict[str, str]:
+    return {p: trie.match("t/x", sticky_key=p)[0].client_id for p in pubs}
+
+
+def test_oshare_removing_a_member_moves_only_its_publishers() -> None:
+    members = [f"member-{i}" for i in range(8)]
+    pubs = [f"device/{i}" for i in range(4000)]
+    trie = TopicTrie([R(m, "$oshare/g/t/#", 1) for m in members])
+    before = _homes(trie, pubs)
+    assert min(Counter(before.values()).values()) >= 4000 // 8 // 2  # spread over every member
+    gone = "member-3"
+    trie.remove(gone, "$oshare/g/t/#")
+    after = _homes(trie, pubs)
+    moved = {p for p in pubs if before[p] != after[p]}
+    assert moved == {p for p in pubs if before[p] == gone}  # exactly the publishers of the member that left
+    assert len(set(after[p] for p in moved)) >= 5  # ... spread over the others, not dumped on one
+    # and a member joining takes publishers only from the others, never shuffles the rest among themselves
+    trie.add(R("member-new", "$oshare/g/t/#", 1))
+    joined = _homes(trie, pubs)
+    assert all(joined[p] in (after[p], "member-new") for p in pubs)
+    assert 0 < sum(1 for p in pubs if joined[p] == "member-new") < 4000 // 8 * 2
+
+
+def test_oshare_pick_is_the_same_after_a_rebuild() -> None:
+    members = [f"m{i}" for i in range(6)]
+    pubs = [f"p{i}" for i in range(300)]
+    one = _homes(TopicTrie([R(m, "$oshare/g/t/#") for m in members]), pubs)
+    two = _homes(TopicTrie([R(m, "$oshare/g/t/#") for m in reversed(members)]), pubs)  # another worker's replica
+    assert one == two
 
 
 def test_oshare_member_filter_probes_to_next_member() -> None:

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tidemq.worker.transport import ws_protocol as wsp
 from tidemq.worker.transport.listeners import start_listeners
 from tidemq.worker.transport.tls import build_ssl_context, cert_subject
 
 from tests.fixtures.brokers import free_port
+from tests.transport import wsclient as wsc
 from tests.transport.pki import PKI
 from tests.transport.wsclient import client_frame, read_frame, read_response_head, upgrade_request
 from tidemq.auth import AuthResult, ConnectInfo, Identity
@@ -156,7 +156,7 @@ async def _ws_connect(port: int, ctx: ssl.SSLContext | None) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
                                                    server_hostname="localhost" if ctx else None)
     req, _ = upgrade_request()
-    writer.write(req + client_frame(wsp.OP_BINARY, CONNECT[:5]) + client_frame(wsp.OP_BINARY, CONNECT[5:]))
+    writer.write(req + client_frame(wsc.OP_BINARY, CONNECT[:5]) + client_frame(wsc.OP_BINARY, CONNECT[5:]))
     status, headers = await asyncio.wait_for(read_response_head(reader), WAIT)
     assert status == 101 and headers["sec-websocket-protocol"] == "mqtt"
     data = b""

@@ -1,7 +1,7 @@
 """A tiny WebSocket client-side toolkit for the transport tests: frame builder, frame reader, raw handshake.
 
-Independent of ``workers.transport`` on purpose (its own frame encoding and
-parsing), so a bug in the server's framing cannot hide itself in the tests.
+Independent of ``workers.transport`` and of the ``websockets`` library on purpose (its own frame
+encoding and parsing), so a bug in the server's framing cannot hide itself in the tests.
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ import os
 import struct
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
+CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_UNSUPPORTED_DATA, CLOSE_INVALID_PAYLOAD, CLOSE_TOO_BIG = (
+    1000, 1002, 1003, 1007, 1009)
 
 
 def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bytes | None = b"\x37\xfa\x21\x3d",

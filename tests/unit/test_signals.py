@@ -18,6 +18,9 @@ from tidemq import signals as s
     s.Close("t1", user="u1", client_id="c9"),
     s.Close("t1", targets=[("c1", 7)], redirect=0x9D, server_reference="mqtt-b.example:1883"),
     s.Close("t1", targets=[("c1", 7)], redirect=0x9C),
+    s.Subscribed("t1", "c1", 7, "a/+", 1),
+    s.Subscribed("t1", "c1", 7, "a/#", 2, existed=True, retain_handling=1, retain_as_published=True,
+                 subscription_id=12),
 ])
 def test_round_trip(sig: s.Signal) -> None:
     assert s.decode(s.encode(sig)) == sig

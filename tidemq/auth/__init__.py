@@ -2,7 +2,8 @@
 
 ``from tidemq.auth import ...`` gives the interface and value types
 (``AuthProvider``, ``ConnectInfo``, ``AuthResult``, ``Identity``,
-``AuthStep``), the subscription-grant types and helpers the worker uses
+``AuthStep``, the check results ``Granted`` / ``Denied`` / ``Error``), the
+subscription-grant types and helpers the worker uses
 (``SubscribeGrant``, ``ReadFilter``, ``DeliveryFilter``, ``subscribe_grant``,
 ``subscribe_grant_now``; see ``tidemq.auth.grant``), the providers
 (``DevOnlyProvider``, ``StaticFileProvider``,
@@ -25,9 +26,14 @@ from .base import (
     AuthResult,
     AuthStep,
     BaseAuthProvider,
+    CheckResult,
     ConnectInfo,
+    Denied,
     DevOnlyProvider,
+    Error,
+    Granted,
     Identity,
+    ProviderError,
 )
 from .grant import DeliveryFilter, subscribe_grant, subscribe_grant_now
 
@@ -43,10 +49,15 @@ __all__ = [
     "AuthResult",
     "AuthStep",
     "BaseAuthProvider",
+    "CheckResult",
     "ConnectInfo",
     "DeliveryFilter",
+    "Denied",
     "DevOnlyProvider",
+    "Error",
+    "Granted",
     "Identity",
+    "ProviderError",
     "ReadFilter",
     "StaticFileProvider",
     "SubscribeGrant",
@@ -67,15 +78,21 @@ def make_provider(settings: Settings) -> AuthProvider:
 
         if not settings.auth_file:
             raise ValueError("TIDEMQ_AUTH_PROVIDER=file needs TIDEMQ_AUTH_FILE")
-        return StaticFileProvider(settings.auth_file, cache_ttl=settings.auth_cache_ttl,
-                                  cache_size=settings.auth_cache_size)
+        return StaticFileProvider(settings.auth_file, acl_file=settings.auth_acl_file or None,
+                                  tenant=settings.auth_file_tenant or DEFAULT_TENANT,
+                                  allow_anonymous=settings.auth_allow_anonymous,
+                                  cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
     if kind == "webhook":
         from .webhook import WebhookProvider
 
         if not settings.auth_webhook_url:
             raise ValueError("TIDEMQ_AUTH_PROVIDER=webhook needs TIDEMQ_AUTH_WEBHOOK_URL")
         return WebhookProvider(settings.auth_webhook_url, timeout=settings.auth_webhook_timeout,
-                               cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size)
+                               cache_ttl=settings.auth_cache_ttl, cache_size=settings.auth_cache_size,
+                               ca_file=settings.auth_webhook_ca, cert_file=settings.auth_webhook_cert,
+                               key_file=settings.auth_webhook_key,
+                               authorization=settings.auth_webhook_authorization,
+                               authorization_file=settings.auth_webhook_authorization_file)
     if ":" in (settings.auth_provider or ""):
         return _custom_provider(settings)
     raise ValueError(f"unknown auth provider {settings.auth_provider!r} (devonly, file, webhook or "

@@ -14,6 +14,12 @@ that do not implement it inherit ``BaseAuthProvider.auth``, which refuses
 with Bad authentication method (0x8C). ``DevOnlyProvider`` is the
 development default: a username ``tenant/user`` selects that tenant,
 anything else lands in ``DevOnly``.
+
+Permission checks may answer BifroMQ's three results instead of a bool:
+``Granted()``, ``Denied(reason)`` or ``Error(reason)`` (the provider could not
+decide: the tenant's ``ByPassPermCheckError`` does, as when it raises); a
+bool stays accepted, so older providers need no change. ``AuthResult.attributes``
+(strings a provider attaches at CONNECT) show in ``GET /session`` metadata.
 """
 
 from __future__ import annotations
@@ -47,6 +53,46 @@ class AuthResult:
     user_id: str = ""
     reason_code: int = RC.SUCCESS
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Granted:
+    """A permission check's answer: allowed (BifroMQ's ``CheckResult.Granted``)."""
+
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Denied:
+    """A permission check's answer: refused (BifroMQ's ``CheckResult.Denied``)."""
+
+    reason: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Error:
+    """A permission check's answer: the provider could not decide (BifroMQ's ``CheckResult.Error``); the
+    tenant's ``ByPassPermCheckError`` decides, exactly as when the provider raises."""
+
+    reason: str = ""
+
+
+CheckResult = Granted | Denied | Error
+
+
+class ProviderError(RuntimeError):
+    """A provider answered ``Error(reason)``: raised where the answer is read, handled like any raise."""
+
+
+def check_verdict(answer: object) -> object:
+    """``Granted``/``Denied`` as True/False, ``Error`` raised as ``ProviderError``; other answers as they are."""
+    if isinstance(answer, Granted):
+        return True
+    if isinstance(answer, Denied):
+        return False
+    if isinstance(answer, Error):
+        raise ProviderError(answer.reason or "the provider answered Error")
+    return answer
 
 
 @dataclass(slots=True, frozen=True)
@@ -90,10 +136,12 @@ class AuthProvider(Protocol):
         """Enhanced auth: ``packet`` is the CONNECT (first round) or an AUTH packet (later rounds)."""
         ...
 
-    async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool: ...
+    async def check_publish(self, who: Identity, topic: str, qos: int, retain: bool) -> bool | CheckResult: ...
 
-    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int) -> bool | SubscribeGrant:
-        """True/False, or a ``SubscribeGrant`` (``tidemq.auth.acl.narrow`` builds a narrowed one)."""
+    async def check_subscribe(self, who: Identity, topic_filter: str, qos: int
+                              ) -> bool | SubscribeGrant | CheckResult:
+        """True/False, a ``SubscribeGrant`` (``tidemq.auth.acl.narrow`` builds a narrowed one), or
+        ``Granted()`` / ``Denied()`` / ``Error()``."""
         ...
 
 

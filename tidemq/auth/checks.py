@@ -2,7 +2,8 @@
 
 A provider's ``check_publish`` / ``check_subscribe`` (and their synchronous
 fast paths ``allowed_publish``, ``subscribe_grant_now`` / ``allowed_subscribe``)
-may raise: a bug, a dependency that is down. BifroMQ's tenant setting
+may raise, or answer ``Error(reason)`` (``tidemq.auth.base``): a bug, a dependency
+that is down. ``Granted()`` and ``Denied()`` are read as True and False. BifroMQ's tenant setting
 ``ByPassPermCheckError`` says what that means: ``false`` (TideMQ's default)
 denies, ``true`` grants. Every caller in the worker and the admin API goes
 through these functions and passes the tenant's value as ``bypass``.
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..counters import LogThrottle
 from .acl import GRANTED, REFUSED, SubscribeGrant
-from .base import AuthProvider, Identity
+from .base import AuthProvider, Identity, check_verdict
 from .grant import subscribe_grant, subscribe_grant_now
 
 log = logging.getLogger("tidemq.auth")
@@ -55,7 +56,7 @@ async def check_publish(provider: AuthProvider, who: Identity, topic: str, qos: 
                         bypass: bool) -> bool:
     """``provider.check_publish``; when it raises, ``bypass`` (the tenant's ``ByPassPermCheckError``)."""
     try:
-        return bool(await provider.check_publish(who, topic, qos, retain))
+        return bool(check_verdict(await provider.check_publish(who, topic, qos, retain)))
     except Exception as exc:
         ERRORS.record(provider, who, "publish", exc, bypass)
         return bypass
@@ -68,7 +69,7 @@ def allowed_publish_now(provider: object, who: Identity, topic: str, qos: int, r
     if fn is None:
         return None
     try:
-        return bool(fn(who, topic, qos, retain))
+        return bool(check_verdict(fn(who, topic, qos, retain)))
     except Exception as exc:
         ERRORS.record(provider, who, "publish", exc, bypass)
         return bypass

@@ -39,7 +39,7 @@ from typing import Any
 
 from ..mqtt import topics
 from .acl import DENY_ALL, GRANTED, REFUSED, Pattern, ReadFilter, SubscribeGrant, compile_literal, matches
-from .base import AuthProvider, Identity
+from .base import AuthProvider, Identity, check_verdict
 
 log = logging.getLogger("tidemq.auth")
 
@@ -47,7 +47,9 @@ _warned: set[str] = set()
 
 
 def as_grant(answer: object, provider: object = None) -> SubscribeGrant:
-    """``True``/``False``/``SubscribeGrant`` as a ``SubscribeGrant``; anything else refuses (logged once per type)."""
+    """``True``/``False``/``SubscribeGrant`` (or ``Granted``/``Denied``) as a ``SubscribeGrant``; ``Error`` raises
+    ``ProviderError``; anything else refuses (logged once per type)."""
+    answer = check_verdict(answer)
     if answer is True:
         return GRANTED
     if answer is False:

@@ -1,9 +1,15 @@
-"""Password hashes for the static-file provider: ``pbkdf2_sha256$<iterations>$<salt>$<hash>``.
+"""Password hashes for the static-file provider: its own format and ``mosquitto_passwd``'s two.
 
-The format is Django's: ``salt`` is an ASCII string used as UTF-8 bytes,
-``hash`` is the standard base64 of PBKDF2-HMAC-SHA256(password, salt,
-iterations) with a 32-byte output, so Django-made hashes verify here too.
-Comparison is constant time. Run ``python -m tidemq.auth.passwd`` to print a
+``pbkdf2_sha256$<iterations>$<salt>$<hash>`` is Django's format: ``salt`` is
+an ASCII string used as UTF-8 bytes, ``hash`` is the standard base64 of
+PBKDF2-HMAC-SHA256(password, salt, iterations) with a 32-byte output, so
+Django-made hashes verify here too. ``mosquitto_passwd`` writes
+``$7$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA512, base64 salt and 64-byte
+hash; mosquitto 2's default) and ``$6$<salt>$<hash>`` (SHA-512 of the
+password followed by the salt; mosquitto 1.x, ``-H sha512``); both verify
+here and ``hash_mosquitto`` writes the first (what ``tidemq passwd`` stores,
+so a file stays usable by mosquitto). Only hashlib is used. Comparison is
+constant time. Run ``python -m tidemq.auth.passwd`` to print a
 hash (the password is read without echo, or from ``--password`` / stdin).
 
 Off the event loop: ``verify_off_loop`` runs the verification on one small
@@ -74,13 +80,70 @@ def parse_hash(encoded: str) -> tuple[int, str, bytes]:
     return iterations, parts[2], digest
 
 
+MOSQUITTO_ITERATIONS = 210_000  # OWASP 2023 guidance for PBKDF2-HMAC-SHA512 (mosquitto_passwd writes 101)
+MAX_ITERATIONS = 100_000_000  # a larger count in a file is refused: one login would take minutes
+
+
+def hash_mosquitto(password: str | bytes, *, iterations: int = MOSQUITTO_ITERATIONS,
+                   salt: bytes | None = None) -> str:
+    """A mosquitto ``$7$<iterations>$<salt>$<hash>`` string (PBKDF2-HMAC-SHA512, 12-byte random salt)."""
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"iterations must be between 1 and {MAX_ITERATIONS}")
+    salt = secrets.token_bytes(12) if salt is None else salt
+    pw = password.encode("utf-8") if isinstance(password, str) else password
+    dk = hashlib.pbkdf2_hmac("sha512", pw, salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode('ascii')}${base64.b64encode(dk).decode('ascii')}"
+
+
+def parse_mosquitto_hash(encoded: str) -> tuple[int, bytes, bytes]:
+    """``(iterations, salt, digest)`` of a ``$7$`` hash, iterations 0 for a ``$6$`` one; ValueError if not one."""
+    parts = encoded.split("$")
+    try:
+        if len(parts) == 5 and parts[:2] == ["", "7"]:
+            iterations = int(parts[2], 10)
+            salt, digest = base64.b64decode(parts[3], validate=True), base64.b64decode(parts[4], validate=True)
+            if not 1 <= iterations <= MAX_ITERATIONS:
+                raise ValueError(f"iterations must be between 1 and {MAX_ITERATIONS}")
+        elif len(parts) == 4 and parts[:2] == ["", "6"]:
+            iterations = 0
+            salt, digest = base64.b64decode(parts[2], validate=True), base64.b64decode(parts[3], validate=True)
+        else:
+            raise ValueError("not a mosquitto $7$<iterations>$<salt>$<hash> or $6$<salt>$<hash> string")
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise ValueError(str(exc)) from None
+    if not salt or len(digest) != 64:
+        raise ValueError("empty salt or a hash that is not 64 bytes (SHA-512)")
+    return iterations, salt, digest
+
+
+def check_hash(encoded: str) -> None:
+    """Raise ValueError unless ``encoded`` is a hash of a supported format (``pbkdf2_sha256$``, ``$7$``, ``$6$``)."""
+    if encoded.startswith("$"):
+        parse_mosquitto_hash(encoded)
+        return
+    try:
+        parse_hash(encoded)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (nor a mosquitto_passwd $7$/$6$ hash)") from None
+
+
 def verify_password(password: str | bytes, encoded: str) -> bool:
     """True if ``password`` matches ``encoded`` (False for a malformed hash; never raises on input)."""
+    pw = password.encode("utf-8") if isinstance(password, str) else password
+    if encoded.startswith("$"):
+        try:
+            rounds, salt_bytes, digest = parse_mosquitto_hash(encoded)
+        except ValueError:
+            return False
+        if rounds:
+            dk = hashlib.pbkdf2_hmac("sha512", pw, salt_bytes, rounds)
+        else:
+            dk = hashlib.sha512(pw + salt_bytes).digest()
+        return hmac.compare_digest(dk, digest)
     try:
         iterations, salt, digest = parse_hash(encoded)
     except ValueError:
         return False
-    pw = password.encode("utf-8") if isinstance(password, str) else password
     dk = hashlib.pbkdf2_hmac("sha256", pw, salt.encode("utf-8"), iterations, dklen=len(digest))
     return hmac.compare_digest(dk, digest)
 

@@ -12,6 +12,11 @@ File layout (docs/auth.md has a full example)::
     superuser = false                  # true: no ACL checks
     acl = [...]
 
+Passwords may also be ``mosquitto_passwd`` hashes (``$7$``/``$6$``). A file
+that is neither ``.json``/``.toml`` nor starts with ``{`` is a mosquitto
+password file, optionally with a mosquitto ACL file (``tidemq.auth.mosquitto``:
+one tenant, ``allow_anonymous`` as in mosquitto); both are watched.
+
 A username ``tenant/user`` names a tenant of the file; any other username is
 a user of ``default_tenant``. The file is parsed and validated as a whole
 (a bad file raises at load and, on reload, keeps the previous content). Hot
@@ -50,9 +55,9 @@ from typing import Any
 
 from ..mqtt.reason_codes import RC
 from . import acl as acl_mod
-from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
+from .base import DEFAULT_TENANT, AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
-from .passwd import VerifierBusy, parse_hash, verify_off_loop, verify_password
+from .passwd import VerifierBusy, check_hash, verify_off_loop, verify_password
 
 log = logging.getLogger("tidemq.auth")
 
@@ -88,14 +93,29 @@ class AuthFile:
         return found
 
 
-def load_auth_file(path: str | os.PathLike[str]) -> AuthFile:
-    """Parse and validate an auth file (``.toml`` is TOML, anything else JSON); raises ValueError."""
+def load_auth_file(path: str | os.PathLike[str], *, acl_file: str | os.PathLike[str] | None = None,
+                   tenant: str = DEFAULT_TENANT, allow_anonymous: bool = False) -> AuthFile:
+    """Parse and validate an auth file; raises ValueError.
+
+    ``.toml`` is TOML, ``.json`` or a file starting with ``{`` JSON, anything else a mosquitto password
+    file (``acl_file``, ``tenant`` and ``allow_anonymous`` apply to that kind only).
+    """
     p = Path(path)
+    suffix = p.suffix.lower()
     try:
         raw_bytes = p.read_bytes()
-        data = tomllib.loads(raw_bytes.decode("utf-8")) if p.suffix.lower() == ".toml" else json.loads(raw_bytes)
+        mosquitto = suffix not in (".toml", ".json") and not raw_bytes.lstrip().startswith(b"{")
+        if not mosquitto:
+            data = tomllib.loads(raw_bytes.decode("utf-8")) if suffix == ".toml" else json.loads(raw_bytes)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{p}: {exc}") from exc
+    if mosquitto:
+        from .mosquitto import load_mosquitto
+
+        return load_mosquitto(p, acl_file=acl_file, tenant=tenant, allow_anonymous=allow_anonymous)
+    if acl_file or allow_anonymous:
+        raise ValueError(f"{p}: TIDEMQ_AUTH_ACL_FILE and TIDEMQ_AUTH_ALLOW_ANONYMOUS apply to a mosquitto "
+                         "password file; a JSON/TOML file has its own acl and [anonymous] table")
     try:
         return parse_auth_data(data)
     except ValueError as exc:
@@ -155,9 +175,9 @@ def _user(name: str, raw: Any, where: str) -> User:
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     password = raw.get("password")
     if not isinstance(password, str):
-        raise ValueError(f"{where}.password: a pbkdf2_sha256$... hash is required")
+        raise ValueError(f"{where}.password: a pbkdf2_sha256$... (or mosquitto $7$/$6$) hash is required")
     try:
-        parse_hash(password)
+        check_hash(password)
     except ValueError as exc:
         raise ValueError(f"{where}.password: {exc}") from None
     superuser = raw.get("superuser", False)
@@ -171,17 +191,21 @@ def _user(name: str, raw: Any, where: str) -> User:
 
 class StaticFileProvider(BaseAuthProvider):
     def __init__(self, path: str | os.PathLike[str] | None = None, *, data: AuthFile | None = None,
-                 cache_ttl: float = 10.0, cache_size: int = 10000, watch_interval: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 acl_file: str | os.PathLike[str] | None = None, tenant: str = DEFAULT_TENANT,
+                 allow_anonymous: bool = False, cache_ttl: float = 10.0, cache_size: int = 10000,
+                 watch_interval: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         if (path is None) == (data is None):
             raise ValueError("give exactly one of path or data")
         self.path = Path(path) if path is not None else None
+        self.acl_file = Path(acl_file) if acl_file else None
+        self._options: dict[str, Any] = {"acl_file": self.acl_file, "tenant": tenant,
+                                         "allow_anonymous": allow_anonymous}
         self.clock = clock
         self.cache_size = cache_size
         self.watch_interval = watch_interval
         self._mtime = self._stat()
         if self.path is not None:
-            self.data = load_auth_file(self.path)
+            self.data = load_auth_file(self.path, **self._options)
         else:
             assert data is not None
             self.data = data
@@ -196,13 +220,19 @@ class StaticFileProvider(BaseAuthProvider):
 
     # ------------------------------------------------------------ file
 
-    def _stat(self) -> float | None:
+    def _stat(self) -> tuple[float | None, ...] | None:
+        """The mtimes (None: unreadable) of the watched files: the auth file and the ACL file, if any."""
         if self.path is None:
             return None
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return None
+        out: list[float | None] = []
+        for p in (self.path, self.acl_file):
+            if p is None:
+                continue
+            try:
+                out.append(p.stat().st_mtime)
+            except OSError:
+                out.append(None)
+        return tuple(out)
 
     def reload(self) -> bool:
         """Re-read the file; on any error keep the current content (logged). True if reloaded."""
@@ -210,7 +240,7 @@ class StaticFileProvider(BaseAuthProvider):
             return False
         mtime = self._stat()
         try:
-            data = load_auth_file(self.path)
+            data = load_auth_file(self.path, **self._options)
         except ValueError as exc:
             log.error("auth file not reloaded, keeping the previous one: %s", exc)
             self._mtime = mtime

@@ -17,6 +17,12 @@ session resumes); ``generation`` never moves, a changed policy reaches
 existing subscriptions at the next resume. Answers are cached for ``cache_ttl`` seconds in a bounded LRU
 (connect answers keyed by an HMAC of the password under a per-process
 random key), and concurrent identical questions share one request.
+
+Transport: ``tidemq.auth.http.HttpClient`` (httpx, pooled keep-alive). For an
+``https`` URL the service's certificate is checked against ``ca_file`` (default:
+the system CAs); ``cert_file``/``key_file`` present a client certificate
+(mutual TLS); ``authorization`` (or the first line of ``authorization_file``,
+read once at start) is sent as the ``Authorization`` header of every call.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from ..mqtt.reason_codes import RC
 from .acl import REFUSED, SubscribeGrant, narrow
 from .base import AuthResult, BaseAuthProvider, ConnectInfo, Identity
 from .cache import MISSING, TTLCache
-from .http import HttpClient
+from .http import HttpClient, tls_context
 
 log = logging.getLogger("tidemq.auth")
 
@@ -53,10 +59,17 @@ class BadAnswer(ValueError):
 
 class WebhookProvider(BaseAuthProvider):
     def __init__(self, url: str, *, timeout: float = 2.0, cache_ttl: float = 10.0, cache_size: int = 10000,
-                 clock: Callable[[], float] = time.monotonic, client: HttpClient | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, client: HttpClient | None = None,
+                 ca_file: str = "", cert_file: str = "", key_file: str = "", authorization: str = "",
+                 authorization_file: str = "") -> None:
         self.url = redact_url(url)  # what log lines show: no credentials, no query
         self.timeout = timeout
-        self.http = client or HttpClient(url, timeout=timeout)
+        if client is None:
+            if authorization_file and not authorization:
+                authorization = read_secret(authorization_file)
+            ctx = tls_context(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
+            client = HttpClient(url, timeout=timeout, ssl_context=ctx, authorization=authorization)
+        self.http = client
         self.cache = TTLCache(cache_size, cache_ttl, clock)
         self.requests = 0  # HTTP requests made (cache misses that reached the service)
         self.failures = 0
@@ -188,6 +201,18 @@ class WebhookProvider(BaseAuthProvider):
                 raise BadAnswer(f"bad deny list: {exc}") from None
 
         return await self._decide(key, body, interpret, REFUSED)
+
+
+def read_secret(path: str) -> str:
+    """The first line of a secret file (a mounted Kubernetes/Docker secret), without its line end."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the webhook Authorization file {path!r}: {exc}") from None
+    if not value:
+        raise ValueError(f"the webhook Authorization file {path!r} is empty")
+    return value
 
 
 def _allowed(answer: dict[str, Any]) -> bool:

@@ -428,10 +428,14 @@ class ServerConnection:
                 events.append(self._fail(exc))
         return events
 
-    def refuse(self, reason_code: int, reason_string: str | None = None) -> None:
-        """Answer CONNECT with a failure and close [MQTT-3.2.2-6]."""
+    def refuse(self, reason_code: int, reason_string: str | None = None,
+               properties: dict[str, Any] | None = None) -> None:
+        """Answer CONNECT with a failure and close [MQTT-3.2.2-6] (``properties``: MQTT 5 only, e.g. the
+        Server Reference of a redirect)."""
         if self.protocol_level == 5:
-            props = {"reason_string": reason_string} if reason_string and self.request_problem_information else {}
+            props = dict(properties or {})
+            if reason_string and self.request_problem_information:
+                props["reason_string"] = reason_string
             self._send(Connack(False, reason_code, props))
         else:
             self._send(Connack(False, v5_to_v3_connack(reason_code)))

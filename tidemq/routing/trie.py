@@ -12,19 +12,23 @@ filters are assumed valid (``validate_topic_filter`` runs before a route is crea
 ``match`` applies MQTT 5 section 4.7/4.8: the ``$`` rule [MQTT-4.7.2-1], no-local
 [MQTT-3.8.3-3], one merged route per client for overlapping non-shared subscriptions
 [MQTT-3.3.4-2..5] and exactly one member per matching shared group (4.8.2):
-``$share`` round-robin, ``$oshare`` sticky by a stable hash of the publisher.
+``$share`` round-robin, ``$oshare`` sticky per publisher by rendezvous (highest-random-weight)
+hashing: each member scores ``_mix(member seed ^ spread(publisher hash))`` and the highest
+score wins, so removing a member moves only the publishers that were on it and adding one
+moves only the publishers that now score highest on it (BifroMQ's ordered share groups).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from hashlib import blake2b
 from sys import intern
 from zlib import crc32
 
 from tidemq.mqtt.topics import parse_shared
 
-__all__ = ["MemberFilter", "Route", "TenantRoutes", "TopicTrie", "sticky_hash"]
+__all__ = ["MemberFilter", "Route", "TenantRoutes", "TopicTrie", "rendezvous_order", "sticky_hash"]
 
 MemberFilter = Callable[["Route"], bool]
 
@@ -61,34 +65,63 @@ class Route:
 class _Group:
     """Members of one shared subscription ``(kind, group, real_filter)`` and its pick state."""
 
-    __slots__ = ("counter", "kind", "members", "order")
+    __slots__ = ("counter", "kind", "members", "order", "picks", "seeds")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.members: dict[str, Route] = {}
         self.order: list[Route] | None = None  # members sorted by client id; None = stale
+        self.seeds: list[int] = []  # $oshare: each member's rendezvous seed, in ``order``
+        self.picks: dict[int, Route] = {}  # $oshare: publisher hash -> member (no filter); reset with order
         self.counter = 0  # $share round-robin position
 
-    def pick(self, key_hash: int, member_filter: MemberFilter | None) -> Route:
+    def _order(self) -> list[Route]:
         order = self.order
         if order is None:
             order = self.order = [self.members[c] for c in sorted(self.members)]
+            self.seeds = [member_seed(r.client_id) for r in order] if self.kind != "share" else []
+            self.picks = {}
+        return order
+
+    def pick(self, key_hash: int, member_filter: MemberFilter | None) -> Route:
+        order = self._order()
         n = len(order)
-        if self.kind == "share":
-            start = self.counter % n
-            self.counter = start + 1
-        else:
-            start = key_hash % n
+        if self.kind != "share":
+            return self._rendezvous(order, key_hash, member_filter)
+        start = self.counter % n
+        self.counter = start + 1
         if member_filter is None or n == 1:
             return order[start]
         for k in range(n):
             i = (start + k) % n
             r = order[i]
             if member_filter(r):
-                if self.kind == "share":
-                    self.counter = i + 1
+                self.counter = i + 1
                 return r
         return order[start]  # nobody passes: fall back to the plain choice
+
+    def _rendezvous(self, order: list[Route], key_hash: int, member_filter: MemberFilter | None) -> Route:
+        """The highest-scoring member for ``key_hash`` (among those passing ``member_filter``, if any do)."""
+        if len(order) == 1:
+            return order[0]
+        if member_filter is None:
+            hit = self.picks.get(key_hash)
+            if hit is not None:
+                return hit
+        spread = _spread(key_hash)
+        seeds = self.seeds
+        if member_filter is None:
+            best = order[max(range(len(order)), key=lambda i: _mix(seeds[i] ^ spread))]
+            if len(self.picks) >= _PICK_CACHE:
+                self.picks.clear()
+            self.picks[key_hash] = best
+            return best
+        ranked = sorted(range(len(order)), key=lambda i: _mix(seeds[i] ^ spread), reverse=True)
+        best = order[ranked[0]]
+        for i in ranked:
+            if member_filter(order[i]):
+                return order[i]
+        return best  # nobody passes: fall back to the plain choice
 
 
 class _Node:
@@ -140,8 +173,35 @@ def _merge(routes: list[Route]) -> Route:
 
 
 def sticky_hash(key: str) -> int:
-    """The stable (cross-process) hash ``$oshare`` uses: CRC-32 of the UTF-8 bytes."""
+    """The stable (cross-process) hash of a publisher's identity ``$oshare`` uses: CRC-32 of the UTF-8 bytes."""
     return crc32(key.encode("utf-8", "surrogatepass"))
+
+
+_M64 = (1 << 64) - 1
+_PICK_CACHE = 4096  # publishers remembered per $oshare group (the cache is dropped when members change)
+
+
+def member_seed(client_id: str) -> int:
+    """A member's stable 64-bit rendezvous seed (the same in every process)."""
+    return int.from_bytes(blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+
+
+def _spread(key_hash: int) -> int:
+    return (key_hash * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _M64
+
+
+def _mix(x: int) -> int:
+    """The 64-bit finaliser of MurmurHash3: a member's score for one publisher."""
+    x = ((x ^ (x >> 33)) * 0xFF51AFD7ED558CCD) & _M64
+    x = ((x ^ (x >> 33)) * 0xC4CEB9FE1A85EC53) & _M64
+    return x ^ (x >> 33)
+
+
+def rendezvous_order(key: str, client_ids: Iterable[str]) -> list[str]:
+    """``client_ids`` from the ``$oshare`` member a publisher ``key`` goes to down to the last resort
+    (what ``TopicTrie.match`` picks, for tests and ``tidemq inspect``)."""
+    spread = _spread(sticky_hash(key) if key else 0)
+    return sorted(client_ids, key=lambda c: _mix(member_seed(c) ^ spread), reverse=True)
 
 
 class TopicTrie:
@@ -321,10 +381,11 @@ class TopicTrie:
           matches, else a merged ``Route`` (max QoS, all ``subscription_ids``, see
           ``_merge``) [MQTT-3.3.4-2..5].
         - Then exactly one member route per matching shared group: ``$share`` round-robin
-          (one counter per group, advanced per call), ``$oshare`` by ``sticky_hash(sticky_key)``
-          modulo the members sorted by client id. Members failing ``member_filter`` are
-          skipped unless none passes. A client may thus appear once as a non-shared route
-          and once per shared group it belongs to (these are separate subscriptions).
+          (one counter per group, advanced per call), ``$oshare`` by rendezvous hashing of
+          ``sticky_key`` (the publisher's identity) over the members (``rendezvous_order``).
+          Members failing ``member_filter`` are skipped unless none passes. A client may thus
+          appear once as a non-shared route and once per shared group it belongs to (these are
+          separate subscriptions).
         """
         hit = self._matching_nodes(topic)
         if not hit:

@@ -7,7 +7,21 @@ that is gone vanishes); the worker reads with a blocking XREAD from the last id
 it saw. A reader whose connection drops (a Redis restart, ``CLIENT KILL``, a
 cut network) reconnects and goes on from that id: nothing sent meanwhile is
 lost, unlike pub/sub, which drops whatever was published while the subscriber
-was away. The embedded store (``memory://``, one process) keeps plain pub/sub:
+was away.
+
+A failover (Sentinel promoting a replica that lagged) or a Redis restart
+without persistence can leave a stream that ends *before* the last id the
+reader saw; new entries may then get ids below it (the new primary's clock may
+be behind) and a plain XREAD from that id would skip them. So after every
+failed read, and after every read that found nothing in ``BLOCK_MS`` (redis-py
+may have retried a read on the new primary by itself), the reader checks the
+stream's tail: when it went back, the reader re-reads the stream from the
+oldest id it remembers (the last ``SEEN_IDS`` entries; from the start when the
+tail is older than all of them), takes only entries it has not seen, and goes
+on from the tail. It never gives up: errors are retried
+with back-off until it is cancelled.
+
+The embedded store (``memory://``, one process) keeps plain pub/sub:
 its connections cannot drop.
 
 What the bytes mean is ``tidemq.signals``' business, not this module's.
@@ -17,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -33,6 +48,7 @@ READ_COUNT = 512  # entries per XREAD
 BLOCK_MS = 2_000  # how long one XREAD waits before it is issued again (under redis-py's 5 s socket timeout)
 RETRY_MIN, RETRY_MAX = 0.05, 2.0  # back-off of a reader whose connection failed
 FIELD = b"s"
+SEEN_IDS = 4_096  # ids of the last entries read, kept to tell replayed entries from new ones after a failover
 
 
 def _streams(r: Any) -> bool:
@@ -74,6 +90,11 @@ async def _tail(r: Any, key: str) -> bytes:
     return bytes(last[0][0]) if last else b"0-0"
 
 
+def _id(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or b"0")
+
+
 class SignalListener:
     """One worker reading its signals: ``await open()`` (a signal sent after it returns is received),
     then ``await get()`` or iterate; ``close()``. Reconnects by itself after Redis trouble."""
@@ -86,6 +107,10 @@ class SignalListener:
         self._last = b"0-0"
         self._buffer: list[bytes] = []
         self._pubsub: Any = None
+        self._seen: deque[bytes] = deque(maxlen=SEEN_IDS)
+        self._seen_set: set[bytes] = set()
+        self._check_tail = False  # a read failed: make sure the stream did not go back before reading on
+        self.rewinds = 0  # times the stream was found behind the last id read (failover, restart)
 
     async def open(self) -> SignalListener:
         if self._streams:
@@ -110,25 +135,64 @@ class SignalListener:
         pause = 0.0
         while not self._buffer:
             try:
+                if self._check_tail:
+                    await self._resync()
+                    self._check_tail = False
+                    if self._buffer:
+                        break
                 res = await self._r.xread({self.key: self._last}, count=READ_COUNT, block=BLOCK_MS)
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, RedisTimeoutError):  # a slow server, not a lost connection: ask again at once
                 continue
-            except Exception as exc:  # the connection dropped: read again from the last id seen
+            except Exception as exc:  # the connection dropped (or the primary moved): read again from the last id
                 pause = min(max(pause * 2, RETRY_MIN), RETRY_MAX)
+                self._check_tail = True
                 log.warning("signal stream %s: read failed, again in %.2fs from %s: %s", self.key, pause,
                             self._last.decode(), exc)
                 await asyncio.sleep(pause)
                 continue
             pause = 0.0
+            if not res:  # idle for BLOCK_MS: cheap moment to check the tail (redis-py may have retried the
+                self._check_tail = True  # read on a new primary by itself, where its entries may sit below)
             for _key, entries in res or ():
-                for entry_id, fields in entries:
-                    self._last = bytes(entry_id)
-                    payload = fields.get(FIELD)
-                    if payload is not None:
-                        self._buffer.append(bytes(payload))
+                self._take(entries)
         return self._buffer.pop(0)
+
+    def _take(self, entries: Any) -> None:
+        for entry_id, fields in entries:
+            eid = bytes(entry_id)
+            self._last = eid
+            if eid in self._seen_set:
+                continue
+            if len(self._seen) == SEEN_IDS:
+                self._seen_set.discard(self._seen[0])
+            self._seen.append(eid)
+            self._seen_set.add(eid)
+            payload = fields.get(FIELD)
+            if payload is not None:
+                self._buffer.append(bytes(payload))
+
+    async def _resync(self) -> None:
+        """After a failed read: when the stream now ends before the last id read, take the entries up
+        to its tail that were not read yet (written after the failover) and go on from the tail."""
+        tail = await _tail(self._r, self.key)
+        if _id(tail) >= _id(self._last):
+            return
+        self.rewinds += 1
+        log.warning("signal stream %s went back from %s to %s (failover or restart): catching up from the "
+                    "oldest id remembered", self.key, self._last.decode(), tail.decode())
+        oldest = min(self._seen, key=_id) if self._seen else None
+        # the stream may hold entries read before (replicated ones) and new ones: from the oldest id
+        # remembered on, the unseen are new; a tail older than all of them: the stream was recreated
+        start = oldest if oldest is not None and _id(oldest) <= _id(tail) else b"-"
+        while True:
+            entries = await self._r.xrange(self.key, start, tail, count=READ_COUNT)
+            self._take(entries)
+            if len(entries) < READ_COUNT:
+                break
+            start = b"(" + bytes(entries[-1][0])
+        self._last = tail
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self

@@ -3,7 +3,7 @@
 Every transport ends in the same ``MQTTConnection`` protocol object: TLS is an
 ``ssl.SSLContext`` on ``loop.create_server`` (``tls``), WebSocket is an
 ``asyncio.Protocol`` wrapper whose inner transport turns binary frames back
-into a byte stream (``ws_protocol`` without I/O, ``websocket`` on asyncio),
+into a byte stream (``websocket``: the ``websockets`` sans-IO protocol on asyncio),
 and ``listeners.start_listeners`` starts whichever of them the settings turn
 on. This package imports nothing from the rest of ``workers`` so the
 connection module may import from it.

@@ -14,14 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from tidemq.config import Settings
 
 from .tls import build_ssl_context
-from .websocket import WebSocketProtocol
-from .ws_protocol import parse_origins
+from .websocket import WebSocketProtocol, parse_origins
 
 log = logging.getLogger("tidemq.worker")
 
@@ -29,12 +29,13 @@ BACKLOG = 2048
 
 
 async def start_listeners(settings: Settings, factory: Callable[[], asyncio.Protocol], host: str, *,
-                          reuse_port: bool = False) -> list[asyncio.Server]:
-    """Start the TLS / WS / WSS listeners the settings turn on; returns their servers (maybe none)."""
+                          reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None) -> list[asyncio.Server]:
+    """Start the TLS / WS / WSS listeners the settings turn on; returns their servers (maybe none).
+    ``ssl_context``: the context to serve TLS with (default: built from the settings)."""
     if not (settings.tls_port or settings.ws_port or settings.wss_port):
         return []
     loop = asyncio.get_running_loop()
-    ctx = build_ssl_context(settings) if (settings.tls_port or settings.wss_port) else None
+    ctx = (ssl_context or build_ssl_context(settings)) if (settings.tls_port or settings.wss_port) else None
 
     origins = parse_origins(settings.ws_allowed_origins)
 

@@ -10,6 +10,14 @@ reports (``get_extra_info("peercert")``) into an RFC 4514 string such as
 ``CN=device-1,O=Acme,C=DE``, which the auth provider receives in
 ``ConnectInfo.cert_subject``; an unverified or absent certificate gives
 ``None``.
+
+Reload (SIGHUP): ``ReloadableTLS`` owns the context the listeners were
+started with and a *current* one; ``reload`` builds a fresh context from the
+files (a failure keeps the current one and raises) and every handshake after
+that is switched to it from the ClientHello callback (``sni_callback``, run
+with or without SNI), so new connections get the new certificate, key and CA
+bundle while established ones keep theirs. Whether client certificates are
+required is fixed at start.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ _SHORT = {"commonName": "CN", "countryName": "C", "localityName": "L", "stateOrP
 class TLSSettings(Protocol):
     tls_cert: str
     tls_key: str
+    tls_key_password: str
     tls_ca: str
     tls_require_client_cert: bool
 
@@ -45,7 +54,7 @@ def build_ssl_context(settings: TLSSettings) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION
     try:
-        ctx.load_cert_chain(settings.tls_cert, settings.tls_key or None)
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key or None, settings.tls_key_password or None)
     except ssl.SSLError as exc:
         raise ValueError(f"TIDEMQ_TLS_CERT / TIDEMQ_TLS_KEY: cannot load the certificate and key: {exc}") from exc
     if settings.tls_ca:
@@ -55,6 +64,25 @@ def build_ssl_context(settings: TLSSettings) -> ssl.SSLContext:
             raise ValueError(f"TIDEMQ_TLS_CA: cannot load {settings.tls_ca!r}: {exc}") from exc
         ctx.verify_mode = ssl.CERT_REQUIRED if settings.tls_require_client_cert else ssl.CERT_OPTIONAL
     return ctx
+
+
+class ReloadableTLS:
+    """The listeners' SSL context, whose new handshakes use the context of the last ``reload``."""
+
+    def __init__(self, settings: TLSSettings) -> None:
+        self.context = build_ssl_context(settings)  # what the listeners are started with
+        self.current = self.context
+        self.context.sni_callback = self._switch
+
+    def _switch(self, ssl_obj: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
+                ctx: ssl.SSLContext) -> None:
+        current = self.current
+        if current is not ctx:
+            ssl_obj.context = current
+
+    def reload(self, settings: TLSSettings) -> None:
+        """Build a new context from the files; ValueError (the current one stays) if they cannot be used."""
+        self.current = build_ssl_context(settings)
 
 
 def _escape(value: str) -> str:
