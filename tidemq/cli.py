@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--processes", type=int, default=1,
                             help="run N worker processes on one port (SO_REUSEPORT), default 1")
     inspect_cmd.add_parser(sub)
+    mg = sub.add_parser("migrate", help="move a store written by an older version to this key layout "
+                                        "(every TideMQ process stopped; docs/deploy.md, Upgrading)")
+    mg.add_argument("--redis-url", help="the store (TIDEMQ_REDIS_URL)")
+    mg.add_argument("--env-file", metavar="PATH", help="NAME=value lines read before the environment")
     pw = sub.add_parser("passwd", help="add, update or delete a user of a mosquitto-format password file",
                         description="Like mosquitto_passwd: writes user:$7$... (PBKDF2-SHA512) lines that "
                                     "TideMQ and mosquitto both read.")
@@ -106,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(inspect_cmd.run(args))
     if args.command == "passwd":
         sys.exit(passwd_command(args))
+    if args.command == "migrate":
+        sys.exit(migrate_command(args))
     overrides = _overrides(args)
     try:
         settings = Settings.from_env(env_file=args.env_file, **overrides)
@@ -141,6 +147,39 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc))
     except OSError as exc:  # a port in use, a store out of reach at start
         _fail(f"cannot start: {exc}", 1)
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    """``tidemq migrate``: move layout-1 sessions to this version's keys; returns the exit status."""
+    from .store.connection import close_redis, open_redis
+    from .store.migrate import ensure_layout, migrate, needs_migration
+
+    try:
+        settings = Settings.from_env(env_file=args.env_file, redis_url=args.redis_url)
+    except ConfigError as exc:
+        print(f"tidemq migrate: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        redis = await open_redis(settings.store_url())
+        try:
+            if not await needs_migration(redis):
+                print("tidemq migrate: nothing to do (the store is in this version's layout)")
+                await ensure_layout(redis)  # writes the layout marker
+                return 0
+            report = await migrate(redis)
+            print(f"tidemq migrate: {report.tenants} tenants, {report.sessions} sessions, {report.keys_moved} keys "
+                  f"moved, {report.routes_rewritten} routes rewritten, {report.routes_dropped} routes of gone "
+                  "sessions dropped")
+            return 0
+        finally:
+            await close_redis(redis)
+
+    try:
+        return asyncio.run(run())
+    except OSError as exc:
+        print(f"tidemq migrate: cannot reach the store: {exc}", file=sys.stderr)
+        return 1
 
 
 def passwd_command(args: argparse.Namespace) -> int:
@@ -285,7 +324,14 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False, en
     if command == "standalone":
         log.info("standalone mode: embedded in-memory store (fakeredis), no Redis server needed; "
                  "all state is lost when the process exits")
+    from .store.migrate import MigrationNeeded, ensure_layout
+
     redis = await open_redis(settings.store_url())
+    try:
+        await ensure_layout(redis)
+    except MigrationNeeded as exc:
+        await close_redis(redis)
+        raise ConfigError(str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

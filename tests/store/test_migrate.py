@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tidemq.message import Message, pack
 from tidemq.store import InboxAppend, InboxTarget, inbox_append_many, inbox_read, load_routes, sessions_expire
 from tidemq.store import keys as K
 from tidemq.store.migrate import MigrationNeeded, ensure_layout, layout_key, migrate, needs_migration
@@ -13,22 +14,23 @@ from tidemq.store.migrate import MigrationNeeded, ensure_layout, layout_key, mig
 from .helpers import NOW, connect
 
 T = "legacy"
+M1, M2 = (pack(Message("a/1", payload, qos=1)) for payload in (b"m1", b"m2"))
 
 
 def old(kind: str, client: str) -> str:
     return f"tidemq:{kind}:{{{T}}}:{client}"
 
 
-async def _write_layout_1(r: Any) -> None:
+async def _write_layout_1(r: Any, now: int = NOW) -> None:
     """What the previous version left: an offline persistent session with a subscription and two queued
     messages, an online transient one, their routes (3 parts), the index, an expiry entry, the epoch counter."""
     await r.sadd(K.tenants(), T)
     await r.hset(old("sess", "p"), mapping={"user": "u1", "ver": 5, "persistent": 1, "expiry": 60, "worker": "",
-                                            "epoch": 41, "connected_at": NOW, "disconnected_at": NOW, "seq": 2,
+                                            "epoch": 41, "connected_at": now, "disconnected_at": now, "seq": 2,
                                             "sent": 0, "address": "x", "client_type": "MQTT"})
     await r.hset(old("subs", "p"), "a/#", "1,0,0,0,0")
-    await r.xadd(old("inbox", "p"), {"q": "1", "i": "", "m": b"m1"}, id="1-0")
-    await r.xadd(old("inbox", "p"), {"q": "1", "i": "", "m": b"m2"}, id="2-0")
+    await r.xadd(old("inbox", "p"), {"q": "1", "i": "", "m": M1}, id="1-0")
+    await r.xadd(old("inbox", "p"), {"q": "1", "i": "", "m": M2}, id="2-0")
     await r.sadd(old("q2in", "p"), "9", "d9")
     await r.hset(old("sess", "t"), mapping={"user": "u1", "ver": 4, "persistent": 0, "expiry": 0, "worker": "w9",
                                             "epoch": 42, "seq": 0, "sent": 0})
@@ -36,7 +38,7 @@ async def _write_layout_1(r: Any) -> None:
     await r.hset(K.routes(T), mapping={"p\0a/#": "\x001\x001,0,0,0,0", "t\0b": "w9\x000\x000,0,0,0,0",
                                        "gone\0c": "\x001\x001,0,0,0,0"})
     await r.zadd(K.sessidx(T), {"p": 0, "t": 0})
-    await r.zadd(K.sexp(T), {"p": NOW + 60_000})
+    await r.zadd(K.sexp(T), {"p": now + 60_000})
     await r.set(f"tidemq:epoch:{{{T}}}", 42)
 
 
@@ -69,7 +71,7 @@ async def test_layout_1_is_refused_then_migrated_and_resumed(r: Any) -> None:
     resumed = await connect(r, T, "p", now_ms=NOW + 1)
     assert resumed.present and resumed.epoch > 41
     assert list(resumed.subscriptions) == ["a/#"] and resumed.q2in_ids == [9]
-    assert [e.blob for e in await inbox_read(r, T, "p")] == [b"m1", b"m2", b"m3"]
+    assert [e.blob for e in await inbox_read(r, T, "p")] == [M1, M2, b"m3"]
 
 
 async def test_migrated_offline_session_expires_on_time(r: Any) -> None:
