@@ -8,8 +8,11 @@ Layouts: ``1w`` one worker process; ``2w`` two worker processes on their own por
 spread round-robin over them (``p2p``: publisher i and subscriber i always on different workers, so every
 message crosses workers through Redis); ``2p`` ``tidemq worker --processes 2`` on one port (the kernel spreads
 connections, SO_REUSEPORT). ``offline-queue`` (one persistent subscriber, its inbox) uses the first port
-only: it measures the Redis cost of the inbox path, not scale. For each (scenario, layout) a fresh
-redis-server and fresh workers are started.
+only: it measures the Redis cost of the inbox path, not scale. ``3c`` is a 3-master Redis Cluster on this
+machine with three workers (clients spread round-robin, one tenant): it shows how one tenant's sessions and
+traffic spread over the masters, with the commands and keys each master carries (``INFO commandstats`` and
+``DBSIZE`` of each; goal 25-45 % each). For each (scenario, layout) a fresh redis-server (or cluster) and
+fresh workers are started.
 
 Besides the scenario's own metrics it reports the Redis cost: ``CONFIG RESETSTAT`` right before the scenario,
 ``INFO commandstats`` right after, and the calls divided by the messages delivered. Commands run inside Lua
@@ -40,9 +43,11 @@ from brokers import HOST, REPO, Broker, BrokerError, _spawn, _stop, _wait_port, 
 from run import _bounded, _raise_nofile, _run_async, _scenario_budget
 from scenarios import SCALES, SCENARIOS, ScenarioResult
 
-LAYOUTS = {"1w": (1, False), "2w": (2, False), "2p": (2, True)}
+LAYOUTS = {"1w": (1, False), "2w": (2, False), "2p": (2, True), "3c": (3, False)}
+CLUSTER = {"3c": 3}  # layouts on a Redis Cluster: number of masters
 DEFAULT_SCENARIOS = ["fan-in", "p2p", "fan-out-qos1", "offline-queue"]
-SPREAD = {"fan-in", "p2p", "fan-out-qos0", "fan-out-qos1"}  # scenarios whose clients can use several ports
+# scenarios whose clients can use several ports
+SPREAD = {"fan-in", "p2p", "fan-out-qos0", "fan-out-qos1", "p2p-persistent-qos1", "p2p-persistent-qos2"}
 
 
 def _redis_cmd(port: int, *args: str) -> str:
@@ -75,26 +80,58 @@ def commandstats(port: int) -> dict[str, int]:
     return out
 
 
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65536:
+            with contextlib.suppress(OSError), socket.socket() as s:
+                s.bind((HOST, port + 10000))
+                return port
+
+
+def _start_redis(tmp: Path, procs: list[Any], broker: Broker, masters: int) -> tuple[list[int], str]:
+    """One redis-server, or ``masters`` of them made a cluster: (ports, store URL)."""
+    ports = [_free_cluster_port() if masters else free_port() for _ in range(max(masters, 1))]
+    for port in ports:
+        rlog = tmp / f"redis-{port}.log"
+        cmd = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+               "--dir", str(tmp)]
+        if masters:
+            cmd += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
+        rproc = _spawn(cmd, rlog, tmp)
+        procs.append(rproc)
+        broker.logs.append(rlog)
+        _wait_port(port, rproc, rlog, "redis-server")
+    if not masters:
+        return ports, f"redis://{HOST}:{ports[0]}/0"
+    import subprocess
+
+    subprocess.run(["redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in ports), "--cluster-replicas", "0",
+                    "--cluster-yes"], check=True, capture_output=True, timeout=60)
+    deadline = time.monotonic() + 30
+    while not all("cluster_state:ok" in _redis_cmd(p, "CLUSTER", "INFO") for p in ports):
+        if time.monotonic() > deadline:
+            raise BrokerError("the Redis Cluster did not come up")
+        time.sleep(0.1)
+    return ports, f"redis+cluster://{HOST}:{ports[0]}"
+
+
 @contextlib.contextmanager
 def start_layout(
     layout: str, max_queued: int, keep_logs: Path | None = None
-) -> Iterator[tuple[Broker, list[int], int]]:
-    """A redis-server and the layout's workers on free ports: yields (broker for CPU, mqtt ports, redis port)."""
+) -> Iterator[tuple[Broker, list[int], list[int]]]:
+    """Redis and the layout's workers on free ports: yields (broker for CPU, mqtt ports, redis ports)."""
     n, one_port = LAYOUTS[layout]
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-mw-{layout}-"))
-    procs = []
+    procs: list[Any] = []
     broker = Broker(f"tidemq-{layout}", HOST, 0)
     try:
-        rport = free_port()
-        rlog = tmp / "redis.log"
-        rproc = _spawn(["redis-server", "--port", str(rport), "--bind", HOST, "--save", "", "--appendonly", "no",
-                        "--dir", str(tmp)], rlog, tmp)
-        procs.append(rproc)
-        broker.logs.append(rlog)
-        _wait_port(rport, rproc, rlog, "redis-server")
+        rports, url = _start_redis(tmp, procs, broker, CLUSTER.get(layout, 0))
+        rport = rports[0]
         env = {**source_overlay(REPO, tmp / "src"), "TIDEMQ_INBOX_SIZE": str(max_queued)}  # this checkout's code
         base = [sys.executable, "-m", "tidemq.cli", "worker", "--host", HOST, "--log-level", "WARNING",
-                "--redis-url", f"redis://{HOST}:{rport}/0"]
+                "--redis-url", url]
         ports = [free_port()] if one_port else [free_port() for _ in range(n)]
         cmds = ([[*base, "--mqtt-port", str(ports[0]), "--processes", str(n)]] if one_port
                 else [[*base, "--mqtt-port", str(p)] for p in ports])
@@ -111,7 +148,7 @@ def start_layout(
                     raise BrokerError("the worker processes did not all start")
                 time.sleep(0.05)
         broker.port, broker.procs = ports[0], procs
-        yield broker, ports, rport
+        yield broker, ports, rports
     finally:
         for p in procs:
             _stop(p)
@@ -127,9 +164,10 @@ def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> di
     rec: dict[str, Any] = {"scenario": name, "layout": layout}
     logs = Path(args.logs) / f"{name}-{layout}" if args.logs else None
     try:
-        with start_layout(layout, max(20_000, scale.offline_messages + 1_000), logs) as (broker, ports, rport):
+        with start_layout(layout, max(20_000, scale.offline_messages + 1_000), logs) as (broker, ports, rports):
             target: int | list[int] = ports if len(ports) > 1 and name in SPREAD else ports[0]
-            _redis_cmd(rport, "CONFIG", "RESETSTAT")
+            for rport in rports:
+                _redis_cmd(rport, "CONFIG", "RESETSTAT")
             cpu0, w0 = broker.cpu_seconds(), time.perf_counter()
             try:
                 res = _run_async(_bounded(SCENARIOS[name](HOST, target, scale, args.mqtt_version, run_id),  # type: ignore[arg-type]
@@ -137,7 +175,17 @@ def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> di
             except Exception as exc:
                 res = ScenarioResult(name, error=f"{type(exc).__name__}: {exc}")
             wall = time.perf_counter() - w0
-            stats = commandstats(rport)
+            per_master = [commandstats(rport) for rport in rports]
+            stats = {}
+            for one in per_master:
+                for cmd, calls in one.items():
+                    stats[cmd] = stats.get(cmd, 0) + calls
+            if len(rports) > 1:  # how one tenant spread over the masters: share of the commands and keys
+                calls = [sum(one.values()) for one in per_master]
+                keys_n = [int(_redis_cmd(p, "DBSIZE").strip().lstrip(":") or 0) for p in rports]
+                rec["masters"] = {"commands_pct": [round(100 * c / max(sum(calls), 1), 1) for c in calls],
+                                  "keys": keys_n,
+                                  "keys_pct": [round(100 * k / max(sum(keys_n), 1), 1) for k in keys_n]}
             rec["cpu_pct"] = round(100 * (broker.cpu_seconds() - cpu0) / wall, 1)
             broker.check_alive()
     except BrokerError as exc:
@@ -172,6 +220,9 @@ def render(records: list[dict[str, Any]]) -> str:
     lines.append("")
     for r in records:
         lines.append(f"{r['scenario']} @ {r['layout']}: top redis commands {r['redis']['top']}")
+        if "masters" in r:
+            m = r["masters"]
+            lines.append(f"  per master: commands {m['commands_pct']} %, keys {m['keys']} ({m['keys_pct']} %)")
         if r["result"]["error"]:
             lines.append(f"  error: {r['result']['error']}")
         lines += [f"  note: {n}" for n in r["result"]["notes"]]
@@ -180,7 +231,7 @@ def render(records: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layout", action="append", choices=list(LAYOUTS), help="default: 1w, 2w, 2p")
+    ap.add_argument("--layout", action="append", choices=list(LAYOUTS), help="default: 1w, 2w, 2p (3c: cluster)")
     ap.add_argument("--scenario", action="append", choices=[*sorted(SPREAD), "offline-queue"],
                     help=f"default: {', '.join(DEFAULT_SCENARIOS)}")
     ap.add_argument("--scale", choices=list(SCALES), default="small")
@@ -193,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = os.urandom(3).hex()
     records = []
     for sc in args.scenario or DEFAULT_SCENARIOS:
-        for layout in args.layout or list(LAYOUTS):
+        for layout in args.layout or [name for name in LAYOUTS if name not in CLUSTER]:
             print(f"{sc} @ {layout} ...", file=sys.stderr, flush=True)
             records.append(run_one(sc, layout, args, run_id))
     print(render(records))

@@ -38,6 +38,7 @@ from typing import Any
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tidemq.store import keys
+from tidemq.store.connection import is_cluster
 
 log = logging.getLogger("tidemq.store")
 
@@ -140,7 +141,7 @@ class SignalListener:
                     self._check_tail = False
                     if self._buffer:
                         break
-                res = await self._r.xread({self.key: self._last}, count=READ_COUNT, block=BLOCK_MS)
+                res = await self._xread()
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, RedisTimeoutError):  # a slow server, not a lost connection: ask again at once
@@ -158,6 +159,14 @@ class SignalListener:
             for _key, entries in res or ():
                 self._take(entries)
         return self._buffer.pop(0)
+
+    async def _xread(self) -> Any:
+        """XREAD from the last id. On a cluster the node owning the stream is named: redis-py cannot find the
+        key of an XREAD itself and would ask the server (two COMMAND GETKEYS round trips) every time."""
+        if not is_cluster(self._r):
+            return await self._r.xread({self.key: self._last}, count=READ_COUNT, block=BLOCK_MS)
+        return await self._r.execute_command("XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key,
+                                             self._last, target_nodes=self._r.get_node_from_key(self.key))
 
     def _take(self, entries: Any) -> None:
         for entry_id, fields in entries:
