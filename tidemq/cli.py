@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(TIDEMQ_ALLOW_INSECURE; development only)")
         sp.add_argument("--mqtt-port", type=int, help="MQTT TCP port (TIDEMQ_MQTT_PORT, default 1883)")
         sp.add_argument("--api-port", type=int, help="admin API port (TIDEMQ_API_PORT, default 8091)")
-        sp.add_argument("--redis-url", help="redis://host:port/db or redis+cluster://host:port (TIDEMQ_REDIS_URL)")
+        sp.add_argument("--redis-url", help="redis://host:port/db, redis+cluster://host:port or "
+                                             "redis+sentinel://s1:port,s2:port/master (TIDEMQ_REDIS_URL)")
         sp.add_argument("--worker-id", help="worker id (TIDEMQ_WORKER_ID, default random)")
         sp.add_argument("--log-level", help="DEBUG, INFO, WARNING (TIDEMQ_LOG_LEVEL)")
         sp.add_argument("--env-file", metavar="PATH",

@@ -45,7 +45,8 @@ class Settings:
     allow_insecure: bool = False
     mqtt_port: int = 1883
     api_port: int = 8091
-    # store: redis://host:port/db, redis+cluster://host:port, or memory:// (embedded fakeredis)
+    # store: redis://host:port/db, redis+cluster://host:port, redis+sentinel://s1:port,s2:port/master[/db],
+    # or memory:// (embedded fakeredis)
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str = ""  # store password, put into redis_url (secret: TIDEMQ_REDIS_PASSWORD_FILE)
     redis_wait_replicas: int = 0  # >0: persistent deliveries are acked only once this many replicas have them
@@ -167,9 +168,10 @@ class Settings:
         if not 0 < self.max_packet_size <= 268435460:
             raise ConfigError(f"TIDEMQ_MAX_PACKET_SIZE: {self.max_packet_size} is not in 1..268435460")
         scheme = urlsplit(self.redis_url).scheme.lower()
-        if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory"):
+        if scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel",
+                          "rediss+sentinel", "memory"):
             raise ConfigError(f"TIDEMQ_REDIS_URL: unsupported scheme {scheme!r} (redis://, rediss://, "
-                              "redis+cluster://, memory://)")
+                              "redis+cluster://, redis+sentinel://, memory://)")
 
     def check_files(self) -> None:
         """Raise ConfigError naming the first file setting that names no readable file (at process start)."""
