@@ -69,6 +69,15 @@ def _redis_cmd(port: int, *args: str) -> str:
     return data.decode(errors="replace")
 
 
+def redis_cpu(port: int) -> float:
+    """CPU seconds (user + sys) the redis-server on ``port`` used so far (``INFO cpu``)."""
+    total = 0.0
+    for line in _redis_cmd(port, "INFO", "cpu").splitlines():
+        if line.startswith(("used_cpu_user:", "used_cpu_sys:")):
+            total += float(line.split(":", 1)[1])
+    return total
+
+
 def commandstats(port: int) -> dict[str, int]:
     """``INFO commandstats`` as {command: calls}."""
     out: dict[str, int] = {}
@@ -168,6 +177,7 @@ def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> di
             target: int | list[int] = ports if len(ports) > 1 and name in SPREAD else ports[0]
             for rport in rports:
                 _redis_cmd(rport, "CONFIG", "RESETSTAT")
+            rcpu0 = [redis_cpu(rport) for rport in rports]
             cpu0, w0 = broker.cpu_seconds(), time.perf_counter()
             try:
                 res = _run_async(_bounded(SCENARIOS[name](HOST, target, scale, args.mqtt_version, run_id),  # type: ignore[arg-type]
@@ -176,7 +186,8 @@ def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> di
                 res = ScenarioResult(name, error=f"{type(exc).__name__}: {exc}")
             wall = time.perf_counter() - w0
             per_master = [commandstats(rport) for rport in rports]
-            stats = {}
+            rcpu = [redis_cpu(rport) - c0 for rport, c0 in zip(rports, rcpu0, strict=True)]
+            stats: dict[str, int] = {}
             for one in per_master:
                 for cmd, calls in one.items():
                     stats[cmd] = stats.get(cmd, 0) + calls
@@ -189,11 +200,12 @@ def run_one(name: str, layout: str, args: argparse.Namespace, run_id: str) -> di
             rec["cpu_pct"] = round(100 * (broker.cpu_seconds() - cpu0) / wall, 1)
             broker.check_alive()
     except BrokerError as exc:
-        res, stats = ScenarioResult(name, error=str(exc)), {}
+        res, stats, rcpu = ScenarioResult(name, error=str(exc)), {}, []
     delivered = max(res.received, 1)
     total = sum(stats.values())
     rec["redis"] = {
         "calls": total,
+        "cpu_us_per_msg": round(1e6 * sum(rcpu) / delivered, 2) if stats else None,
         "cmds_per_msg": round(total / delivered, 3),
         "evalsha_per_msg": round(stats.get("evalsha", 0) / delivered, 3),
         "top": dict(sorted(stats.items(), key=lambda kv: -kv[1])[:8]),
@@ -219,7 +231,8 @@ def render(records: list[dict[str, Any]]) -> str:
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     lines.append("")
     for r in records:
-        lines.append(f"{r['scenario']} @ {r['layout']}: top redis commands {r['redis']['top']}")
+        lines.append(f"{r['scenario']} @ {r['layout']}: redis CPU {r['redis'].get('cpu_us_per_msg')} us/msg, "
+                     f"top redis commands {r['redis']['top']}")
         if "masters" in r:
             m = r["masters"]
             lines.append(f"  per master: commands {m['commands_pct']} %, keys {m['keys']} ({m['keys_pct']} %)")
