@@ -245,7 +245,8 @@ def render(records: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layout", action="append", choices=list(LAYOUTS), help="default: 1w, 2w, 2p (3c: cluster)")
-    ap.add_argument("--scenario", action="append", choices=[*sorted(SPREAD), "offline-queue"],
+    ap.add_argument("--scenario", action="append",
+                    choices=[s for s in SCENARIOS if s in SPREAD or s in ("offline-queue", "connect-storm")],
                     help=f"default: {', '.join(DEFAULT_SCENARIOS)}")
     ap.add_argument("--scale", choices=list(SCALES), default="small")
     ap.add_argument("--mqtt-version", type=int, choices=[4, 5], default=4)
