@@ -72,7 +72,8 @@ class MQTTConnection(asyncio.Protocol):
 
     @property
     def client_id(self) -> str:
-        return self.session.client_id if self.session is not None else ""
+        """The session's name in its tenant (``<user>/<client id>``: what the store and the registry use)."""
+        return self.session.name if self.session is not None else ""
 
     @property
     def epoch(self) -> int:

@@ -110,6 +110,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         return
     conn.counted = True
     session = ClientSession(tenant, auth.user_id, client_id, level)
+    name = session.name  # the session in Redis and in the registry: (tenant, user, client id)
     conn.session = session  # from here the connection is the tenant's (the slot is released at the end)
     if p.will is not None:
         code = check_will_shape(p.will, ts, svc.metrics, tenant)
@@ -131,7 +132,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     will_blob, will_delay = b"", 0
     if p.will is not None:
         session.will = will_from_connect(p.will, auth.user_id, level)
-        will_blob, will_delay = encode_will(session.will, client_id), session.will.delay
+        will_blob, will_delay = encode_will(session.will, name), session.will.delay
     if session.persistent and not p.clean_start:
         # acks that a previous connection of this session sent to this worker are written before we
         # resume, so an acknowledged message is not sent again (bounded: a busy ack loop may never idle)
@@ -140,7 +141,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     now_ms = svc.clock.wall_ms()
     try:
         res = await sess_store.session_connect(
-            svc.redis, tenant, client_id, user=session.user, ver=level, clean_start=p.clean_start,
+            svc.redis, tenant, name, user=session.user, ver=level, clean_start=p.clean_start,
             persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
             client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
             track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
@@ -150,13 +151,13 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         return
     if conn.transport is None or conn.transport.is_closing():
         # the client went away while we were connecting: undo our claim
-        await sess_store.session_disconnect(svc.redis, tenant, client_id, res.epoch, now_ms=svc.clock.wall_ms())
+        await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms())
         return
     session.epoch = res.epoch
-    await connect_hooks.record_attributes(svc, tenant, client_id, res.epoch, auth.attributes)  # GET /session
+    await connect_hooks.record_attributes(svc, tenant, name, res.epoch, auth.attributes)  # GET /session
     if res.prev_worker and res.prev_worker != svc.worker_id:  # a local previous owner is closed by register
         await signal_store.publish_signal(svc.redis, res.prev_worker,
-                                          encode(Takeover(tenant, client_id, res.prev_epoch)))
+                                          encode(Takeover(tenant, name, res.prev_epoch)))
     svc.registry.register(session.key, conn)
     conn.registered = True
     session.sub_count = len(res.subscriptions)
@@ -204,7 +205,7 @@ async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession, b
     session.reads.generation = provider_generation(svc.auth)
     if not refused:
         return
-    await sub_store.unsubscribe(svc.redis, session.tenant, session.client_id, refused, epoch=session.epoch)
+    await sub_store.unsubscribe(svc.redis, session.tenant, session.name, refused, epoch=session.epoch)
     for flt in refused:
         del session.sub_filters[flt]
         svc.metrics.refuse("subscription_dropped", session.tenant, RC.NOT_AUTHORIZED)

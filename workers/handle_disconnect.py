@@ -86,7 +86,7 @@ async def end_session(conn: MQTTConnection) -> None:
             will_at = svc.clock.wall_ms() + wait
         else:
             session.will = None
-            await svc.wills.publish(session.tenant, session.client_id, will)
+            await svc.wills.publish(session.tenant, session.name, will)
     if conn.inbox is not None:
         conn.inbox.stop()
     if session.persistent:  # this session's acks are written before it is marked offline
@@ -98,7 +98,7 @@ async def end_session(conn: MQTTConnection) -> None:
             await asyncio.sleep(pause)
         try:
             ended = await sess_store.session_disconnect(
-                svc.redis, session.tenant, session.client_id, session.epoch, now_ms=svc.clock.wall_ms(),
+                svc.redis, session.tenant, session.name, session.epoch, now_ms=svc.clock.wall_ms(),
                 expiry=session.expiry, will_at=will_at, untrack_worker=untrack)
         except Exception as exc:
             log.warning("session_disconnect failed for %s/%s (attempt %d): %s", session.tenant, session.client_id,
@@ -106,7 +106,7 @@ async def end_session(conn: MQTTConnection) -> None:
             continue
         if ended == "offline":
             if will_at:
-                svc.wills.schedule(session.tenant, session.client_id, will_at)
+                svc.wills.schedule(session.tenant, session.name, will_at)
             if session.expiry:
                 svc.expiry.schedule(session.tenant, svc.clock.wall_ms() + session.expiry * 1000)
         return

@@ -110,7 +110,7 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
     m = conn.machine
     now_ms = svc.clock.wall_ms()
     msg = Message(p.topic, p.payload, p.qos, p.retain, p.properties,
-                  expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.client_id, now_ms)
+                  expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.name, now_ms)
     svc.metrics.received(session.tenant)
     if p.qos == 0:
         svc.dispatcher.submit(session.tenant, msg, origin=session)
@@ -125,13 +125,13 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
                 if code >= 0x80 and m.protocol_level == 5:
                     # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
                     # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
-                    svc.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+                    svc.inbox_ops.q2del(session.tenant, session.name, pid, then=lambda: acknowledge(code))
                     return
                 if code < 0x80 or code == RC.QUOTA_EXCEEDED:
                     # routed everywhere (inboxes and clean sessions): marked "d<pid>" before the PUBREC, so
                     # a resumed session answers a resend itself only for a message that went everywhere;
                     # an unmarked id (a crash in between) is routed again, inboxes skipped (inbox_append)
-                    svc.inbox_ops.q2done(session.tenant, session.client_id, pid, then=lambda: acknowledge(code))
+                    svc.inbox_ops.q2done(session.tenant, session.name, pid, then=lambda: acknowledge(code))
                     return
             acknowledge(code)
 
@@ -152,7 +152,7 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
 
         # a persistent session's QoS 2 packet id is recorded by the routing step itself (atomically with the
         # inbox appends), so PUBREC follows a recorded id and a resend of a routed message is never routed again
-        dedupe = (session.client_id, pid) if session.persistent and qos == 2 else None
+        dedupe = (session.name, pid) if session.persistent and qos == 2 else None
         svc.dispatcher.submit(session.tenant, msg, done, origin=session, dedupe=dedupe)
     if svc.dispatcher.overloaded and conn.transport is not None:
         conn.transport.pause_reading()
@@ -170,7 +170,7 @@ def on_pubrel_unknown(conn: MQTTConnection, ev: sm.PubrelUnknown) -> None:
     PUBCOMP went out already; the stored id is dropped so a later reuse of it is never taken for a resend."""
     session = conn.session
     if session is not None and session.persistent:
-        conn.services.inbox_ops.q2del(session.tenant, session.client_id, ev.packet_id)
+        conn.services.inbox_ops.q2del(session.tenant, session.name, ev.packet_id)
 
 
 def on_pubrel(conn: MQTTConnection, ev: sm.PubrelReceived) -> None:
@@ -178,7 +178,7 @@ def on_pubrel(conn: MQTTConnection, ev: sm.PubrelReceived) -> None:
     session = conn.session
     if session is not None and session.persistent:
         pid = ev.packet_id
-        conn.services.inbox_ops.q2del(session.tenant, session.client_id, pid, then=lambda: _complete(conn, pid))
+        conn.services.inbox_ops.q2del(session.tenant, session.name, pid, then=lambda: _complete(conn, pid))
 
 
 def _complete(conn: MQTTConnection, packet_id: int) -> None:

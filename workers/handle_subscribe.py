@@ -105,7 +105,7 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
     existed: list[bool] = []
     if accepted:
         try:
-            existed = await sub_store.subscribe(svc.redis, session.tenant, session.client_id, accepted,
+            existed = await sub_store.subscribe(svc.redis, session.tenant, session.name, accepted,
                                                 epoch=session.epoch)
         except NoSession:  # the connection ended (or was taken over) while we got here
             conn.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
@@ -212,7 +212,7 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
         return
     svc = conn.services
     try:
-        existed = await sub_store.unsubscribe(svc.redis, session.tenant, session.client_id, p.topic_filters,
+        existed = await sub_store.unsubscribe(svc.redis, session.tenant, session.name, p.topic_filters,
                                               epoch=session.epoch)
     except NoSession:  # the connection ended (or was taken over) while we got here
         conn.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")

@@ -34,6 +34,7 @@ from tidemq.mqtt import topics
 from tidemq.mqtt.packets import Will
 from tidemq.mqtt.reason_codes import RC
 from tidemq.store import wills as will_store
+from tidemq.store.keys import split_session_name
 from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .metrics import WorkerMetrics
@@ -127,8 +128,11 @@ class WillService:
         return await check_publish(self.auth, identity, will.topic, will.qos, will.retain,
                                    bypass=self._bypass(identity.tenant_id))
 
-    async def publish(self, tenant: str, client_id: str, will: StoredWill) -> bool:
-        """The one place a will is published: ACL re-checked with the stored identity, then routed."""
+    async def publish(self, tenant: str, name: str, will: StoredWill) -> bool:
+        """The one place a will is published: ACL re-checked with the stored identity, then routed.
+
+        ``name``: the session's name (``<user>/<client id>``); the ACL sees the MQTT client id."""
+        client_id = split_session_name(name)[1]
         who = Identity(tenant, will.user, client_id)
         if not await check_publish(self.auth, who, will.topic, will.qos, will.retain, bypass=self._bypass(tenant)):
             self.metrics.refuse("will_denied", tenant, RC.NOT_AUTHORIZED)
@@ -138,7 +142,7 @@ class WillService:
             return False
         now_ms = self.clock.wall_ms()
         msg = Message(will.topic, will.payload, will.qos, will.retain, dict(will.properties),
-                      expiry_deadline(now_ms, will.expiry_interval), client_id, now_ms)
+                      expiry_deadline(now_ms, will.expiry_interval), name, now_ms)
         self.dispatcher.submit(tenant, msg)
         self.metrics.inc("wills_published")
         self.metrics.event("will", tenant, client_id, topic=will.topic)

@@ -26,6 +26,7 @@ from tidemq.store import admin as admin_store
 from tidemq.store import session_attrs
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
+from tidemq.store.keys import session_name, split_session_name
 
 from ..context import ApiState, endpoint, tenant
 from ..errors import ApiError
@@ -69,10 +70,11 @@ def _session_json(t: str, c: str, rec: dict[str, Any], queued: int, inflight: in
 @endpoint("session_get")
 async def session_get(request: Request, state: ApiState, params: Params) -> HTTPResponse:
     t, c, user = tenant(params), str(params["client_id"]), str(params["user_id"])
-    rec = await sess_store.session_get(state.redis, t, c)
+    name = session_name(user, c)  # the session of (tenant, user, client id)
+    rec = await sess_store.session_get(state.redis, t, name)
     if rec is None or rec.get("user", "") != user:
         raise ApiError(404, "no session")
-    queued, inflight = await admin_store.inbox_state(state.redis, t, c, int(rec.get("sent", 0)))
+    queued, inflight = await admin_store.inbox_state(state.redis, t, name, int(rec.get("sent", 0)))
     return json(_session_json(t, c, rec, queued, inflight))
 
 
@@ -101,7 +103,7 @@ async def sessions(request: Request, state: ApiState, params: Params) -> HTTPRes
     items, nxt = await admin_store.sessions_list(state.redis, t, after=str(params.get("cursor", "")),
                                                  limit=int(params["limit"]))  # type: ignore[call-overload]
     out = [{
-        "clientId": s["client_id"],
+        "clientId": split_session_name(s["client_id"])[1],
         "userId": s["user"],
         "online": bool(s["worker"]),
         "broker": s["worker"],
@@ -140,8 +142,9 @@ async def kill(request: Request, state: ApiState, params: Params) -> HTTPRespons
     if client is not None and user is None:
         raise ApiError(400, "client_id requires user_id")
     redirect, reference = _redirection(params)
-    owners = await admin_store.online_owners(state.redis, t, user=None if user is None else str(user),
-                                             client=None if client is None else str(client))
+    owners = await admin_store.online_owners(
+        state.redis, t, user=None if user is None else str(user),
+        name=None if client is None else session_name(str(user), str(client)))
     if not owners:
         raise ApiError(404, "no online connection matched")
     by_worker: dict[str, list[tuple[str, int]]] = defaultdict(list)

@@ -31,6 +31,7 @@ from tidemq.auth.checks import check_subscribe
 from tidemq.store import sessions as sess_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
+from tidemq.store.keys import session_name
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 
 from ..context import ApiState, endpoint, tenant, tenant_settings
@@ -41,12 +42,14 @@ from .common import check_filter
 bp = Blueprint("sub")
 
 
-async def _session(state: ApiState, params: Params) -> tuple[Identity, dict[str, Any]]:
+async def _session(state: ApiState, params: Params) -> tuple[Identity, str, dict[str, Any]]:
+    """The caller's identity (for the auth provider), the session's name and its record (404: none)."""
     t, c, user = tenant(params), str(params["client_id"]), str(params["user_id"])
-    rec = await sess_store.session_get(state.redis, t, c)
+    name = session_name(user, c)  # the session of (tenant, user, client id)
+    rec = await sess_store.session_get(state.redis, t, name)
     if rec is None or rec.get("user", "") != user:
         raise ApiError(404, "no session")
-    return Identity(t, user, c), rec
+    return Identity(t, user, c), name, rec
 
 
 @bp.put("/sub", name="sub")
@@ -56,7 +59,7 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     ts = await tenant_settings(state, tenant(params))
     qos = min(int(params["sub_qos"]), ts.maximum_qos)  # type: ignore[call-overload]  # as a SUBACK grants
     check_filter(ts, topic_filter)
-    who, rec = await _session(state, params)
+    who, name, rec = await _session(state, params)
     grant = await check_subscribe(state.auth, who, topic_filter, qos, bypass=ts.by_pass_perm_check_error,
                                   prefer_sync=False)  # the API asks the provider's check_subscribe itself
     if not grant.granted:
@@ -64,7 +67,7 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     current = rec["subscriptions"].get(topic_filter)
     opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)
     try:  # MaxTopicFiltersPerInbox is checked by the subscribe script, atomically with the write
-        (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, who.client_id, [(topic_filter, opts)],
+        (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, name, [(topic_filter, opts)],
                                                max_filters=ts.max_topic_filters_per_inbox)
     except NoSession:
         raise ApiError(404, "no session") from None
@@ -73,7 +76,7 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     worker = str(rec.get("worker") or "")
     if worker:  # online: the owning worker replays the retained messages, as for a SUBSCRIBE
         await signal_store.publish_signal(state.redis, worker, signals.encode(signals.Subscribed(
-            who.tenant_id, who.client_id, int(rec.get("epoch", 0)), topic_filter, qos, existed,
+            who.tenant_id, name, int(rec.get("epoch", 0)), topic_filter, qos, existed,
             opts.retain_handling, opts.retain_as_published, opts.subscription_id)))
     result = "EXISTS" if existed else "OK"
     state.metrics.outcome("sub", result)
@@ -85,12 +88,12 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
 async def unsub(request: Request, state: ApiState, params: Params) -> HTTPResponse:
     topic_filter = str(params["topic_filter"])
     check_filter(await tenant_settings(state, tenant(params)), topic_filter)
-    who, _rec = await _session(state, params)
+    who, name, _rec = await _session(state, params)
     check = getattr(state.auth, "check_unsubscribe", None)
     if check is not None and not await check(who, topic_filter):
         raise ApiError(401, "unsubscription denied by the auth provider")
     try:
-        (existed,) = await sub_store.unsubscribe(state.redis, who.tenant_id, who.client_id, [topic_filter])
+        (existed,) = await sub_store.unsubscribe(state.redis, who.tenant_id, name, [topic_filter])
     except NoSession:
         raise ApiError(404, "no session") from None
     result = "OK" if existed else "NO_SUB"

@@ -17,7 +17,9 @@ import pytest
 from tests.e2e.conftest import Deployment
 from tests.fixtures.brokers import Broker, BrokerProcess, free_port
 from tests.interop.clients import Paho, uid
+from tidemq.auth.base import DEFAULT_USER
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -53,7 +55,7 @@ def reuse_port_worker(
 
 
 def _owner(r, client_id: str) -> str:  # type: ignore[no-untyped-def]
-    return (r.hget(keys.sess("DevOnly", client_id), "worker") or b"").decode()
+    return (r.hget(keys.sess("DevOnly", session_name(DEFAULT_USER, client_id)), "worker") or b"").decode()
 
 
 def test_two_processes_on_one_port_exchange_messages(

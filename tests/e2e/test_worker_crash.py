@@ -25,7 +25,9 @@ from tidemq.worker.broker import LEASE_RENEW_S, LEASE_TTL_MS
 from tests.e2e.conftest import reconnect
 from tests.fixtures.brokers import Broker
 from tests.interop.clients import Paho, sentinel_barrier, uid
+from tidemq.auth.base import DEFAULT_USER
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -202,10 +204,11 @@ def _diagnose(broker: Broker, cid: str, missing: set[int]) -> str:
     r = (redis.RedisCluster.from_url(str(broker.redis_url).replace("redis+cluster", "redis"))
          if str(broker.redis_url).startswith("redis+cluster") else redis.Redis.from_url(str(broker.redis_url)))
     try:
-        entries = r.xrange(keys.inbox("DevOnly", cid), count=50)
-        return (f"missing: {_ranges(missing)}\nsession: {r.hgetall(keys.sess('DevOnly', cid))}\n"
-                f"inbox len {r.xlen(keys.inbox('DevOnly', cid))}, first ids {[e[0] for e in entries[:20]]}\n"
-                f"rel: {sorted(r.smembers(keys.rel('DevOnly', cid)))[:40]}")
+        name = session_name(DEFAULT_USER, cid)
+        entries = r.xrange(keys.inbox("DevOnly", name), count=50)
+        return (f"missing: {_ranges(missing)}\nsession: {r.hgetall(keys.sess('DevOnly', name))}\n"
+                f"inbox len {r.xlen(keys.inbox('DevOnly', name))}, first ids {[e[0] for e in entries[:20]]}\n"
+                f"rel: {sorted(r.smembers(keys.rel('DevOnly', name)))[:40]}")
     finally:
         r.close()
 
@@ -245,13 +248,13 @@ def test_wills_of_a_killed_worker_fire_on_a_survivor(
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the reaper ends sessions right after submitting the wills
-            if not r.exists(keys.sess("DevOnly", transient.client_id)) and \
-                    r.hget(keys.sess("DevOnly", persistent.client_id), "worker") == b"":
+            if not r.exists(keys.sess("DevOnly", session_name(DEFAULT_USER, transient.client_id))) and \
+                    r.hget(keys.sess("DevOnly", session_name(DEFAULT_USER, persistent.client_id)), "worker") == b"":
                 break
             time.sleep(0.05)  # polling Redis: no event tells us the reaper finished
-        assert not r.exists(keys.sess("DevOnly", transient.client_id))
-        assert r.hget(keys.sess("DevOnly", persistent.client_id), "worker") == b""
-        assert not r.exists(keys.sess("DevOnly", quiet.client_id))
+        assert not r.exists(keys.sess("DevOnly", session_name(DEFAULT_USER, transient.client_id)))
+        assert r.hget(keys.sess("DevOnly", session_name(DEFAULT_USER, persistent.client_id)), "worker") == b""
+        assert not r.exists(keys.sess("DevOnly", session_name(DEFAULT_USER, quiet.client_id)))
     finally:
         r.close()
     back = clients(w[2], persistent.client_id, protocol="v5", clean=False, session_expiry=600)

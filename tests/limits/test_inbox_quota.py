@@ -20,6 +20,7 @@ from tests.conformance import wire
 from tests.fixtures.brokers import Broker
 from tests.limits.helpers import SESSION_EXPIRY, connect311, uid, until, until_async, worker_stats
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = pytest.mark.redis
 
@@ -32,7 +33,8 @@ async def _offline_subscriber(c5: Any, r: Any, tenant: str, topic: str, qos: int
     sub = await c5(cid, clean=False, props=EXPIRY)
     assert await sub.subscribe((topic, qos)) == [qos]
     await sub.bye()
-    await until_async(lambda: r.hget(keys.sess(tenant, cid), "worker") in (b"", None), 5.0, "session offline")
+    await until_async(lambda: r.hget(keys.sess(tenant, session_name("u", cid)), "worker") in (b"", None), 5.0,
+                      "session offline")
     return cid
 
 
@@ -102,7 +104,7 @@ async def test_qos0_drop_oldest_drops_only_qos0(
     for z in (b"z3", b"z4", b"z5"):  # each replaces the oldest QoS 0 entry
         await pub.publish("q/t", z, qos=0)
     assert await pub.publish("q/t", b"a3", qos=1) == 0x97  # never makes room by trimming QoS 1
-    await until_async(lambda: r.xlen(keys.inbox(tenant, cid)) == 4, 5.0, "four entries")
+    await until_async(lambda: r.xlen(keys.inbox(tenant, session_name("u", cid))) == 4, 5.0, "four entries")
     got = await _drain(c5, cid, 4)
     assert got == [b"a1", b"a2", b"z4", b"z5"]
     until(lambda: worker_stats(r, worker_id).get("dropped_qos0_oldest", 0) >= 3, 10.0, "dropped_qos0_oldest")

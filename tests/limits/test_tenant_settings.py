@@ -25,6 +25,7 @@ from tests.limits.helpers import (
     until_async,
 )
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = pytest.mark.redis
 
@@ -166,19 +167,19 @@ async def test_session_inbox_size(worker, tenant, settings, c5, r, drop_oldest) 
     sub = await c5(cid, clean=False, props=wire.props((SESSION_EXPIRY, 600)))
     assert await sub.subscribe(("box/t", 1)) == [1]
     await sub.bye()
-    await until_async(lambda: r.hget(keys.sess(tenant, cid), "worker") in (b"", None), 5.0,
+    await until_async(lambda: r.hget(keys.sess(tenant, session_name("u", cid)), "worker") in (b"", None), 5.0,
                       "the session going offline")
     pub = await c5()
     # a full inbox never trims queued QoS 1 entries, whatever QoS0DropOldest says: the overflow is refused
     codes = [await pub.publish("box/t", b"m%d" % i, qos=1) for i in range(6)]
     assert codes == [0, 0, 0, 0x97, 0x97, 0x97]
-    assert r.xlen(keys.inbox(tenant, cid)) == 3
+    assert r.xlen(keys.inbox(tenant, session_name("u", cid))) == 3
     again = await c5(cid, clean=False, props=wire.props((SESSION_EXPIRY, 600)))
     assert again.connack.session_present
     got = [(await again.get()).payload for _ in range(3)]
     assert got == [b"m0", b"m1", b"m2"]
     # the acks reach Redis, then nothing but the sentinel is left to deliver
-    await until_async(lambda: r.xlen(keys.inbox(tenant, cid)) == 0, 5.0, "acked entries deleted")
+    await until_async(lambda: r.xlen(keys.inbox(tenant, session_name("u", cid))) == 0, 5.0, "acked entries deleted")
     assert await again.until_sentinel(pub, "box/t") == []
 
 

@@ -18,6 +18,7 @@ from tests.fixtures.brokers import Broker
 from tests.limits.helpers import connect311, open5, redis_url, uid, worker_with_env
 from tests.mqtt5.balancer_plugin import REFERENCE
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = pytest.mark.redis
 
@@ -37,7 +38,7 @@ async def test_v5_moved_with_reference_and_nothing_claimed(worker: Broker, redis
     assert c.connack.props[SERVER_REFERENCE] == [REFERENCE]
     r = redis.Redis.from_url(redis_url(redis_server))
     try:
-        assert not r.exists(keys.sess(t, cid))
+        assert not r.exists(keys.sess(t, session_name("u", cid)))
     finally:
         r.close()
 

@@ -15,6 +15,7 @@ import redis
 from tests.fixtures.brokers import Broker, BrokerProcess
 from tests.limits.helpers import open5, redis_url, set_tenant, uid, until, worker_with_env
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 pytestmark = pytest.mark.redis
 
@@ -37,8 +38,8 @@ async def test_offline_session_expires_within_a_second_of_its_deadline(
     assert await c.subscribe((f"exp/{cid}", 1)) == [1]
     await c.bye()
     ended = time.monotonic()
-    assert r.exists(keys.sess(tenant, cid))
-    until(lambda: r.exists(keys.sess(tenant, cid)) == 0, timeout=10.0, what="session expired")
+    assert r.exists(keys.sess(tenant, session_name("u", cid)))
+    until(lambda: r.exists(keys.sess(tenant, session_name("u", cid))) == 0, timeout=10.0, what="session expired")
     assert time.monotonic() - ended < 1.0 + 1.5  # deadline 1 s, then at most about a second late
     r.close()
 

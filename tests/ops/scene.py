@@ -32,6 +32,7 @@ from tests.fixtures.redis_servers import _start_node, _stop
 from tests.limits.helpers import open5, until, worker_with_env
 from tests.mqtt5.v5wire import V5, sub_options
 from tidemq.store import keys
+from tidemq.store.keys import session_name
 
 REPO = Path(__file__).resolve().parents[2]
 TENANT, USER, WORKER = "acme", "acme/ops", "w-1"
@@ -87,7 +88,7 @@ async def _build(broker: Broker, r: redis.Redis) -> list[V5]:
     logger = await open5(broker, "logger", username=USER, clean=False, props=persistent)
     assert await logger.subscribe(("plant/1/temp", sub_options(1))) == [1]
     await logger.bye()
-    until(lambda: r.hget(keys.sess(TENANT, "logger"), "worker") == b"", what="logger offline")
+    until(lambda: r.hget(keys.sess(TENANT, session_name("ops", "logger")), "worker") == b"", what="logger offline")
     pub = await open5(broker, "pub-1", username=USER)
     assert await pub.publish("plant/1/temp", b"21.5", qos=1, props=wire.props((MESSAGE_EXPIRY, 3600))) == 0
     assert await pub.publish("plant/1/temp", b"21.7", qos=1) == 0
@@ -109,9 +110,10 @@ def scene(tmp: Path) -> Iterator[Scene]:
         with worker_with_env(tmp, url, {"TIDEMQ_WORKER_ID": WORKER}) as (_proc, broker):
             s = Scene(port, broker, r)
             s.clients = loop.run(_build(broker, r))
-            until(lambda: r.xlen(keys.inbox(TENANT, "logger")) == 2, what="logger's two queued messages")
-            until(lambda: r.xlen(keys.inbox(TENANT, "sensor-1")) == 0, what="sensor-1's acks")
-            until(lambda: not r.exists(keys.sess(TENANT, "pub-1")), what="pub-1's session removed")
+            until(lambda: r.xlen(keys.inbox(TENANT, session_name("ops", "logger"))) == 2,
+                  what="logger's two queued messages")
+            until(lambda: r.xlen(keys.inbox(TENANT, session_name("ops", "sensor-1"))) == 0, what="sensor-1's acks")
+            until(lambda: not r.exists(keys.sess(TENANT, session_name("ops", "pub-1"))), what="pub-1's session removed")
             until(lambda: r.hget(keys.worker_stats(WORKER), "sessions_online") == b"2", what="w-1's stats")
             try:
                 yield s

@@ -21,7 +21,7 @@ from tidemq.store import keys
 
 pytestmark = pytest.mark.redis
 
-VIEWS = [["session", TENANT, "sensor-1"], ["session", TENANT, "logger"], ["inbox", TENANT, "logger"],
+VIEWS = [["session", TENANT, "ops/sensor-1"], ["session", TENANT, "ops/logger"], ["inbox", TENANT, "ops/logger"],
          ["routes", TENANT], ["routes", TENANT, "plant/1/temp"], ["retained", TENANT],
          ["retained", TENANT, "plant/#"], ["settings", TENANT], ["workers"]]
 
@@ -42,42 +42,42 @@ def ms_of(text: str) -> int:
 
 
 def test_session_online_and_offline(sc: Scene) -> None:
-    s = js(sc, "session", TENANT, "sensor-1")
+    s = js(sc, "session", TENANT, "ops/sensor-1")
     assert (s["online"], s["worker"], s["worker_alive"], s["persistent"], s["expiry_s"]) == (True, WORKER, True,
                                                                                              True, 3600)
     assert s["subscriptions"] == {"plant/+/temp": {"qos": 1, "no_local": False, "retain_as_published": False,
                                                    "retain_handling": 0, "subscription_id": 7}}
     assert ms_of(s["connected_at_iso"]) == s["connected_at"]
     assert s["disconnected_at_iso"] is None and s["expire_at"] is None
-    off = js(sc, "session", TENANT, "logger")
+    off = js(sc, "session", TENANT, "ops/logger")
     assert (off["online"], off["worker"], off["inbox_len"]) == (False, "", 2)
     assert off["expire_at"] == off["disconnected_at"] + 3600 * 1000
-    text = sc.inspect("session", TENANT, "logger").stdout
+    text = sc.inspect("session", TENANT, "ops/logger").stdout
     assert "no (last epoch" in text and off["expire_at_iso"] in text and str(off["expire_at"]) in text
 
 
 def test_inbox_entries_decoded(sc: Scene) -> None:
-    d = js(sc, "inbox", TENANT, "logger")
+    d = js(sc, "inbox", TENANT, "ops/logger")
     assert [(e["seq"], e["qos"], e["sent"]) for e in d["entries"]] == [(1, 1, False), (2, 1, False)]
     first, second = (e["message"] for e in d["entries"])
-    assert (first["topic"], first["payload_preview"], first["sender"]) == ("plant/1/temp", "21.5", "pub-1")
+    assert (first["topic"], first["payload_preview"], first["sender"]) == ("plant/1/temp", "21.5", "ops/pub-1")
     assert ms_of(first["expire_at_iso"]) == first["expire_at"] == first["created"] + 3600 * 1000
     assert second["expire_at"] == 0 and second["expire_at_iso"] is None
-    assert [e["seq"] for e in js(sc, "inbox", TENANT, "logger", "--after", "1")["entries"]] == [2]
+    assert [e["seq"] for e in js(sc, "inbox", TENANT, "ops/logger", "--after", "1")["entries"]] == [2]
 
 
 def test_routes_and_receivers(sc: Scene) -> None:
     d = js(sc, "routes", TENANT)
     assert d["version"] > 0 and d["count"] == 4
     assert {(x["client"], x["filter"], x["worker"], x["persistent"]) for x in d["routes"]} == {
-        ("dash", "plant/#", WORKER, False), ("dash", "$share/ops/alerts/#", WORKER, False),
-        ("sensor-1", "plant/+/temp", "", True), ("logger", "plant/1/temp", "", True)}
+        ("ops/dash", "plant/#", WORKER, False), ("ops/dash", "$share/ops/alerts/#", WORKER, False),
+        ("ops/sensor-1", "plant/+/temp", "", True), ("ops/logger", "plant/1/temp", "", True)}
     hit = js(sc, "routes", TENANT, "plant/1/temp")
-    assert [x["client"] for x in hit["receivers"]] == ["dash", "logger", "sensor-1"]
-    assert js(sc, "routes", TENANT, "plant/1/temp", "--publisher", "dash")["receivers"][0]["client"] == "dash"
-    assert [x["client"] for x in js(sc, "routes", TENANT, "plant/9/humidity")["receivers"]] == ["dash"]
+    assert [x["client"] for x in hit["receivers"]] == ["ops/dash", "ops/logger", "ops/sensor-1"]
+    assert js(sc, "routes", TENANT, "plant/1/temp", "--publisher", "ops/dash")["receivers"][0]["client"] == "ops/dash"
+    assert [x["client"] for x in js(sc, "routes", TENANT, "plant/9/humidity")["receivers"]] == ["ops/dash"]
     group = js(sc, "routes", TENANT, "alerts/fire")["shared_groups"]
-    assert group == [{"filter": "$share/ops/alerts/#", "kind": "share", "group": "ops", "members": ["dash"],
+    assert group == [{"filter": "$share/ops/alerts/#", "kind": "share", "group": "ops", "members": ["ops/dash"],
                       "pick": "round robin"}]
 
 

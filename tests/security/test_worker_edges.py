@@ -36,6 +36,8 @@ async def _served(broker: Broker) -> None:
 
 
 async def test_another_user_cannot_resume_wipe_or_kick_a_session(worker: tuple[BrokerProcess, Broker]) -> None:
+    """Sessions belong to (tenant, user, client id) [BifroMQ]: mallory using alice's client id gets a session of
+    her own, and alice's session (its subscription, its queued message, her live connection) is untouched."""
     _, broker = worker
     tenant, cid = f"t{uid()}", f"shared{uid()}"
     alice = await open5(broker, cid, username=f"{tenant}/alice", clean=False, props=EXPIRY_300)
@@ -43,18 +45,27 @@ async def test_another_user_cannot_resume_wipe_or_kick_a_session(worker: tuple[B
     await alice.bye()
     pub = await open5(broker, f"p{uid()}", username=f"{tenant}/alice")
     assert await pub.publish("inbox/1", b"for alice", qos=1) == 0
-    # mallory, same tenant and client id: resume, clean start and MQTT 3.1.1 are all refused
-    await open5(broker, cid, username=f"{tenant}/mallory", clean=False, props=EXPIRY_300, expect=0x85)
-    await open5(broker, cid, username=f"{tenant}/mallory", clean=True, expect=0x85)
-    _raw, code = await connect311(broker, cid, username=f"{tenant}/mallory", clean=False)
-    assert code == 0x02  # identifier rejected
+    # mallory, same tenant and client id: a resume finds no session of hers; clean start and 3.1.1 wipe nothing
+    mallory = await open5(broker, cid, username=f"{tenant}/mallory", clean=False, props=EXPIRY_300)
+    assert not mallory.connack.session_present
+    await mallory.close()
+    mallory = await open5(broker, cid, username=f"{tenant}/mallory", clean=True)
+    await mallory.close()
+    raw, code = await connect311(broker, cid, username=f"{tenant}/mallory", clean=False)
+    assert code == 0x00
+    await raw.close()
     alice = await open5(broker, cid, username=f"{tenant}/alice", clean=False, props=EXPIRY_300)
     assert alice.connack.session_present
     got = await alice.get()
     assert (got.topic, got.payload) == ("inbox/1", b"for alice")
-    # while alice is online, mallory cannot kick her either
-    await open5(broker, cid, username=f"{tenant}/mallory", clean=True, expect=0x85)
+    # while alice is online, mallory connecting with her client id does not kick her: both stay connected
+    mallory = await open5(broker, cid, username=f"{tenant}/mallory", clean=True)
+    assert await mallory.subscribe(("inbox/#", 1)) == [1]
     assert await alice.subscribe(("still/here", 0)) == [0]
+    assert await pub.publish("inbox/2", b"for both", qos=1) == 0
+    assert (await alice.get()).payload == b"for both"
+    assert (await mallory.get()).payload == b"for both"
+    await mallory.close()
     await alice.close()
     await pub.close()
     await _served(broker)

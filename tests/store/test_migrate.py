@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from tidemq.message import Message, pack
-from tidemq.store import InboxAppend, InboxTarget, inbox_append_many, inbox_read, load_routes, sessions_expire
+from tidemq.store import (
+    InboxAppend,
+    InboxTarget,
+    inbox_append_many,
+    inbox_read,
+    load_routes,
+    sessions_expire,
+    sessions_page,
+)
 from tidemq.store import keys as K
 from tidemq.store.migrate import MigrationNeeded, ensure_layout, layout_key, migrate, needs_migration
 
@@ -62,20 +70,23 @@ async def test_layout_1_is_refused_then_migrated_and_resumed(r: Any) -> None:
     again = await migrate(r)  # idempotent
     assert (again.keys_moved, again.routes_rewritten) == (0, 0)
 
+    # sessions are named "<user>/<client id>" now, in keys, routes and indexes
     routes = {rt.client_id: rt for rt in (await load_routes(r, T))[1]}
-    assert set(routes) == {"p", "t"} and routes["p"].gen == "41" and routes["t"].worker == "w9"
+    assert set(routes) == {"u1/p", "u1/t"} and routes["u1/p"].gen == "41" and routes["u1/t"].worker == "w9"
+    assert await sessions_page(r, T) == ["u1/p", "u1/t"]
+    assert await r.zscore(K.sexp(T), "u1/p") is not None and await r.zscore(K.sexp(T), "p") is None
     # a publish through the migrated route reaches the migrated inbox
-    [res] = await inbox_append_many(r, [InboxAppend(T, b"m3", [InboxTarget("p", 1, gen=routes["p"].gen)], 10,
-                                                    False)])
+    [res] = await inbox_append_many(r, [InboxAppend(T, b"m3", [InboxTarget("u1/p", 1, gen=routes["u1/p"].gen)],
+                                                    10, False)])
     assert res.queued == 1
-    resumed = await connect(r, T, "p", now_ms=NOW + 1)
+    resumed = await connect(r, T, "u1/p", now_ms=NOW + 1)
     assert resumed.present and resumed.epoch > 41
     assert list(resumed.subscriptions) == ["a/#"] and resumed.q2in_ids == [9]
-    assert [e.blob for e in await inbox_read(r, T, "p")] == [M1, M2, b"m3"]
+    assert [e.blob for e in await inbox_read(r, T, "u1/p")] == [M1, M2, b"m3"]
 
 
 async def test_migrated_offline_session_expires_on_time(r: Any) -> None:
     await _write_layout_1(r)
     await migrate(r)
     assert await sessions_expire(r, T, now_ms=NOW + 59_999) == []
-    assert [s.client_id for s in await sessions_expire(r, T, now_ms=NOW + 60_000)] == ["p"]
+    assert [s.client_id for s in await sessions_expire(r, T, now_ms=NOW + 60_000)] == ["u1/p"]

@@ -34,10 +34,10 @@ def add_parser(sub: Any) -> None:
 
     s = view("session", "a session record: online? on which worker? subscriptions, QoS 2 state")
     s.add_argument("tenant")
-    s.add_argument("client")
+    s.add_argument("client", help="the session: <user>/<client id> (its name in Redis)")
     s = view("inbox", "decoded entries of a persistent session's inbox")
     s.add_argument("tenant")
-    s.add_argument("client")
+    s.add_argument("client", help="the session: <user>/<client id> (its name in Redis)")
     s.add_argument("--after", type=int, default=0, help="entries with a seq above this (default 0: from the start)")
     s.add_argument("--count", type=int, default=20, help="at most this many entries (default 20)")
     s = view("routes", "a tenant's routes, or who receives a publish to TOPIC")

@@ -45,13 +45,14 @@ class Owner:
 
 
 async def online_owners(
-    r: Any, t: str, *, user: str | None = None, client: str | None = None, page: int = PAGE
+    r: Any, t: str, *, user: str | None = None, name: str | None = None, page: int = PAGE
 ) -> list[Owner]:
-    """Online sessions of tenant ``t`` (narrowed to ``user``, and ``client``) and their owner workers."""
-    if client is not None:
-        worker, u, epoch = await r.hmget(keys.sess(t, client), "worker", "user", "epoch")
+    """Online sessions of tenant ``t`` (narrowed to ``user``, or to the session ``name``) and their owner
+    workers; ``Owner.client_id`` is the session's name (what the workers' registries hold)."""
+    if name is not None:
+        worker, u, epoch = await r.hmget(keys.sess(t, name), "worker", "user", "epoch")
         if worker and (user is None or _s(u or b"") == user):
-            return [Owner(client, _s(u or b""), _s(worker), int(epoch or 0))]
+            return [Owner(name, _s(u or b""), _s(worker), int(epoch or 0))]
         return []
     out: list[Owner] = []
     after = ""

@@ -52,6 +52,27 @@ def _tenant_key(kind: str, tenant: str) -> str:
     return f"{PREFIX}{kind}:{tag(tenant)}"
 
 
+_USER_ESCAPES = str.maketrans({"%": "%25", "/": "%2F"})
+
+
+def session_name(user: str, client: str) -> str:
+    """The name of the session of ``user`` with MQTT client id ``client`` in its tenant: ``<user>/<client>``.
+
+    A session belongs to (tenant, user, client id) [BifroMQ: two users of one tenant who use the same
+    client id have two independent sessions]; every key, route, index entry and registry entry names
+    the session by this string (``%`` and ``/`` in the user are percent-encoded, so it splits back).
+    """
+    return user.translate(_USER_ESCAPES) + "/" + client
+
+
+def split_session_name(name: str) -> tuple[str, str]:
+    """``(user, client id)`` of a session name; a name without ``/`` (layout 1) is ``("", name)``."""
+    user, sep, client = name.partition("/")
+    if not sep:
+        return "", name
+    return user.replace("%2F", "/").replace("%25", "%"), client
+
+
 def session_tag(tenant: str, client: str) -> str:
     """The hash tag shared by every key of the session ``(tenant, client)`` (including the braces)."""
     return "{" + escape_tenant(tenant) + "|" + escape_client(client) + "}"
