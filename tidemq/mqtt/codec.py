@@ -15,13 +15,17 @@ put on the wire.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
 from .packets import Connect, Packet, PacketType
-from .primitives import RULE_VARINT, Reader, encode_varint
+from .primitives import RULE_VARINT, Reader, encode_utf8, encode_varint
+from .properties import encode_properties
 
-__all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "packet_size"]
+__all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "encode_ack", "encode_publish", "packet_size"]
 
 MAX_PACKET_SIZE = 268_435_460  # 1 type byte + 4 length bytes + 268435455 bytes of body
 
@@ -171,6 +175,64 @@ def encode(packet: Packet, protocol_level: int) -> bytes:
     if size > 268_435_455:
         raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
     return b"".join((bytes((first,)), encode_varint(size), *chunks))
+
+
+_BYTE = [bytes((i,)) for i in range(256)]
+_U16 = struct.Struct("!H")
+_TOPICS: dict[str, bytes] = {}  # topic -> its encoded (length-prefixed) form, for the send paths
+_TOPICS_MAX = 4096  # bounded: cleared when full (a cache of recent topics, not of every topic seen)
+
+
+def _topic(topic: str) -> bytes:
+    data = _TOPICS.get(topic)
+    if data is None:
+        data = encode_utf8(topic)  # the checks of encode_utf8 run once per cached topic
+        if len(_TOPICS) >= _TOPICS_MAX:
+            _TOPICS.clear()
+        _TOPICS[topic] = data
+    return data
+
+
+def encode_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None,
+                   properties: dict[str, Any] | None, protocol_level: int) -> bytes:
+    """``encode(Publish(topic, payload, qos, retain, dup, packet_id, properties), protocol_level)`` without
+    building the packet: the same bytes and the same ``ValueError``s (the outbound hot path)."""
+    if qos not in (0, 1, 2):
+        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
+    if dup and not qos:
+        raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
+    t = _topic(topic)
+    first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
+    if qos:
+        if packet_id is None or not 1 <= packet_id <= 0xFFFF:
+            raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
+        pid = _U16.pack(packet_id)
+    else:
+        pid = b""
+    if protocol_level == 5:
+        props = encode_properties(properties, PacketType.PUBLISH)
+    elif protocol_level in (3, 4):
+        props = b""
+    else:
+        raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
+    size = len(t) + len(pid) + len(props) + len(payload)
+    if size > 268_435_455:
+        raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
+    return b"".join((first, encode_varint(size), t, pid, props, payload))
+
+
+def encode_ack(first: int, packet_id: int, reason_code: int, protocol_level: int) -> bytes:
+    """A PUBACK (0x40) / PUBREC (0x50) / PUBREL (0x62) / PUBCOMP (0x70) without properties: the bytes
+    ``encode`` gives for the packet (MQTT 5 short form when the reason is 0; MQTT 3 carries no reason)."""
+    if not 1 <= packet_id <= 0xFFFF:
+        raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
+    if protocol_level == 5 and reason_code:
+        if not 0 <= reason_code <= 0xFF:
+            raise ValueError(f"byte out of range: {reason_code}")
+        return _BYTE[first] + b"\x03" + _U16.pack(packet_id) + _BYTE[reason_code]
+    return _BYTE[first] + b"\x02" + _U16.pack(packet_id)
 
 
 def packet_size(packet: Packet, protocol_level: int) -> int:

@@ -62,6 +62,12 @@ class State(Enum):
     CLOSED = "closed"
 
 
+# the members as module constants: the per-packet paths compare against these (no class attribute lookup)
+_CONNECTING = State.CONNECTING
+_CONNECTED = State.CONNECTED
+_CLOSED = State.CLOSED
+
+
 _AFTER_CONNECT: frozenset[type[Packet]] = frozenset(
     {Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Unsubscribe, Pingreq, Disconnect, Auth})
 
@@ -197,11 +203,12 @@ class ServerConnection:
     request_problem_information: bool = True
     connect_session_expiry: int = 0  # v5 CONNECT's session expiry interval (for the DISCONNECT rule)
     _decoder: codec.Decoder = field(init=False)
-    _out: bytearray = field(default_factory=bytearray)
+    _out: list[bytes] = field(default_factory=list)  # encoded packets not yet handed to the transport
     _inflight_out: dict[int, _Inflight] = field(default_factory=dict)
     _next_pid: int = 1
-    _qos2_in: set[int] = field(default_factory=set)  # inbound QoS 2 ids awaiting PUBREL
-    _inbound_pending: set[int] = field(default_factory=set)  # inbound QoS 1/2 not yet acked by us
+    # dicts used as sets (an empty dict is 64 bytes, an empty set 216: idle connections are the many)
+    _qos2_in: dict[int, None] = field(default_factory=dict)  # inbound QoS 2 ids awaiting PUBREL
+    _inbound_pending: dict[int, None] = field(default_factory=dict)  # inbound QoS 1/2 not yet acked by us
     _aliases_in: dict[int, str] = field(default_factory=dict)
     _aliases_out: dict[str, int] = field(default_factory=dict)
     bytes_in: int = 0
@@ -232,27 +239,32 @@ class ServerConnection:
             return []
         self.last_received = now
         self.bytes_in += len(data)
-        self._decoder.feed(data)
+        decoder = self._decoder
+        decoder.feed(data)
         events: list[Event] = []
-        while not self.closed:  # a packet may close the connection
-            try:
-                packet = self._decoder.next_packet()
+        handle = self._handle
+        try:
+            while self.state is not _CLOSED:  # a packet may close the connection
+                packet = decoder.next_packet()
                 if packet is None:
                     break
-                self._handle(packet, events)
-            except MQTTError as exc:
-                events.append(self._fail(exc))
-                break
+                handle(packet, events)
+        except MQTTError as exc:
+            events.append(self._fail(exc))
         return events
 
     def _handle(self, p: Packet, events: list[Event]) -> None:
-        if type(p) not in ADMITTED[self.state]:
+        state = self.state
+        if type(p) not in ADMITTED[state]:
             if isinstance(p, (Connack, Suback, Unsuback, Pingresp)):  # server-to-client only
                 raise ProtocolViolation(f"unexpected packet from client: {type(p).__name__}", rule="MQTT-2.1.2")
-            what, rule = _RULE_NOT_ADMITTED.get(self.state, ("packet after close", "MQTT-4.8"))
+            what, rule = _RULE_NOT_ADMITTED.get(state, ("packet after close", "MQTT-4.8"))
             raise ProtocolViolation(what, rule=rule)
-        if self.state is State.CONNECTING and not isinstance(p, Auth):
+        if state is _CONNECTING and not isinstance(p, Auth):
             self._hold(p)
+            return
+        if type(p) is Publish:  # the common case first
+            self._on_publish(p, events)
             return
         if isinstance(p, Connect):
             self.protocol_level = p.protocol_level
@@ -288,7 +300,7 @@ class ServerConnection:
                 events.append(PubcompReceived(p.packet_id, entry.tag))
         elif isinstance(p, Pubrel):
             if p.packet_id in self._qos2_in:
-                self._qos2_in.discard(p.packet_id)
+                del self._qos2_in[p.packet_id]
                 if not self.defer_pubcomp:
                     self._send(Pubcomp(p.packet_id))
                 events.append(PubrelReceived(p.packet_id))
@@ -372,15 +384,19 @@ class ServerConnection:
             if pid in self._inbound_pending:
                 if p.qos == 1:  # resend while we still route the first copy: the ack will come
                     return
-            # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
-            in_flight = len(self._inbound_pending) + len(self._qos2_in - self._inbound_pending)
-            if in_flight >= self.limits.receive_maximum and self.protocol_level == 5:
-                raise ProtocolViolation(
-                    "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
-                )
-            self._inbound_pending.add(pid)
+            if self.protocol_level == 5:
+                # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
+                pending = self._inbound_pending
+                in_flight = len(pending)
+                if self._qos2_in:
+                    in_flight += sum(1 for k in self._qos2_in if k not in pending)
+                if in_flight >= self.limits.receive_maximum:
+                    raise ProtocolViolation(
+                        "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
+                    )
+            self._inbound_pending[pid] = None
             if p.qos == 2:
-                self._qos2_in.add(pid)
+                self._qos2_in[pid] = None
         events.append(PublishReceived(p))
 
     # ------------------------------------------------------------ output
@@ -389,12 +405,20 @@ class ServerConnection:
         """Everything queued for the network since the last call."""
         if not self._out:
             return b""
-        out = bytes(self._out)
-        self._out.clear()
+        out = b"".join(self._out)
+        self._out = []
+        return out
+
+    def take_output(self) -> list[bytes]:
+        """Like ``data_to_send``, as the encoded packets themselves (for one ``transport.writelines``:
+        no copy into one buffer); an empty list when nothing is queued."""
+        out = self._out
+        if out:
+            self._out = []
         return out
 
     def _send(self, packet: Packet) -> None:
-        self._out += codec.encode(packet, self.protocol_level or 4)
+        self._out.append(codec.encode(packet, self.protocol_level or 4))
 
     def accept(self, *, session_present: bool, properties: dict[str, Any] | None = None) -> list[Event]:
         """Answer CONNECT with success [MQTT-3.2.2-2]; returns the events of the packets the client
@@ -455,21 +479,21 @@ class ServerConnection:
     def restore_session(self, *, qos2_incoming: list[int] | None = None) -> None:
         """Resume a stored session: inbound QoS 2 ids that were routed but not yet released."""
         if qos2_incoming:
-            self._qos2_in.update(qos2_incoming)
+            self._qos2_in.update(dict.fromkeys(qos2_incoming))
 
     def ack_publish(self, packet_id: int, qos: int, reason_code: int = 0) -> None:
         """The worker routed an inbound QoS 1/2 message: PUBACK or PUBREC it."""
-        self._inbound_pending.discard(packet_id)
-        if self.state is State.CLOSED:
+        self._inbound_pending.pop(packet_id, None)
+        if self.state is _CLOSED:
             return
         if self.protocol_level != 5:
             reason_code = 0
         if qos == 1:
-            self._send(Puback(packet_id, reason_code))
+            self._out.append(codec.encode_ack(0x40, packet_id, reason_code, self.protocol_level))
         elif qos == 2:
             if reason_code >= 0x80:
-                self._qos2_in.discard(packet_id)
-            self._send(Pubrec(packet_id, reason_code))
+                self._qos2_in.pop(packet_id, None)
+            self._out.append(codec.encode_ack(0x50, packet_id, reason_code, self.protocol_level))
 
     def ack_subscribe(self, packet_id: int, codes: list[int]) -> None:
         if self.protocol_level != 5:
@@ -515,7 +539,7 @@ class ServerConnection:
         cannot be sent now (window full) or must be dropped (too large for the client:
         ``None`` and ``last_drop_reason == "too_large"``)."""
         self.last_drop_reason = ""
-        if self.state is not State.CONNECTED:
+        if self.state is not _CONNECTED:
             return None
         props = properties or {}
         if qos > 0:
@@ -543,14 +567,14 @@ class ServerConnection:
             elif len(self._aliases_out) < self.client_topic_alias_maximum:
                 new_alias = len(self._aliases_out) + 1
                 props = {**props, "topic_alias": new_alias}
-        pkt = Publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props)
-        data = codec.encode(pkt, self.protocol_level)
+        data = codec.encode_publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props,
+                                    self.protocol_level)
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
             self.last_drop_reason = "too_large"
             return None
         if new_alias:
             self._aliases_out[topic] = new_alias
-        self._out += data
+        self._out.append(data)
         if packet_id is not None:
             self._inflight_out[packet_id] = _Inflight(tag, qos)
         return packet_id or 0
