@@ -104,7 +104,8 @@ class MQTTConnection(asyncio.Protocol):
         """The read check of narrowed subscriptions (a deny rule inside a granted wildcard): free for
         connections whose subscriptions overlap no deny rule (``reads.active`` is False)."""
         session = self.session
-        return session is None or not session.reads.active or session.reads.allows(topic)
+        reads = session.narrowed if session is not None else None
+        return reads is None or reads.allows(topic)
 
     # ------------------------------------------------------------ transport
 

@@ -82,7 +82,8 @@ class Outbound:
         if conn.machine.state is not CONNECTED or (msg.expire_at_ms and msg.expire_at_ms <= now_ms):
             return
         session = conn.session
-        if session is not None and session.reads.active and not session.reads.allows(msg.topic):
+        reads = session.narrowed if session is not None else None
+        if reads is not None and not reads.allows(msg.topic):
             return
         retain = retained or (rap and msg.retain)
         if qos == 0:

@@ -5,6 +5,11 @@ claimed in Redis; read by every other handler. The triple (tenant, user,
 client id) is the session's identity [BifroMQ: sessions of different users
 are independent]; ``epoch`` is the claim this connection holds (a takeover
 or kill names it, so a later reconnect is never closed by a stale signal).
+
+The read checks of narrowed subscriptions (``reads``) are created on first
+use: most sessions never have a narrowed subscription, and an idle connection
+should cost little memory; ``narrowed`` is the per-delivery check that never
+creates them.
 """
 
 from __future__ import annotations
@@ -32,7 +37,22 @@ class ClientSession:
     sub_count: int = 0  # filters of the session (MaxTopicFiltersPerInbox)
     sub_filters: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS (re-subscribing: no quota)
     publish_failed: bool = False  # a publish was not taken by the store (MQTT 3: the client was closed)
-    reads: DeliveryFilter = field(default_factory=DeliveryFilter)  # narrowed subscriptions' read checks
+    _reads: DeliveryFilter | None = field(default=None, init=False)  # narrowed subscriptions' read checks
+
+    @property
+    def reads(self) -> DeliveryFilter:
+        """The read checks of narrowed subscriptions (created on first use, to record a grant)."""
+        reads = self._reads
+        if reads is None:
+            reads = self._reads = DeliveryFilter()
+        return reads
+
+    @property
+    def narrowed(self) -> DeliveryFilter | None:
+        """The read checks when some subscription is narrowed (``reads.active``), else None: the
+        per-delivery test, which creates nothing."""
+        reads = self._reads
+        return reads if reads is not None and reads.active else None
 
     @property
     def identity(self) -> Identity:

@@ -21,8 +21,8 @@ from typing import Any
 from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
-from .packets import Connect, Packet, PacketType
-from .primitives import RULE_VARINT, Reader, encode_utf8, encode_varint
+from .packets import Connect, Packet, PacketType, Publish
+from .primitives import RULE_LENGTH, RULE_VARINT, Reader, decode_utf8, encode_utf8, encode_varint
 from .properties import encode_properties
 
 __all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "encode_ack", "encode_publish", "packet_size"]
@@ -144,6 +144,10 @@ class Decoder:
         end = i + length
         if end > n:
             return None
+        if ptype == _PUBLISH and self.protocol_level in (3, 4):  # the hot path: no properties, no Reader
+            fast = _publish_v3(buf, i, end, flags)
+            self._pos = end
+            return fast
         r = Reader(buf, i, end)
         packet: Packet
         if ptype == _CONNECT:
@@ -159,6 +163,36 @@ class Decoder:
             packet = DECODERS[ptype](r, flags, self.protocol_level)
         self._pos = end
         return packet
+
+
+def _short(what: str) -> MalformedPacket:
+    return MalformedPacket(f"packet ends inside {what}", rule=RULE_LENGTH)
+
+
+def _publish_v3(buf: bytearray, i: int, end: int, flags: int) -> Publish:
+    """An MQTT 3.1/3.1.1 PUBLISH body ``buf[i:end]``: what ``decode_publish`` returns for it, with the same
+    checks and errors, read straight from the buffer."""
+    qos = (flags >> 1) & 0x03
+    if i + 2 > end:
+        raise _short("the topic name")
+    n = (buf[i] << 8) | buf[i + 1]
+    p = i + 2
+    if p + n > end:
+        raise _short("the topic name")
+    topic = decode_utf8(buf[p : p + n], "the topic name")
+    p += n
+    pid = None
+    if qos:
+        if p + 2 > end:
+            raise _short("the packet identifier")
+        pid = (buf[p] << 8) | buf[p + 1]
+        if pid == 0:
+            raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+        p += 2
+    if not topic:
+        raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
+    payload = bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end])
+    return Publish(topic, payload, qos, bool(flags & 0x01), bool(flags & 0x08), pid, {})
 
 
 def encode(packet: Packet, protocol_level: int) -> bytes:

@@ -209,8 +209,9 @@ class ServerConnection:
     # dicts used as sets (an empty dict is 64 bytes, an empty set 216: idle connections are the many)
     _qos2_in: dict[int, None] = field(default_factory=dict)  # inbound QoS 2 ids awaiting PUBREL
     _inbound_pending: dict[int, None] = field(default_factory=dict)  # inbound QoS 1/2 not yet acked by us
-    _aliases_in: dict[int, str] = field(default_factory=dict)
-    _aliases_out: dict[str, int] = field(default_factory=dict)
+    # topic aliases (MQTT 5), created by the first one used
+    _aliases_in: dict[int, str] | None = None
+    _aliases_out: dict[str, int] | None = None
     bytes_in: int = 0
     last_drop_reason: str = ""
     # persistent sessions: PUBREL waits for ``release`` (the worker made the PUBREC durable first), so a
@@ -219,7 +220,7 @@ class ServerConnection:
     # persistent sessions: PUBCOMP waits for ``complete`` (the worker removed the inbound QoS 2 id
     # from the stored session first), so a crash cannot leave the id "in use" after the client's flow ended
     defer_pubcomp: bool = False
-    _held: list[Packet] = field(default_factory=list)  # sent after CONNECT, before our CONNACK
+    _held: list[Packet] | None = None  # sent after CONNECT, before our CONNACK (created by the first)
     _held_bytes: int = 0
 
     def __post_init__(self) -> None:
@@ -329,10 +330,13 @@ class ServerConnection:
         """A packet sent before our CONNACK: kept for ``accept`` [MQTT-3.1.4-5], within the pre-auth cap."""
         size = len(p.payload) if isinstance(p, Publish) else 0
         self._held_bytes += size
-        if len(self._held) >= HELD_MAX_PACKETS or self._held_bytes > self.limits.preauth_max_packet_size:
+        held = self._held
+        if held is None:
+            held = self._held = []
+        if len(held) >= HELD_MAX_PACKETS or self._held_bytes > self.limits.preauth_max_packet_size:
             raise PacketTooLarge("too much data before CONNACK", rule="MQTT-3.1.4-5",
                                  reason_code=RC.QUOTA_EXCEEDED)
-        self._held.append(p)
+        held.append(p)
 
     def _take_inflight(self, packet_id: int, qos: int) -> _Inflight | None:
         entry = self._inflight_out.get(packet_id)
@@ -362,6 +366,8 @@ class ServerConnection:
                 raise ProtocolViolation(
                     "topic alias out of range", rule="MQTT-3.3.2-9", reason_code=RC.TOPIC_ALIAS_INVALID
                 )
+            if self._aliases_in is None:
+                self._aliases_in = {}
             if p.topic:
                 self._aliases_in[alias] = p.topic
             else:
@@ -440,7 +446,7 @@ class ServerConnection:
                            reason_code=0, properties=props))
         self.state = State.CONNECTED
         self._decoder.max_packet_size = self.limits.max_packet_size
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         self._held_bytes = 0
         events: list[Event] = []
         for p in held:
@@ -459,7 +465,7 @@ class ServerConnection:
             self._send(Connack(False, reason_code, props))
         else:
             self._send(Connack(False, v5_to_v3_connack(reason_code)))
-        self._held.clear()  # never processed: the CONNECT was refused [MQTT-3.1.4-5]
+        self._held = None  # never processed: the CONNECT was refused [MQTT-3.1.4-5]
         self.state = State.CLOSED
 
     def set_limits(self, limits: Limits) -> None:
@@ -560,6 +566,8 @@ class ServerConnection:
         elif self.client_topic_alias_maximum:
             # server-assigned topic aliases: the first send of a topic carries topic + alias,
             # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
+            if self._aliases_out is None:
+                self._aliases_out = {}
             alias = self._aliases_out.get(topic)
             if alias is not None:
                 props = {**props, "topic_alias": alias}
@@ -572,7 +580,7 @@ class ServerConnection:
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
             self.last_drop_reason = "too_large"
             return None
-        if new_alias:
+        if new_alias and self._aliases_out is not None:
             self._aliases_out[topic] = new_alias
         self._out.append(data)
         if packet_id is not None:
@@ -612,7 +620,7 @@ class ServerConnection:
 
     def connection_lost(self) -> None:
         """The transport is gone: nothing more is sent or received."""
-        self._held.clear()
+        self._held = None
         self.state = State.CLOSED
 
     def connect_timed_out(self, now: float, timeout: float, opened: float) -> bool:
