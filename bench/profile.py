@@ -40,9 +40,38 @@ def _short(frame: str) -> str:
     return f"{tail}:{name}"
 
 
+# self time by what it is for (first match of the leaf frame's short name wins)
+GROUPS: list[tuple[str, tuple[str, ...]]] = [
+    ("MQTT decode (codec, primitives)", ("mqtt/codec.py:Decoder", "codec_decode.py", "mqtt/primitives.py:Reader",
+                                        "primitives.py:decode", "primitives.py:read", "mqtt/properties.py:decode",
+                                        "mqtt/codec.py:_publish")),
+    ("MQTT encode", ("mqtt/codec.py:encode", "codec_encode.py", "primitives.py:encode", "properties.py:encode",
+                     "mqtt/codec.py:_topic")),
+    ("MQTT state machine", ("mqtt/session.py",)),
+    ("topic checks", ("mqtt/topics.py",)),
+    ("routing, dispatcher (dispatch.py, publish.py, routing/)", ("workers/dispatch.py", "tidemq/publish.py",
+                                                                 "routing/")),
+    ("socket writes / loop (C: syscalls)", ("runners.py:Runner.run", "streams.py:StreamWriter.write",
+                                            "MQTTConnection.flush")),
+    ("store calls (tidemq/store, workers/inbox.py)", ("workers/inbox.py", "store/")),
+    ("worker handlers, connection, delivery", ("workers/",)),
+    ("redis client (redis-py)", ("asyncio/connection.py", "asyncio/client.py", "_parsers/", "redis/", "retry.py")),
+    ("asyncio tasks, futures, timeouts", ("asyncio/",)),
+    ("auth, limits, clock, message", ("auth/", "tidemq/limits.py", "tidemq/clock.py", "tidemq/message.py")),
+]
+
+
+def _group(frame: str) -> str:
+    for name, keys in GROUPS:
+        if any(k in frame for k in keys):
+            return name
+    return "other (dataclass __init__, stdlib)"
+
+
 def summarize(raw: Path, work: int, top: int) -> str:
     """Self and inclusive sample counts per function from a py-spy raw (collapsed) profile."""
     self_c: collections.Counter[str] = collections.Counter()
+    groups: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
     idle = 0
@@ -59,10 +88,14 @@ def summarize(raw: Path, work: int, top: int) -> str:
         if frames[-1].endswith(":run_forever") or "select" in frames[-1] or "poll" in frames[-1]:
             idle += n
         self_c[frames[-1]] += n
+        groups[_group(frames[-1])] += n
         for f in set(frames):
             incl[f] += n
     busy = max(1, total - idle)
     out = [f"samples {total}, idle in the loop {idle} ({100 * idle / max(1, total):.0f}%), work {work}"]
+    out.append("-- self time by group (% of busy samples)")
+    for g, n in groups.most_common():
+        out.append(f"  {100 * n / busy:5.1f}%  {g}")
     for title, counter in (("self", self_c), ("inclusive", incl)):
         out.append(f"-- top {top} by {title} samples (% of busy samples)")
         for f, n in counter.most_common(top):
