@@ -54,9 +54,16 @@ class ClientSession:
         reads = self._reads
         return reads if reads is not None and reads.active else None
 
+    _identity: Identity | None = field(default=None, init=False)
+
     @property
     def identity(self) -> Identity:
-        return Identity(self.tenant, self.user, self.client_id)
+        """Who the session is (built once: read by the ACL check of every publish)."""
+        ident = self._identity
+        if ident is None or ident.tenant_id != self.tenant or ident.user_id != self.user \
+                or ident.client_id != self.client_id:
+            ident = self._identity = Identity(self.tenant, self.user, self.client_id)
+        return ident
 
     @property
     def key(self) -> tuple[str, str]:

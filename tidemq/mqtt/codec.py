@@ -42,6 +42,13 @@ _FLAG_RULES: dict[int, str] = {
 }
 
 
+# first bytes that ``Decoder._check_type`` accepts whatever the level once CONNECT was seen: PUBLISH without
+# QoS 3 and without DUP at QoS 0, the acks, SUBSCRIBE/UNSUBSCRIBE with their 0010 flags, PINGREQ, DISCONNECT
+_ALWAYS_VALID_AFTER_CONNECT = frozenset(
+    {b for b in range(0x30, 0x40) if (b >> 1) & 0x03 != 3 and not (b & 0x08 and not (b >> 1) & 0x03)}
+    | {0x40, 0x50, 0x62, 0x70, 0x82, 0xA2, 0xC0, 0xE0})
+
+
 class Decoder:
     """Incremental packet decoder for one connection direction."""
 
@@ -118,7 +125,8 @@ class Decoder:
         b0 = buf[pos]
         ptype = b0 >> 4
         flags = b0 & 0x0F
-        self._check_type(ptype, flags)
+        if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
+            self._check_type(ptype, flags)
         i = pos + 1
         length = 0
         shift = 0
