@@ -30,6 +30,7 @@ from pathlib import Path
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 class BrokerError(RuntimeError):
@@ -50,6 +51,15 @@ def _proc_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _proc_rss(pid: int) -> int:
+    """Resident set size of one process in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _descendants(pid: int) -> list[int]:
@@ -87,6 +97,15 @@ class Broker:
             for pid in _descendants(p.pid):
                 total += _proc_cpu(pid)
         return total
+
+    def cpu_split(self) -> tuple[float, float]:
+        """CPU seconds so far of (the broker process and its children, the redis-server beside it)."""
+        parts = [sum(_proc_cpu(pid) for pid in _descendants(p.pid)) for p in self.procs]
+        return (parts[0] if parts else 0.0), sum(parts[1:])
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the broker process and its children (not the redis-server beside it)."""
+        return sum(_proc_rss(pid) for pid in _descendants(self.procs[0].pid)) if self.procs else 0
 
     def check_alive(self) -> None:
         for p, log in zip(self.procs, self.logs, strict=True):

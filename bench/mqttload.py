@@ -21,8 +21,9 @@ from typing import cast
 PUBACK_FMT = struct.Struct("!BBH")
 U16 = struct.Struct("!H")
 
-CONNECT, CONNACK, PUBLISH, PUBACK = 1, 2, 3, 4
+CONNECT, CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 1, 2, 3, 4, 5, 6, 7
 SUBACK, PINGRESP, DISCONNECT = 9, 13, 14
+_ACK_FOR_QOS = (0, 0x40, 0x50)  # what a subscriber answers a PUBLISH of QoS 1 / 2 with (PUBACK / PUBREC)
 
 
 class MqttError(Exception):
@@ -186,7 +187,7 @@ class MqttConn(asyncio.Protocol):
                 qos = (b0 >> 1) & 3
                 if qos:
                     q = p + 2 + ((buf[p] << 8) | buf[p + 1])
-                    acks.append(PUBACK_FMT.pack(0x40, 2, (buf[q] << 8) | buf[q + 1]))
+                    acks.append(PUBACK_FMT.pack(_ACK_FOR_QOS[qos], 2, (buf[q] << 8) | buf[q + 1]))
                 cb = self.on_publish
                 if cb is not None:
                     if self.want_payload:
@@ -205,12 +206,22 @@ class MqttConn(asyncio.Protocol):
                         cb(bytes(buf[q:end]), qos)
                     else:
                         cb(None, qos)
-            elif ptype == PUBACK:
+            elif ptype == PUBACK or ptype == PUBCOMP:  # the end of a QoS 1 / QoS 2 flow we published
                 self.acked += 1
                 if rl > 2 and buf[p + 2] >= 0x80:
                     self.refused_pids.append((buf[p] << 8) | buf[p + 1])
                 self.inflight -= 1
                 self._ack_event.set()
+            elif ptype == PUBREC:  # QoS 2 publisher: release it (a v5 failure code ends the flow here)
+                if rl > 2 and buf[p + 2] >= 0x80:
+                    self.acked += 1
+                    self.refused_pids.append((buf[p] << 8) | buf[p + 1])
+                    self.inflight -= 1
+                    self._ack_event.set()
+                else:
+                    acks.append(PUBACK_FMT.pack(0x62, 2, (buf[p] << 8) | buf[p + 1]))
+            elif ptype == PUBREL:  # QoS 2 subscriber: complete it
+                acks.append(PUBACK_FMT.pack(0x70, 2, (buf[p] << 8) | buf[p + 1]))
             elif ptype == CONNACK:
                 if not self.connack.done():
                     if v5 and rl > 2:
@@ -396,13 +407,16 @@ async def publish_qos1(
     deadline: float,
     ack_grace: float = 5.0,
     batch: int = 64,
+    qos: int = 1,
 ) -> int:
-    """Publish ``count`` QoS 1 messages keeping at most ``window`` unacknowledged; returns sent.
+    """Publish ``count`` QoS 1 (or, with ``qos=2``, QoS 2) messages keeping at most ``window`` flows
+    unfinished (QoS 1: until PUBACK; QoS 2: until PUBCOMP, the PUBREL going out from the read loop); returns
+    sent.
 
     ``make_payload(seq)`` is called just before each packet is built (so a timestamp in it is fresh).
-    After the last publish it waits up to ``ack_grace`` seconds for the remaining PUBACKs.
+    After the last publish it waits up to ``ack_grace`` seconds for the remaining acknowledgements.
     """
-    first, t = publish_prefix(topic, 1, version=conn.version)
+    first, t = publish_prefix(topic, qos, version=conn.version)
     props = b"\x00" if conn.version == 5 else b""
     window = min(window, conn.receive_max)
     sent = 0

@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import REPO, BrokerError, describe_source, start_broker
-from scenarios import ALIASES, QUEUE_LIMITS, SCALES, SCENARIOS, Scale, ScenarioResult
+from scenarios import ALIASES, BROKER_PROBE, QUEUE_LIMITS, SCALES, SCENARIOS, Metric, Scale, ScenarioResult
 
 try:
     import uvloop
@@ -75,19 +75,29 @@ def run_one(name: str, broker_kind: str, args: argparse.Namespace, scale: Scale,
             keep_logs=logs,
             tidemq_src=args.tidemq_src,
         ) as broker:
-            cpu0, lg0, w0 = broker.cpu_seconds(), time.process_time(), time.perf_counter()
+            (b0, r0), lg0, w0 = broker.cpu_split(), time.process_time(), time.perf_counter()
+            token = BROKER_PROBE.set(broker)
             try:
                 res = _run_async(
                     _bounded(fn(broker.host, broker.port, scale, args.mqtt_version, run_id), _scenario_budget(scale))
                 )
             except Exception as exc:
                 res = ScenarioResult(name, error=f"{type(exc).__name__}: {exc}")
+            finally:
+                BROKER_PROBE.reset(token)
             wall = time.perf_counter() - w0
+            b1, r1 = broker.cpu_split()
+            cpu_s = (b1 - b0) + (r1 - r0)
             rec["cpu"] = {
                 "wall_s": round(wall, 3),
-                "broker_pct": round(100 * (broker.cpu_seconds() - cpu0) / wall, 1),
+                "broker_pct": round(100 * cpu_s / wall, 1),  # broker + redis (as before)
+                "process_pct": round(100 * (b1 - b0) / wall, 1),  # the broker process alone
+                "redis_pct": round(100 * (r1 - r0) / wall, 1),
                 "loadgen_pct": round(100 * (time.process_time() - lg0) / wall, 1),
             }
+            if res.received and cpu_s > 0 and not res.error:
+                what = "connects" if "storm" in name else "deliveries"
+                res.metrics.append(Metric(f"{what} per CPU-s (broker+redis)", res.received / cpu_s, "1/CPU-s"))
             try:
                 broker.check_alive()
             except BrokerError as exc:
@@ -176,9 +186,13 @@ def render(records: list[dict[str, Any]], brokers: list[str], scenarios: list[st
         for b in brokers:
             r = by.get((sc, b))
             cpu = r.get("cpu") if r else None
-            cells.append(f"{cpu['broker_pct']:.0f}% / {cpu['loadgen_pct']:.0f}%" if cpu else "-")
-        cpu_rows.append(f"  {sc:<14} " + "  ".join(f"{b}: {c:<13}" for b, c in zip(brokers, cells, strict=True)))
-    out += ["", "CPU, % of one core (broker incl. redis / load generator):", *cpu_rows]
+            if cpu:
+                split = f" ({cpu['process_pct']:.0f}+{cpu['redis_pct']:.0f})" if cpu.get("redis_pct") else ""
+                cells.append(f"{cpu['broker_pct']:.0f}%{split} / {cpu['loadgen_pct']:.0f}%")
+            else:
+                cells.append("-")
+        cpu_rows.append(f"  {sc:<30} " + "  ".join(f"{b}: {c:<20}" for b, c in zip(brokers, cells, strict=True)))
+    out += ["", "CPU, % of one core (broker incl. redis (broker process + redis) / load generator):", *cpu_rows]
     notes = []
     for r in records:
         res = r["result"]

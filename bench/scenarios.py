@@ -12,14 +12,27 @@ counted separately and never hide a loss.
 from __future__ import annotations
 
 import asyncio
+import resource
 import struct
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mqttload import MqttConn, MqttError, connect, publish_qos0, publish_qos1
 
 SEQ_TS = struct.Struct("!IQ")  # sequence number, perf_counter_ns at build time
+FD_HEADROOM = 200  # file descriptors the load generator keeps for itself besides its connections
+
+
+class BrokerProbe(Protocol):
+    def rss_bytes(self) -> int: ...
+
+
+# the broker under test, when the runner can measure it (bench/run.py sets it around each scenario): the
+# connect storms report its resident memory per connection; without it that metric is left out
+BROKER_PROBE: ContextVar[BrokerProbe | None] = ContextVar("BROKER_PROBE", default=None)
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,9 @@ class Scale:
     storm_concurrency: int
     offline_messages: int
     latency_messages: int
+    persistent_pairs: int = 2  # p2p-persistent-qos1/2: pairs of persistent sessions
+    persistent_messages: int = 100  # ... messages per pair
+    storm_clients_large: int = 100  # connect-storm-persistent-large
     payload_size: int = 32
     pub_time: float = 10.0
     grace: float = 10.0
@@ -56,6 +72,9 @@ SCALES: dict[str, Scale] = {
         storm_concurrency=20,
         offline_messages=200,
         latency_messages=50,
+        persistent_pairs=2,
+        persistent_messages=100,
+        storm_clients_large=100,
         pub_time=3.0,
         grace=3.0,
         idle=1.5,
@@ -72,6 +91,9 @@ SCALES: dict[str, Scale] = {
         storm_concurrency=100,
         offline_messages=10_000,
         latency_messages=2_000,
+        persistent_pairs=20,
+        persistent_messages=1_000,
+        storm_clients_large=5_000,
         pub_time=5.0,
         grace=5.0,
         idle=2.0,
@@ -88,6 +110,9 @@ SCALES: dict[str, Scale] = {
         storm_concurrency=100,
         offline_messages=20_000,
         latency_messages=10_000,
+        persistent_pairs=100,
+        persistent_messages=2_000,
+        storm_clients_large=20_000,
         pub_time=20.0,
         grace=10.0,
         idle=3.0,
@@ -161,21 +186,40 @@ def _payload(size: int) -> bytes:
 
 
 async def fan_in(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
-    res = ScenarioResult("fan-in")
-    base = f"bench/{run_id}/fanin"
-    sub = await connect(host, _port(port, 0), f"{run_id}-fi-sub", version=version)
+    return await _fan_in(host, port, s, version, run_id, 0)
+
+
+async def fan_in_qos1(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """As ``fan-in`` at QoS 1 both ways: each publisher keeps ``window`` PUBLISHes awaiting PUBACK (a fifth of
+    the QoS 0 message count: every message is acknowledged twice)."""
+    return await _fan_in(host, port, s, version, run_id, 1)
+
+
+async def _fan_in(host: str, port: int, s: Scale, version: int, run_id: str, qos: int) -> ScenarioResult:
+    name = "fan-in" if qos == 0 else f"fan-in-qos{qos}"
+    res = ScenarioResult(name)
+    base = f"bench/{run_id}/{name}"
+    total = s.fanin_messages if qos == 0 else s.fanin_messages // 5
+    sub = await connect(host, _port(port, 0), f"{run_id}-{name}-sub", version=version)
     pubs = await asyncio.gather(
-        *(connect(host, _port(port, i), f"{run_id}-fi-pub{i}", version=version) for i in range(s.fanin_publishers))
+        *(connect(host, _port(port, i), f"{run_id}-{name}-pub{i}", version=version)
+          for i in range(s.fanin_publishers))
     )
     try:
-        await sub.subscribe([f"{base}/+"], 0)
+        await sub.subscribe([f"{base}/+"], qos)
         payload = _payload(s.payload_size)
         n = s.fanin_publishers
-        counts = [s.fanin_messages // n + (1 if i < s.fanin_messages % n else 0) for i in range(n)]
+        counts = [total // n + (1 if i < total % n else 0) for i in range(n)]
         t0 = time.perf_counter()
-        sent = await asyncio.gather(
-            *(publish_qos0(p, f"{base}/{i}", payload, counts[i], t0 + s.pub_time) for i, p in enumerate(pubs))
-        )
+        if qos == 0:
+            sent = await asyncio.gather(
+                *(publish_qos0(p, f"{base}/{i}", payload, counts[i], t0 + s.pub_time) for i, p in enumerate(pubs))
+            )
+        else:
+            sent = await asyncio.gather(
+                *(publish_qos1(p, f"{base}/{i}", lambda _i: payload, counts[i], s.window, t0 + s.pub_time,
+                               ack_grace=s.grace) for i, p in enumerate(pubs))
+            )
         pub_end = time.perf_counter()
         res.sent = res.expected = sum(sent)
         await _wait_count(lambda: sub.received, res.expected, pub_end, s)
@@ -184,8 +228,8 @@ async def fan_in(host: str, port: int, s: Scale, version: int, run_id: str) -> S
         res.lost = max(0, res.expected - res.received)
         res.duplicated = max(0, res.received - res.expected)
         res.metrics = [Metric("msgs/s received", _rate(res.received, res.elapsed), "msg/s")]
-        if res.sent < s.fanin_messages:
-            res.notes.append(f"publish time bound hit: sent {res.sent}/{s.fanin_messages}")
+        if res.sent < total:
+            res.notes.append(f"publish time bound hit: sent {res.sent}/{total}")
     finally:
         await _close_all([sub, *pubs])
     return res
@@ -274,33 +318,48 @@ async def point_to_point(host: str, port: int, s: Scale, version: int, run_id: s
     return await _p2p(host, port, s, version, run_id, "p2p", s.p2p_pairs, s.p2p_messages, s.window)
 
 
+async def p2p_persistent_qos1(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """Pairs of persistent sessions (clean session 0; MQTT 5: session expiry 3600 s), both online, QoS 1."""
+    return await _p2p(host, port, s, version, run_id, "p2p-persistent-qos1", s.persistent_pairs,
+                      s.persistent_messages, s.window, qos=1, persistent=True)
+
+
+async def p2p_persistent_qos2(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """As ``p2p_persistent_qos1`` at QoS 2 both ways (the window counts flows until PUBCOMP)."""
+    return await _p2p(host, port, s, version, run_id, "p2p-persistent-qos2", s.persistent_pairs,
+                      s.persistent_messages, s.window, qos=2, persistent=True)
+
+
 async def latency(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
     """One pair, one message in flight: the unloaded round trip publisher -> broker -> subscriber."""
     return await _p2p(host, port, s, version, run_id, "latency", 1, s.latency_messages, 1)
 
 
 async def _p2p(
-    host: str, port: int, s: Scale, version: int, run_id: str, name: str, n: int, per_pair: int, window: int
+    host: str, port: int, s: Scale, version: int, run_id: str, name: str, n: int, per_pair: int, window: int,
+    *, qos: int = 1, persistent: bool = False,
 ) -> ScenarioResult:
     res = ScenarioResult(name)
     base = f"bench/{run_id}/{name}"
+    session = {"clean": not persistent, "session_expiry": 3600 if persistent and version == 5 else 0}
     # with several ports, publisher i and subscriber i sit on different workers: every message crosses
     subs = await asyncio.gather(
-        *(connect(host, _port(port, i + 1), f"{run_id}-{name}-sub{i}", version=version) for i in range(n)))
+        *(connect(host, _port(port, i + 1), f"{run_id}-{name}-sub{i}", version=version, **session)
+          for i in range(n)))
     pubs = await asyncio.gather(
-        *(connect(host, _port(port, i), f"{run_id}-{name}-pub{i}", version=version) for i in range(n)))
+        *(connect(host, _port(port, i), f"{run_id}-{name}-pub{i}", version=version, **session) for i in range(n)))
     latencies: list[float] = []
     sinks = [_SeqSink(per_pair, latencies) for _ in range(n)]
     try:
         for sub, sink in zip(subs, sinks, strict=True):
             sub.want_payload = True
             sub.on_publish = sink
-        await asyncio.gather(*(c.subscribe([f"{base}/{i}"], 1) for i, c in enumerate(subs)))
+        await asyncio.gather(*(c.subscribe([f"{base}/{i}"], qos) for i, c in enumerate(subs)))
         make = _seq_payload(s.payload_size)
         t0 = time.perf_counter()
         sent = await asyncio.gather(
             *(
-                publish_qos1(p, f"{base}/{i}", make, per_pair, window, t0 + s.pub_time, ack_grace=s.grace)
+                publish_qos1(p, f"{base}/{i}", make, per_pair, window, t0 + s.pub_time, ack_grace=s.grace, qos=qos)
                 for i, p in enumerate(pubs)
             )
         )
@@ -326,13 +385,39 @@ async def _p2p(
 
 
 async def connect_storm(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
-    res = ScenarioResult("connect-storm")
+    return await _storm(host, port, s, version, run_id, "connect-storm", s.storm_clients, persistent=False)
+
+
+async def connect_storm_persistent(host: str, port: int, s: Scale, version: int, run_id: str) -> ScenarioResult:
+    """As ``connect-storm`` with persistent sessions (clean session 0; MQTT 5: session expiry 3600 s)."""
+    return await _storm(host, port, s, version, run_id, "connect-storm-persistent", s.storm_clients,
+                        persistent=True)
+
+
+async def connect_storm_persistent_large(host: str, port: int, s: Scale, version: int,
+                                         run_id: str) -> ScenarioResult:
+    return await _storm(host, port, s, version, run_id, "connect-storm-persistent-large", s.storm_clients_large,
+                        persistent=True)
+
+
+async def _storm(host: str, port: int, s: Scale, version: int, run_id: str, name: str, n: int, *,
+                 persistent: bool) -> ScenarioResult:
+    """``n`` clients CONNECT, ``storm_concurrency`` handshakes at a time, and all stay connected (idle) until
+    the end. Capped by this process's open-file limit (one descriptor per client): the cap is noted."""
+    res = ScenarioResult(name)
+    fd_cap = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_HEADROOM
+    if n > fd_cap:
+        res.notes.append(f"{n} clients capped at {fd_cap} by RLIMIT_NOFILE")
+        n = fd_cap
+    session = {"clean": not persistent, "session_expiry": 3600 if persistent and version == 5 else 0}
     sem = asyncio.Semaphore(s.storm_concurrency)
     conns: list[MqttConn] = []
     lat: list[float] = []
     failures: list[str] = []
     last_ok = 0.0
     deadline = time.perf_counter() + s.pub_time + s.grace
+    probe = BROKER_PROBE.get()
+    rss0 = probe.rss_bytes() if probe is not None else 0
 
     async def one(i: int) -> None:
         nonlocal last_ok
@@ -342,7 +427,7 @@ async def connect_storm(host: str, port: int, s: Scale, version: int, run_id: st
                 return
             t = time.perf_counter()
             try:
-                c = await connect(host, port, f"{run_id}-storm{i}", version=version, within=s.grace)
+                c = await connect(host, port, f"{run_id}-{name}{i}", version=version, within=s.grace, **session)
             except (OSError, MqttError, TimeoutError) as exc:
                 failures.append(f"{type(exc).__name__}: {exc}"[:90])
                 return
@@ -352,8 +437,8 @@ async def connect_storm(host: str, port: int, s: Scale, version: int, run_id: st
 
     t0 = time.perf_counter()
     try:
-        await asyncio.gather(*(one(i) for i in range(s.storm_clients)))
-        res.sent = res.expected = s.storm_clients
+        await asyncio.gather(*(one(i) for i in range(n)))
+        res.sent = res.expected = n
         res.received = len(conns)
         res.elapsed = (last_ok or time.perf_counter()) - t0
         res.lost = len(failures)
@@ -362,6 +447,11 @@ async def connect_storm(host: str, port: int, s: Scale, version: int, run_id: st
             Metric("connects/s", _rate(len(conns), res.elapsed), "conn/s"),
             Metric("connect p99", _pct(lat, 0.99), "ms", higher_is_better=False),
         ]
+        if probe is not None and conns:
+            await asyncio.sleep(0.5)  # let the broker finish what the last CONNACKs started
+            per_conn = (probe.rss_bytes() - rss0) / len(conns)
+            res.metrics.append(Metric("resident per idle connection", per_conn / 1024, "KiB",
+                                      higher_is_better=False))
         if failures:
             kinds = sorted(set(failures))
             more = f" (+{len(kinds) - 3} other reasons)" if len(kinds) > 3 else ""
@@ -473,11 +563,16 @@ QUEUE_LIMITS: dict[str, Callable[[Scale], int]] = {
 
 SCENARIOS: dict[str, ScenarioFn] = {
     "fan-in": fan_in,
+    "fan-in-qos1": fan_in_qos1,
     "fan-out-qos0": fan_out_qos0,
     "fan-out-qos1": fan_out_qos1,
     "p2p": point_to_point,
+    "p2p-persistent-qos1": p2p_persistent_qos1,
+    "p2p-persistent-qos2": p2p_persistent_qos2,
     "latency": latency,
     "connect-storm": connect_storm,
+    "connect-storm-persistent": connect_storm_persistent,
+    "connect-storm-persistent-large": connect_storm_persistent_large,
     "offline-queue": offline_queue,
     "offline-overflow": offline_overflow,
 }
@@ -486,4 +581,7 @@ ALIASES: dict[str, list[str]] = {
     "all": list(SCENARIOS),
     "fan-out": ["fan-out-qos0", "fan-out-qos1"],
     "point-to-point": ["p2p"],
+    "persistent": ["p2p-persistent-qos1", "p2p-persistent-qos2", "connect-storm-persistent",
+                   "connect-storm-persistent-large", "offline-queue"],
+    "storms": ["connect-storm", "connect-storm-persistent", "connect-storm-persistent-large"],
 }

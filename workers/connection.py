@@ -11,6 +11,12 @@ owns its state: this class reports transport events to it
 
 Handlers that await the store run as tasks owned by the connection; one that
 fails closes the connection with 0x80 and is logged, never crashing the worker.
+
+Memory: a worker holds one of these per client, most of them idle, so the class
+has ``__slots__`` and what only some connections need (the publish gate of an
+asynchronous ACL provider, the task set) is created on first use and the task
+set dropped again when empty. Timers are not per connection: the worker's one
+``TimerWheel`` (``timers.py``) holds the CONNECT timeout and keep alive of all.
 """
 
 from __future__ import annotations
@@ -34,9 +40,16 @@ from .transport.tls import cert_subject
 log = logging.getLogger("tidemq.conn")
 
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # bytes buffered before QoS 0 is dropped for this client
+_AWAIT_CONNECT = sm.State.AWAIT_CONNECT
+_CONNECTED = sm.State.CONNECTED
+_CLOSED = sm.State.CLOSED
 
 
 class MQTTConnection(asyncio.Protocol):
+    __slots__ = ("_ended", "_flush_scheduled", "_tasks", "address", "auth_wait", "cert_subject", "close_reason",
+                 "closing", "connect_task", "counted", "gate_task", "inbox", "machine", "opened", "outbound",
+                 "pending_connect", "pub_gate", "registered", "services", "session", "timer_key", "transport")
+
     def __init__(self, services: WorkerServices) -> None:
         self.services = services
         self.machine = sm.ServerConnection(limits=services.connection_limits())
@@ -53,10 +66,11 @@ class MQTTConnection(asyncio.Protocol):
         self.closing = False
         self.close_reason = ""
         self.auth_wait: asyncio.Future[Any] | None = None  # the next AUTH of an enhanced authentication
-        self.pub_gate: deque[Publish] = deque()  # publishes awaiting an async ACL check, in order
+        self.pub_gate: deque[Publish] | None = None  # publishes awaiting an async ACL check, in order
         self.gate_task: asyncio.Task[None] | None = None
         self.connect_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] | None = None  # created by the first spawn, dropped when empty
+        self.timer_key: int | None = None  # the timer wheel's bucket this connection sits in (timers.py)
         self._flush_scheduled = False
         self._ended = False
 
@@ -85,13 +99,14 @@ class MQTTConnection(asyncio.Protocol):
 
     @property
     def connected(self) -> bool:
-        return self.machine.state is sm.State.CONNECTED
+        return self.machine.state is _CONNECTED
 
     def may_read(self, topic: str) -> bool:
         """The read check of narrowed subscriptions (a deny rule inside a granted wildcard): free for
         connections whose subscriptions overlap no deny rule (``reads.active`` is False)."""
         session = self.session
-        return session is None or not session.reads.active or session.reads.allows(topic)
+        reads = session.narrowed if session is not None else None
+        return reads is None or reads.allows(topic)
 
     # ------------------------------------------------------------ transport
 
@@ -115,7 +130,11 @@ class MQTTConnection(asyncio.Protocol):
             if pause > 0 and self.transport is not None:  # InBoundBandWidth: slow the reader down
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_later(pause, self.resume_reading)
-        self.dispatch(self.machine.receive_data(data, now))
+        machine = self.machine
+        awaiting = machine.state is _AWAIT_CONNECT
+        self.dispatch(machine.receive_data(data, now))
+        if awaiting and machine.state is not _AWAIT_CONNECT:
+            self.services.registry.timers.schedule(self, now)  # CONNECT came: keep alive from the next tick
         self.flush()
 
     def eof_received(self) -> bool:
@@ -153,17 +172,24 @@ class MQTTConnection(asyncio.Protocol):
         return self.transport is not None and self.transport.get_write_buffer_size() > WRITE_HIGH_WATER
 
     def flush(self) -> None:
+        """Hand everything the machine queued to the transport: one ``writelines`` (one system call for a
+        whole turn's packets, and no copy of them into one buffer first)."""
         self._flush_scheduled = False
-        data = self.machine.data_to_send()
+        machine = self.machine
+        chunks = machine.take_output()
         transport = self.transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
-            self.outbound.sent_bytes(len(data))
-        if self.machine.state is sm.State.CLOSED and not self.closing:
+        if chunks and transport is not None and not transport.is_closing():
+            if len(chunks) == 1:
+                transport.write(chunks[0])
+                self.outbound.sent_bytes(len(chunks[0]))
+            else:
+                transport.writelines(chunks)
+                self.outbound.sent_bytes(sum(map(len, chunks)))
+        if machine.state is _CLOSED and not self.closing:
             self.closing = True
             self._end_session()  # the session ends now; the socket drains our last packet meanwhile
             if transport is not None:
-                handle_disconnect.close_transport(transport, bool(data))
+                handle_disconnect.close_transport(transport, bool(chunks))
 
     def flush_soon(self) -> None:
         if not self._flush_scheduled:
@@ -181,15 +207,23 @@ class MQTTConnection(asyncio.Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def live_tasks(self) -> list[asyncio.Task[Any]]:
-        return [t for t in self._tasks if not t.done()]
+        return [t for t in self._tasks if not t.done()] if self._tasks else []
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        tasks = self._tasks
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                self._tasks = None
+        if task is self.connect_task:
+            self.connect_task = None  # an idle connection keeps no finished task (nor its coroutine)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("connection task failed for %s/%s: %r", self.tenant, self.client_id, exc, exc_info=exc)

@@ -67,7 +67,8 @@ class Outbound:
     def __init__(self, conn: MQTTConnection, services: WorkerServices) -> None:
         self.conn = conn
         self.services = services
-        self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] = deque()  # transient QoS 1/2 backlog
+        # the transient QoS 1/2 backlog, created when first needed (most connections never need one)
+        self.pending: deque[tuple[Message, int, tuple[int, ...], bool]] | None = None
         self.hold_until = 0.0  # OutBoundBandWidth: QoS 0 held back until this monotonic time
 
     def deliver(self, msg: Message, qos: int, sub_ids: tuple[int, ...], rap: bool, now_ms: int,
@@ -79,7 +80,8 @@ class Outbound:
         if conn.machine.state is not CONNECTED or (msg.expire_at_ms and msg.expire_at_ms <= now_ms):
             return
         session = conn.session
-        if session is not None and session.reads.active and not session.reads.allows(msg.topic):
+        reads = session.narrowed if session is not None else None
+        if reads is not None and not reads.allows(msg.topic):
             return
         retain = retained or (rap and msg.retain)
         if qos == 0:
@@ -88,15 +90,18 @@ class Outbound:
                 return
             self.send(msg, 0, retain, sub_ids, now_ms)
         elif self.pending or conn.machine.window_free == 0 or conn.backed_up():
-            if len(self.pending) >= self.services.tenants.cached(conn.tenant).session_inbox_size:
+            pending = self.pending
+            if pending is None:
+                pending = self.pending = deque()
+            if len(pending) >= self.services.tenants.cached(conn.tenant).session_inbox_size:
                 # a slow consumer: its QoS 1/2 backlog outgrew the inbox policy; never grow memory
                 self.services.metrics.inc("slow_consumer_disconnects")
                 log.warning("slow consumer tenant=%s client=%s backlog=%d: disconnecting",
-                            conn.tenant, conn.client_id, len(self.pending))
-                self.pending.clear()
+                            conn.tenant, conn.client_id, len(pending))
+                pending.clear()
                 conn.close(RC.QUOTA_EXCEEDED, "slow consumer: backlog over the inbox size")
                 return
-            self.pending.append((msg, qos, sub_ids, retain))
+            pending.append((msg, qos, sub_ids, retain))
         else:
             self.send(msg, qos, retain, sub_ids, now_ms)
         conn.flush_soon()
@@ -125,9 +130,12 @@ class Outbound:
     def drain_pending(self) -> None:
         """Send what the transient backlog holds, as far as the window and the socket allow."""
         conn = self.conn
+        pending = self.pending
+        if not pending:
+            return
         now_ms = self.services.clock.wall_ms()
-        while self.pending and conn.machine.window_free > 0 and not conn.backed_up():
-            msg, qos, sub_ids, retain = self.pending.popleft()
+        while pending and conn.machine.window_free > 0 and not conn.backed_up():
+            msg, qos, sub_ids, retain = pending.popleft()
             if not msg.expired(now_ms):
                 self.send(msg, qos, retain, sub_ids, now_ms)
         conn.flush_soon()
@@ -144,6 +152,9 @@ class Outbound:
 
 class InboxCursor:
     """Reads and acknowledges one persistent session's inbox (see module doc)."""
+
+    __slots__ = ("client_id", "conn", "ops", "outbound", "read_after", "reader", "reading", "sent", "stopped",
+                 "tenant", "want")
 
     def __init__(self, conn: MQTTConnection, outbound: Outbound, reader: InboxReader, ops: InboxOps, *,
                  sent: int) -> None:

@@ -20,6 +20,7 @@ nor duplicates the message.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import TYPE_CHECKING
 
 from tidemq.auth.checks import allowed_publish_now, check_publish
@@ -82,7 +83,10 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
             return
         _route(conn, p)
     else:  # an async provider: check in arrival order, so one publisher's messages stay ordered
-        conn.pub_gate.append(p)
+        gate = conn.pub_gate
+        if gate is None:
+            gate = conn.pub_gate = deque()
+        gate.append(p)
         if conn.gate_task is None or conn.gate_task.done():
             conn.gate_task = conn.spawn(_drain_gate(conn))
 
@@ -90,12 +94,13 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
 async def _drain_gate(conn: MQTTConnection) -> None:
     svc = conn.services
     session = conn.session
-    assert session is not None
-    while conn.pub_gate:
-        p = conn.pub_gate[0]
+    gate = conn.pub_gate
+    assert session is not None and gate is not None
+    while gate:
+        p = gate[0]
         ok = await check_publish(svc.auth, session.identity, p.topic, p.qos, p.retain,
                                  bypass=svc.tenants.cached(session.tenant).by_pass_perm_check_error)
-        conn.pub_gate.popleft()
+        gate.popleft()
         if ok:
             _route(conn, p)
         else:

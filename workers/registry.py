@@ -2,7 +2,8 @@
 
 ``Registry`` is the only in-memory index of who is connected to this worker:
 every open transport (``connections``) and, once CONNECT succeeded, the
-connection that owns ``(tenant, client id)`` here (``sessions``). Deliveries
+connection that owns ``(tenant, client id)`` here (``sessions``), and the
+worker's one timer wheel for the CONNECT timeout and keep alive (``timers``). Deliveries
 for local transient sessions, inbox wake-ups and close signals (takeover,
 kill, session removed) are resolved through it. A newer connection of the
 same session replaces the older one, which is closed with 0x8E.
@@ -17,6 +18,7 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.signals import Close, Takeover
 
 from .metrics import WorkerMetrics
+from .timers import CONNECT_TIMEOUT, TimerWheel
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
@@ -27,12 +29,15 @@ class Registry:
         self.metrics = metrics
         self.connections: set[MQTTConnection] = set()
         self.sessions: dict[tuple[str, str], MQTTConnection] = {}
+        self.timers = TimerWheel()  # CONNECT timeout and keep alive of every connection (timers.py)
 
     def opened(self, conn: MQTTConnection) -> None:
         self.connections.add(conn)
+        self.timers.schedule(conn, conn.opened + CONNECT_TIMEOUT)
 
     def closed(self, conn: MQTTConnection) -> None:
         self.connections.discard(conn)
+        self.timers.cancel(conn)
 
     def register(self, key: tuple[str, str], conn: MQTTConnection) -> None:
         old = self.sessions.get(key)

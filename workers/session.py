@@ -6,6 +6,11 @@ client id) is the session's identity [BifroMQ: sessions of different users
 are independent], named ``<user>/<client id>`` in Redis and in the registry.
 ``epoch`` is the claim this connection holds (a takeover or kill names it,
 so a later reconnect is never closed by a stale signal).
+
+The read checks of narrowed subscriptions (``reads``) are created on first
+use: most sessions never have a narrowed subscription, and an idle connection
+should cost little memory; ``narrowed`` is the per-delivery check that never
+creates them.
 """
 
 from __future__ import annotations
@@ -34,15 +39,37 @@ class ClientSession:
     sub_count: int = 0  # filters of the session (MaxTopicFiltersPerInbox)
     sub_filters: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS (re-subscribing: no quota)
     publish_failed: bool = False  # a publish was not taken by the store (MQTT 3: the client was closed)
-    reads: DeliveryFilter = field(default_factory=DeliveryFilter)  # narrowed subscriptions' read checks
     name: str = ""  # the session's name in its tenant, "<user>/<client id>": its keys, routes, registry entry
+    _reads: DeliveryFilter | None = field(default=None, init=False)  # narrowed subscriptions' read checks
+
+    @property
+    def reads(self) -> DeliveryFilter:
+        """The read checks of narrowed subscriptions (created on first use, to record a grant)."""
+        reads = self._reads
+        if reads is None:
+            reads = self._reads = DeliveryFilter()
+        return reads
+
+    @property
+    def narrowed(self) -> DeliveryFilter | None:
+        """The read checks when some subscription is narrowed (``reads.active``), else None: the
+        per-delivery test, which creates nothing."""
+        reads = self._reads
+        return reads if reads is not None and reads.active else None
+
+    _identity: Identity | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.name = session_name(self.user, self.client_id)
 
     @property
     def identity(self) -> Identity:
-        return Identity(self.tenant, self.user, self.client_id)
+        """Who the session is (built once: read by the ACL check of every publish)."""
+        ident = self._identity
+        if ident is None or ident.tenant_id != self.tenant or ident.user_id != self.user \
+                or ident.client_id != self.client_id:
+            ident = self._identity = Identity(self.tenant, self.user, self.client_id)
+        return ident
 
     @property
     def key(self) -> tuple[str, str]:

@@ -1,8 +1,14 @@
 """Periodic work: per-connection timers (CONNECT timeout, keep alive) and the session sweep.
 
 ``check_connection`` is pure in time (the clock is passed in), so it is unit
-tested without sleeping. The sweep fires due delayed wills first (a will due
-at session end fires before the session goes), then ends expired sessions.
+tested without sleeping. The connection timers are one ``TimerWheel`` per
+worker (no loop handle per connection, no scan of every connection every
+second): each connection sits in the bucket of the second of its next
+deadline and is looked at only then; a deadline that moved meanwhile (a
+packet arrived) puts it back at the new one. A timeout is acted on within
+``TICK`` seconds of its deadline, as before. The sweep fires due delayed
+wills first (a will due at session end fires before the session goes), then
+ends expired sessions.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from tidemq.auth import AuthProvider
 from tidemq.auth.grant import poll, provider_generation, subscribe_grant_now
 from tidemq.clock import Clock
 from tidemq.mqtt.reason_codes import RC
+from tidemq.mqtt.session import State
 from tidemq.store import sessions as sess_store
 from tidemq.store.reconcile import Reconciler
 
@@ -39,13 +46,97 @@ def check_connection(conn: MQTTConnection, now: float) -> None:
         conn.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
 
 
+def next_deadline(conn: MQTTConnection, now: float) -> float | None:
+    """When ``conn`` must be looked at again, or None when no timer applies any more (closed, or
+    connected without keep alive)."""
+    m = conn.machine
+    state = m.state
+    if state is State.CONNECTED:
+        return m.last_received + m.keep_alive * 1.5 if m.keep_alive > 0 else None
+    if state is State.AWAIT_CONNECT:
+        return conn.opened + CONNECT_TIMEOUT
+    if state is State.CONNECTING:  # the CONNECT is being decided (authentication, the store): its keep alive
+        return now + TICK  # applies from the CONNACK, so look again at the next tick
+    return None
+
+
+class TimerWheel:
+    """The connection timers of one worker: connections bucketed by the whole second of their next
+    deadline (see module doc). ``schedule`` is O(1); ``due`` returns the buckets whose second has come."""
+
+    __slots__ = ("_buckets", "_cursor")
+
+    def __init__(self) -> None:
+        # second -> the connections due then (a dict as an ordered set: ``cancel`` is O(1))
+        self._buckets: dict[int, dict[MQTTConnection, None]] = {}
+        self._cursor: int | None = None  # the last second ``due`` emptied
+
+    def __len__(self) -> int:
+        return sum(map(len, self._buckets.values()))
+
+    def schedule(self, conn: MQTTConnection, at: float) -> None:
+        """Look at ``conn`` at monotonic time ``at`` (replaces an earlier schedule of it)."""
+        self.cancel(conn)
+        key = int(at)
+        cursor = self._cursor
+        if cursor is not None and key <= cursor:
+            key = cursor + 1  # its second is past: the next ``due``
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = {conn: None}
+        else:
+            bucket[conn] = None
+        conn.timer_key = key
+
+    def cancel(self, conn: MQTTConnection) -> None:
+        """Forget ``conn`` (it closed): the wheel holds no reference to a closed connection."""
+        key = conn.timer_key
+        if key is not None:
+            conn.timer_key = None
+            bucket = self._buckets.get(key)
+            if bucket is not None:
+                bucket.pop(conn, None)
+                if not bucket:
+                    del self._buckets[key]
+
+    def due(self, now: float) -> list[MQTTConnection]:
+        """Take every connection whose bucket's second is ``now``'s or earlier."""
+        until = int(now)
+        buckets = self._buckets
+        cursor = self._cursor
+        if cursor is None or until - cursor > len(buckets):  # first call, or a long stall: by the keys
+            keys = [k for k in buckets if k <= until]
+        else:
+            keys = [k for k in range(cursor + 1, until + 1) if k in buckets]
+        self._cursor = until if cursor is None else max(cursor, until)
+        out: list[MQTTConnection] = []
+        for k in keys:
+            out += buckets.pop(k)
+        for conn in out:
+            conn.timer_key = None
+        return out
+
+
+def run_timers(registry: Registry, now: float) -> None:
+    """One tick of the wheel: check the connections that are due, put the live ones back at their next
+    deadline (a connection that is gone is dropped)."""
+    wheel = registry.timers
+    live = registry.connections
+    for conn in wheel.due(now):
+        if conn not in live:
+            continue
+        check_connection(conn, now)
+        at = next_deadline(conn, now)
+        if at is not None:
+            wheel.schedule(conn, at)
+
+
 async def connection_timers(registry: Registry, clock: Clock, auth: AuthProvider) -> None:
     generation = provider_generation(auth)
     while True:
         await asyncio.sleep(TICK)
         now = clock.monotonic()
-        for conn in list(registry.connections):
-            check_connection(conn, now)
+        run_timers(registry, now)
         try:
             current = poll(auth)  # the provider re-reads changed rules (e.g. the auth file)
         except Exception as exc:

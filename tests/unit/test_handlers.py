@@ -33,6 +33,10 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         self.out += data
 
+    def writelines(self, chunks: list[bytes]) -> None:
+        for data in chunks:
+            self.out += data
+
     def is_closing(self) -> bool:
         return self.closed
 

@@ -15,13 +15,17 @@ put on the wire.
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
-from .packets import Connect, Packet, PacketType
-from .primitives import RULE_VARINT, Reader, encode_varint
+from .packets import Connect, Packet, PacketType, Publish
+from .primitives import RULE_LENGTH, RULE_VARINT, Reader, decode_utf8, encode_utf8, encode_varint
+from .properties import encode_properties
 
-__all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "packet_size"]
+__all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "encode_ack", "encode_publish", "packet_size"]
 
 MAX_PACKET_SIZE = 268_435_460  # 1 type byte + 4 length bytes + 268435455 bytes of body
 
@@ -36,6 +40,13 @@ _FLAG_RULES: dict[int, str] = {
     PacketType.SUBSCRIBE: "MQTT-3.8.1-1",
     PacketType.UNSUBSCRIBE: "MQTT-3.10.1-1",
 }
+
+
+# first bytes that ``Decoder._check_type`` accepts whatever the level once CONNECT was seen: PUBLISH without
+# QoS 3 and without DUP at QoS 0, the acks, SUBSCRIBE/UNSUBSCRIBE with their 0010 flags, PINGREQ, DISCONNECT
+_ALWAYS_VALID_AFTER_CONNECT = frozenset(
+    {b for b in range(0x30, 0x40) if (b >> 1) & 0x03 != 3 and not (b & 0x08 and not (b >> 1) & 0x03)}
+    | {0x40, 0x50, 0x62, 0x70, 0x82, 0xA2, 0xC0, 0xE0})
 
 
 class Decoder:
@@ -114,7 +125,8 @@ class Decoder:
         b0 = buf[pos]
         ptype = b0 >> 4
         flags = b0 & 0x0F
-        self._check_type(ptype, flags)
+        if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
+            self._check_type(ptype, flags)
         i = pos + 1
         length = 0
         shift = 0
@@ -140,6 +152,10 @@ class Decoder:
         end = i + length
         if end > n:
             return None
+        if ptype == _PUBLISH and self.protocol_level in (3, 4):  # the hot path: no properties, no Reader
+            fast = _publish_v3(buf, i, end, flags)
+            self._pos = end
+            return fast
         r = Reader(buf, i, end)
         packet: Packet
         if ptype == _CONNECT:
@@ -157,6 +173,36 @@ class Decoder:
         return packet
 
 
+def _short(what: str) -> MalformedPacket:
+    return MalformedPacket(f"packet ends inside {what}", rule=RULE_LENGTH)
+
+
+def _publish_v3(buf: bytearray, i: int, end: int, flags: int) -> Publish:
+    """An MQTT 3.1/3.1.1 PUBLISH body ``buf[i:end]``: what ``decode_publish`` returns for it, with the same
+    checks and errors, read straight from the buffer."""
+    qos = (flags >> 1) & 0x03
+    if i + 2 > end:
+        raise _short("the topic name")
+    n = (buf[i] << 8) | buf[i + 1]
+    p = i + 2
+    if p + n > end:
+        raise _short("the topic name")
+    topic = decode_utf8(buf[p : p + n], "the topic name")
+    p += n
+    pid = None
+    if qos:
+        if p + 2 > end:
+            raise _short("the packet identifier")
+        pid = (buf[p] << 8) | buf[p + 1]
+        if pid == 0:
+            raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+        p += 2
+    if not topic:
+        raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
+    payload = bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end])
+    return Publish(topic, payload, qos, bool(flags & 0x01), bool(flags & 0x08), pid, {})
+
+
 def encode(packet: Packet, protocol_level: int) -> bytes:
     """Encode ``packet`` for ``protocol_level`` (3, 4 or 5); ``ValueError`` if it cannot be encoded."""
     if protocol_level not in (3, 4, 5):
@@ -171,6 +217,64 @@ def encode(packet: Packet, protocol_level: int) -> bytes:
     if size > 268_435_455:
         raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
     return b"".join((bytes((first,)), encode_varint(size), *chunks))
+
+
+_BYTE = [bytes((i,)) for i in range(256)]
+_U16 = struct.Struct("!H")
+_TOPICS: dict[str, bytes] = {}  # topic -> its encoded (length-prefixed) form, for the send paths
+_TOPICS_MAX = 4096  # bounded: cleared when full (a cache of recent topics, not of every topic seen)
+
+
+def _topic(topic: str) -> bytes:
+    data = _TOPICS.get(topic)
+    if data is None:
+        data = encode_utf8(topic)  # the checks of encode_utf8 run once per cached topic
+        if len(_TOPICS) >= _TOPICS_MAX:
+            _TOPICS.clear()
+        _TOPICS[topic] = data
+    return data
+
+
+def encode_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None,
+                   properties: dict[str, Any] | None, protocol_level: int) -> bytes:
+    """``encode(Publish(topic, payload, qos, retain, dup, packet_id, properties), protocol_level)`` without
+    building the packet: the same bytes and the same ``ValueError``s (the outbound hot path)."""
+    if qos not in (0, 1, 2):
+        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
+    if dup and not qos:
+        raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
+    t = _topic(topic)
+    first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
+    if qos:
+        if packet_id is None or not 1 <= packet_id <= 0xFFFF:
+            raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
+        pid = _U16.pack(packet_id)
+    else:
+        pid = b""
+    if protocol_level == 5:
+        props = encode_properties(properties, PacketType.PUBLISH)
+    elif protocol_level in (3, 4):
+        props = b""
+    else:
+        raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
+    size = len(t) + len(pid) + len(props) + len(payload)
+    if size > 268_435_455:
+        raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
+    return b"".join((first, encode_varint(size), t, pid, props, payload))
+
+
+def encode_ack(first: int, packet_id: int, reason_code: int, protocol_level: int) -> bytes:
+    """A PUBACK (0x40) / PUBREC (0x50) / PUBREL (0x62) / PUBCOMP (0x70) without properties: the bytes
+    ``encode`` gives for the packet (MQTT 5 short form when the reason is 0; MQTT 3 carries no reason)."""
+    if not 1 <= packet_id <= 0xFFFF:
+        raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
+    if protocol_level == 5 and reason_code:
+        if not 0 <= reason_code <= 0xFF:
+            raise ValueError(f"byte out of range: {reason_code}")
+        return _BYTE[first] + b"\x03" + _U16.pack(packet_id) + _BYTE[reason_code]
+    return _BYTE[first] + b"\x02" + _U16.pack(packet_id)
 
 
 def packet_size(packet: Packet, protocol_level: int) -> int:

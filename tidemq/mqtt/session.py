@@ -62,6 +62,12 @@ class State(Enum):
     CLOSED = "closed"
 
 
+# the members as module constants: the per-packet paths compare against these (no class attribute lookup)
+_CONNECTING = State.CONNECTING
+_CONNECTED = State.CONNECTED
+_CLOSED = State.CLOSED
+
+
 _AFTER_CONNECT: frozenset[type[Packet]] = frozenset(
     {Publish, Puback, Pubrec, Pubrel, Pubcomp, Subscribe, Unsubscribe, Pingreq, Disconnect, Auth})
 
@@ -197,13 +203,15 @@ class ServerConnection:
     request_problem_information: bool = True
     connect_session_expiry: int = 0  # v5 CONNECT's session expiry interval (for the DISCONNECT rule)
     _decoder: codec.Decoder = field(init=False)
-    _out: bytearray = field(default_factory=bytearray)
+    _out: list[bytes] = field(default_factory=list)  # encoded packets not yet handed to the transport
     _inflight_out: dict[int, _Inflight] = field(default_factory=dict)
     _next_pid: int = 1
-    _qos2_in: set[int] = field(default_factory=set)  # inbound QoS 2 ids awaiting PUBREL
-    _inbound_pending: set[int] = field(default_factory=set)  # inbound QoS 1/2 not yet acked by us
-    _aliases_in: dict[int, str] = field(default_factory=dict)
-    _aliases_out: dict[str, int] = field(default_factory=dict)
+    # dicts used as sets (an empty dict is 64 bytes, an empty set 216: idle connections are the many)
+    _qos2_in: dict[int, None] = field(default_factory=dict)  # inbound QoS 2 ids awaiting PUBREL
+    _inbound_pending: dict[int, None] = field(default_factory=dict)  # inbound QoS 1/2 not yet acked by us
+    # topic aliases (MQTT 5), created by the first one used
+    _aliases_in: dict[int, str] | None = None
+    _aliases_out: dict[str, int] | None = None
     bytes_in: int = 0
     last_drop_reason: str = ""
     # persistent sessions: PUBREL waits for ``release`` (the worker made the PUBREC durable first), so a
@@ -212,7 +220,7 @@ class ServerConnection:
     # persistent sessions: PUBCOMP waits for ``complete`` (the worker removed the inbound QoS 2 id
     # from the stored session first), so a crash cannot leave the id "in use" after the client's flow ended
     defer_pubcomp: bool = False
-    _held: list[Packet] = field(default_factory=list)  # sent after CONNECT, before our CONNACK
+    _held: list[Packet] | None = None  # sent after CONNECT, before our CONNACK (created by the first)
     _held_bytes: int = 0
 
     def __post_init__(self) -> None:
@@ -232,27 +240,32 @@ class ServerConnection:
             return []
         self.last_received = now
         self.bytes_in += len(data)
-        self._decoder.feed(data)
+        decoder = self._decoder
+        decoder.feed(data)
         events: list[Event] = []
-        while not self.closed:  # a packet may close the connection
-            try:
-                packet = self._decoder.next_packet()
+        handle = self._handle
+        try:
+            while self.state is not _CLOSED:  # a packet may close the connection
+                packet = decoder.next_packet()
                 if packet is None:
                     break
-                self._handle(packet, events)
-            except MQTTError as exc:
-                events.append(self._fail(exc))
-                break
+                handle(packet, events)
+        except MQTTError as exc:
+            events.append(self._fail(exc))
         return events
 
     def _handle(self, p: Packet, events: list[Event]) -> None:
-        if type(p) not in ADMITTED[self.state]:
+        state = self.state
+        if type(p) not in ADMITTED[state]:
             if isinstance(p, (Connack, Suback, Unsuback, Pingresp)):  # server-to-client only
                 raise ProtocolViolation(f"unexpected packet from client: {type(p).__name__}", rule="MQTT-2.1.2")
-            what, rule = _RULE_NOT_ADMITTED.get(self.state, ("packet after close", "MQTT-4.8"))
+            what, rule = _RULE_NOT_ADMITTED.get(state, ("packet after close", "MQTT-4.8"))
             raise ProtocolViolation(what, rule=rule)
-        if self.state is State.CONNECTING and not isinstance(p, Auth):
+        if state is _CONNECTING and not isinstance(p, Auth):
             self._hold(p)
+            return
+        if type(p) is Publish:  # the common case first
+            self._on_publish(p, events)
             return
         if isinstance(p, Connect):
             self.protocol_level = p.protocol_level
@@ -288,7 +301,7 @@ class ServerConnection:
                 events.append(PubcompReceived(p.packet_id, entry.tag))
         elif isinstance(p, Pubrel):
             if p.packet_id in self._qos2_in:
-                self._qos2_in.discard(p.packet_id)
+                del self._qos2_in[p.packet_id]
                 if not self.defer_pubcomp:
                     self._send(Pubcomp(p.packet_id))
                 events.append(PubrelReceived(p.packet_id))
@@ -317,10 +330,13 @@ class ServerConnection:
         """A packet sent before our CONNACK: kept for ``accept`` [MQTT-3.1.4-5], within the pre-auth cap."""
         size = len(p.payload) if isinstance(p, Publish) else 0
         self._held_bytes += size
-        if len(self._held) >= HELD_MAX_PACKETS or self._held_bytes > self.limits.preauth_max_packet_size:
+        held = self._held
+        if held is None:
+            held = self._held = []
+        if len(held) >= HELD_MAX_PACKETS or self._held_bytes > self.limits.preauth_max_packet_size:
             raise PacketTooLarge("too much data before CONNACK", rule="MQTT-3.1.4-5",
                                  reason_code=RC.QUOTA_EXCEEDED)
-        self._held.append(p)
+        held.append(p)
 
     def _take_inflight(self, packet_id: int, qos: int) -> _Inflight | None:
         entry = self._inflight_out.get(packet_id)
@@ -350,6 +366,8 @@ class ServerConnection:
                 raise ProtocolViolation(
                     "topic alias out of range", rule="MQTT-3.3.2-9", reason_code=RC.TOPIC_ALIAS_INVALID
                 )
+            if self._aliases_in is None:
+                self._aliases_in = {}
             if p.topic:
                 self._aliases_in[alias] = p.topic
             else:
@@ -372,15 +390,19 @@ class ServerConnection:
             if pid in self._inbound_pending:
                 if p.qos == 1:  # resend while we still route the first copy: the ack will come
                     return
-            # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
-            in_flight = len(self._inbound_pending) + len(self._qos2_in - self._inbound_pending)
-            if in_flight >= self.limits.receive_maximum and self.protocol_level == 5:
-                raise ProtocolViolation(
-                    "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
-                )
-            self._inbound_pending.add(pid)
+            if self.protocol_level == 5:
+                # QoS 2 flows count until PUBCOMP, not just until our PUBREC [MQTT-3.3.4-8]
+                pending = self._inbound_pending
+                in_flight = len(pending)
+                if self._qos2_in:
+                    in_flight += sum(1 for k in self._qos2_in if k not in pending)
+                if in_flight >= self.limits.receive_maximum:
+                    raise ProtocolViolation(
+                        "receive maximum exceeded", rule="MQTT-3.3.4-8", reason_code=RC.RECEIVE_MAXIMUM_EXCEEDED
+                    )
+            self._inbound_pending[pid] = None
             if p.qos == 2:
-                self._qos2_in.add(pid)
+                self._qos2_in[pid] = None
         events.append(PublishReceived(p))
 
     # ------------------------------------------------------------ output
@@ -389,12 +411,20 @@ class ServerConnection:
         """Everything queued for the network since the last call."""
         if not self._out:
             return b""
-        out = bytes(self._out)
-        self._out.clear()
+        out = b"".join(self._out)
+        self._out = []
+        return out
+
+    def take_output(self) -> list[bytes]:
+        """Like ``data_to_send``, as the encoded packets themselves (for one ``transport.writelines``:
+        no copy into one buffer); an empty list when nothing is queued."""
+        out = self._out
+        if out:
+            self._out = []
         return out
 
     def _send(self, packet: Packet) -> None:
-        self._out += codec.encode(packet, self.protocol_level or 4)
+        self._out.append(codec.encode(packet, self.protocol_level or 4))
 
     def accept(self, *, session_present: bool, properties: dict[str, Any] | None = None) -> list[Event]:
         """Answer CONNECT with success [MQTT-3.2.2-2]; returns the events of the packets the client
@@ -416,7 +446,7 @@ class ServerConnection:
                            reason_code=0, properties=props))
         self.state = State.CONNECTED
         self._decoder.max_packet_size = self.limits.max_packet_size
-        held, self._held = self._held, []
+        held, self._held = self._held or [], None
         self._held_bytes = 0
         events: list[Event] = []
         for p in held:
@@ -439,7 +469,7 @@ class ServerConnection:
             self._send(Connack(False, reason_code, props))
         else:
             self._send(Connack(False, v5_to_v3_connack(reason_code)))
-        self._held.clear()  # never processed: the CONNECT was refused [MQTT-3.1.4-5]
+        self._held = None  # never processed: the CONNECT was refused [MQTT-3.1.4-5]
         self.state = State.CLOSED
 
     def set_limits(self, limits: Limits) -> None:
@@ -459,21 +489,21 @@ class ServerConnection:
     def restore_session(self, *, qos2_incoming: list[int] | None = None) -> None:
         """Resume a stored session: inbound QoS 2 ids that were routed but not yet released."""
         if qos2_incoming:
-            self._qos2_in.update(qos2_incoming)
+            self._qos2_in.update(dict.fromkeys(qos2_incoming))
 
     def ack_publish(self, packet_id: int, qos: int, reason_code: int = 0) -> None:
         """The worker routed an inbound QoS 1/2 message: PUBACK or PUBREC it."""
-        self._inbound_pending.discard(packet_id)
-        if self.state is State.CLOSED:
+        self._inbound_pending.pop(packet_id, None)
+        if self.state is _CLOSED:
             return
         if self.protocol_level != 5:
             reason_code = 0
         if qos == 1:
-            self._send(Puback(packet_id, reason_code))
+            self._out.append(codec.encode_ack(0x40, packet_id, reason_code, self.protocol_level))
         elif qos == 2:
             if reason_code >= 0x80:
-                self._qos2_in.discard(packet_id)
-            self._send(Pubrec(packet_id, reason_code))
+                self._qos2_in.pop(packet_id, None)
+            self._out.append(codec.encode_ack(0x50, packet_id, reason_code, self.protocol_level))
 
     def ack_subscribe(self, packet_id: int, codes: list[int]) -> None:
         if self.protocol_level != 5:
@@ -519,7 +549,7 @@ class ServerConnection:
         cannot be sent now (window full) or must be dropped (too large for the client:
         ``None`` and ``last_drop_reason == "too_large"``)."""
         self.last_drop_reason = ""
-        if self.state is not State.CONNECTED:
+        if self.state is not _CONNECTED:
             return None
         props = properties or {}
         if qos > 0:
@@ -540,6 +570,8 @@ class ServerConnection:
         elif self.client_topic_alias_maximum:
             # server-assigned topic aliases: the first send of a topic carries topic + alias,
             # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
+            if self._aliases_out is None:
+                self._aliases_out = {}
             alias = self._aliases_out.get(topic)
             if alias is not None:
                 props = {**props, "topic_alias": alias}
@@ -547,14 +579,14 @@ class ServerConnection:
             elif len(self._aliases_out) < self.client_topic_alias_maximum:
                 new_alias = len(self._aliases_out) + 1
                 props = {**props, "topic_alias": new_alias}
-        pkt = Publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props)
-        data = codec.encode(pkt, self.protocol_level)
+        data = codec.encode_publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props,
+                                    self.protocol_level)
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
             self.last_drop_reason = "too_large"
             return None
-        if new_alias:
+        if new_alias and self._aliases_out is not None:
             self._aliases_out[topic] = new_alias
-        self._out += data
+        self._out.append(data)
         if packet_id is not None:
             self._inflight_out[packet_id] = _Inflight(tag, qos)
         return packet_id or 0
@@ -592,7 +624,7 @@ class ServerConnection:
 
     def connection_lost(self) -> None:
         """The transport is gone: nothing more is sent or received."""
-        self._held.clear()
+        self._held = None
         self.state = State.CLOSED
 
     def connect_timed_out(self, now: float, timeout: float, opened: float) -> bool:

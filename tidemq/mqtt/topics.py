@@ -100,6 +100,9 @@ def validate_topic_name(
     subscription form (``$share/``, ``$oshare/``: nothing could subscribe to it, BifroMQ
     rejects it too); and the optional tenant limits in UTF-8 bytes / levels.
     """
+    key = (topic, max_levels, max_length, max_level_length)
+    if key in _VALID_NAMES:
+        return
     code = RC.TOPIC_NAME_INVALID
     if not topic:
         raise TopicError("topic must not be empty", "MQTT-4.7.3-1", code)
@@ -110,6 +113,15 @@ def validate_topic_name(
     if topic[0] == "$" and (topic.startswith(SHARE_PREFIX) or topic.startswith(OSHARE_PREFIX)):
         raise TopicError("topic must not start with $share/ or $oshare/", RULE_SHARED_PREFIX_NAME, code)
     _check_limits(topic, "topic", code, max_levels, max_length, max_level_length)
+    if len(_VALID_NAMES) >= _VALID_NAMES_MAX:
+        _VALID_NAMES.clear()
+    _VALID_NAMES[key] = None
+
+
+# topic names found valid under given limits: a publisher repeats its topics, so most checks are one lookup
+# (bounded: cleared when full; only valid names are kept, so an invalid one is checked, and refused, each time)
+_VALID_NAMES: dict[tuple[str, int | None, int | None, int | None], None] = {}
+_VALID_NAMES_MAX = 4096
 
 
 def parse_shared(topic_filter: str) -> tuple[str | None, str | None, str]:
