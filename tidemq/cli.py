@@ -328,11 +328,6 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False, en
     from .store.migrate import MigrationNeeded, ensure_layout
 
     redis = await open_redis(settings.store_url())
-    try:
-        await ensure_layout(redis)
-    except MigrationNeeded as exc:
-        await close_redis(redis)
-        raise ConfigError(str(exc)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -341,7 +336,12 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False, en
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(settings, broker, env_file, overrides or {}))
     try:
         if command in ("worker", "standalone"):
-            broker = _component("tidemq.worker.broker").Broker(settings, redis)
+            broker = _component("tidemq.worker.broker").Broker(settings, redis)  # checks auth files first
+        try:  # a store written by an older version is refused until `tidemq migrate` moved it
+            await ensure_layout(redis)
+        except MigrationNeeded as exc:
+            raise ConfigError(str(exc)) from None
+        if broker is not None:
             await broker.start(settings.host, settings.mqtt_port, reuse_port=reuse_port)
         if command in ("api", "standalone"):
             try:

@@ -274,7 +274,9 @@ def _with_delayed_will(client: Paho, topic: str, delay: int) -> Paho:
 def _wait_for_stored_will(r: object, client_id: str, present: bool = True) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # polling Redis: the disconnect script leaves no event to await
-        if (r.zscore(keys.wills("DevOnly"), client_id) is not None) == present:  # type: ignore[attr-defined]
+        # the record holds a delayed will (the tenant's wills zset is only a hint, dropped by a later sweep)
+        stored = r.hget(keys.sess("DevOnly", session_name(DEFAULT_USER, client_id)), "will_at")  # type: ignore[attr-defined]
+        if (stored is not None) == present:
             return
         time.sleep(0.05)
     raise AssertionError(f"delayed will of {client_id} {'not stored' if present else 'still stored'}")
