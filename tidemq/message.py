@@ -40,6 +40,9 @@ class Message:
     sender: str = ""  # client id of the publisher in its tenant ("" for the API), for no-local
     created_ms: int = 0
     origin: dict[str, Any] = field(default_factory=dict)  # client_type / client_meta_* for API publishes
+    # an inbound QoS 2 message's token (``q2_begin``): the same for a resend routed again, so an inbox or a
+    # connection that got the message already does not get it twice ("" for any other message)
+    token: str = ""
 
     def expired(self, now_ms: int) -> bool:
         return bool(self.expire_at_ms) and self.expire_at_ms <= now_ms
@@ -77,6 +80,8 @@ def pack(msg: Message) -> bytes:
         header["c"] = msg.created_ms
     if msg.origin:
         header["o"] = msg.origin
+    if msg.token:
+        header["k"] = msg.token
     raw = orjson.dumps(header)
     return MAGIC + _HDR.pack(len(raw)) + raw + msg.payload
 
@@ -101,4 +106,5 @@ def unpack(blob: bytes) -> Message:
         sender=header.get("s", ""),
         created_ms=header.get("c", 0),
         origin=header.get("o") or {},
+        token=header.get("k", ""),
     )

@@ -272,11 +272,13 @@ async def fan_out(
 
 
 async def append_all(r: Any, appends: list[InboxAppend], *, drops: InboxDrops = DROPS,
-                     wait: tuple[int, int] | None = None) -> list[AppendResult]:
+                     wait: tuple[int, int] | None = None, q2: dict[int, tuple[int, str]] | None = None
+                     ) -> list[AppendResult]:
     """The inbox appends, first and on their own: a failed append (the publisher is told, and resends)
     never leaves clean sessions on other workers with a copy already signalled. Every inbox drop is
     counted and logged in ``drops``; ``wait``: the appends wait for Redis replicas."""
-    results: list[AppendResult] = await inbox_store.inbox_append_many(r, appends, wait=wait) if appends else []
+    results: list[AppendResult] = (await inbox_store.inbox_append_many(r, appends, wait=wait, q2=q2)
+                                   if appends else [])
     dropped: dict[str, list[AppendResult]] = defaultdict(list)
     for item, res in zip(appends, results, strict=True):
         if res.drops:

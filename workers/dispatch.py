@@ -45,6 +45,7 @@ from tidemq.publish import (
     sub_ids,
 )
 from tidemq.routing.trie import Route
+from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend, InboxTarget
 from tidemq.tenants import SettingsProvider, TenantSettings
@@ -185,6 +186,19 @@ class Dispatcher:
             if p.msg.retain and p.only is None:
                 await self._retain(p)
         await self.routes.refresh(self.redis, sorted({p.tenant for p in batch if p.only is None}))
+        # inbound QoS 2 from persistent sessions: the packet id is recorded in the publisher's session first, and
+        # its token travels with the message, so a resend routed again reaches no inbox and no connection twice
+        deduped = [i for i, p in enumerate(batch) if p.dedupe is not None and p.only is None]
+        q2_of: dict[int, tuple[int, str]] = {}
+        if deduped:
+            answers = await inbox_store.q2_begin_many(
+                self.redis, [(batch[i].tenant, batch[i].dedupe[0], batch[i].dedupe[1])  # type: ignore[index]
+                             for i in deduped])
+            for i, (dup, token) in zip(deduped, answers, strict=True):
+                q2_of[i] = (dup, token)
+                if token:
+                    batch[i].msg.token = token
+        q2_for_append: dict[int, tuple[int, str]] = {}
 
         appends: list[InboxAppend] = []
         remote_items: list[tuple[int, str, signals.Delivery]] = []  # (batch index, worker, delivery)
@@ -208,6 +222,7 @@ class Dispatcher:
             routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
             if not routes:
                 if p.dedupe is not None:  # no subscriber, but the QoS 2 packet id is recorded all the same
+                    q2_for_append[len(appends)] = q2_of[i]
                     append_at[i] = len(appends)
                     appends.append(InboxAppend(p.tenant, b"", [], ts.session_inbox_size, ts.qos0_drop_oldest,
                                                dedupe=p.dedupe))
@@ -222,6 +237,8 @@ class Dispatcher:
             if plan.inbox or plan.remote:  # encoded once, and only when it leaves the process
                 p.blob = pack(p.msg)
             if plan.inbox or p.dedupe is not None:
+                if p.dedupe is not None:
+                    q2_for_append[len(appends)] = q2_of[i]
                 append_at[i] = len(appends)
                 appends.append(InboxAppend(
                     p.tenant, p.blob, plan.inbox, ts.session_inbox_size, ts.qos0_drop_oldest, dedupe=p.dedupe))
@@ -230,7 +247,7 @@ class Dispatcher:
 
         # inboxes first; then, in one step, other workers' deliveries and inbox wake-ups (ours directly).
         # A QoS 2 resend that the append script recognised (its packet id was recorded) goes nowhere.
-        results = await append_all(self.redis, appends, wait=self.wait)
+        results = await append_all(self.redis, appends, wait=self.wait, q2=q2_for_append)
         # 1: routed before, clean-session deliveries confirmed: nothing to do; 2: those were maybe lost
         # with the reply the publisher never got: send them again (never the inbox appends)
         duplicate = {i for i, at in append_at.items() if results[at].duplicate == 1}

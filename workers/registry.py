@@ -63,6 +63,11 @@ class Registry:
         """A message for a transient session of this worker (persistent ones read their inbox)."""
         conn = self.sessions.get((tenant, client_id))
         if conn is not None and conn.session is not None and not conn.session.persistent:
+            if msg.token and conn.session.seen_before(msg.token):
+                # an inbound QoS 2 message routed again after its publisher's worker died before the PUBREC:
+                # this connection has it already (a persistent session's inbox does the same with q2seen)
+                self.metrics.inc("qos2_repeats_suppressed")
+                return
             conn.outbound.deliver(msg, qos, sub_ids, rap, now_ms)
 
     def notify_inbox(self, tenant: str, client_id: str) -> None:

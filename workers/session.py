@@ -23,6 +23,8 @@ from tidemq.store.keys import session_name
 
 from .wills import StoredWill
 
+RECENT_TOKENS = 1024  # QoS 2 tokens a transient session remembers (a resend comes within seconds)
+
 
 @dataclass(slots=True)
 class ClientSession:
@@ -58,6 +60,20 @@ class ClientSession:
         return reads if reads is not None and reads.active else None
 
     _identity: Identity | None = field(default=None, init=False)
+    _tokens: dict[str, None] | None = field(default=None, init=False)  # recent inbound QoS 2 tokens delivered
+
+    def seen_before(self, token: str) -> bool:
+        """Whether a message with this QoS 2 token reached this connection already (else remember it; the
+        last ``RECENT_TOKENS`` are kept, created on first use)."""
+        tokens = self._tokens
+        if tokens is None:
+            tokens = self._tokens = {}
+        elif token in tokens:
+            return True
+        tokens[token] = None
+        if len(tokens) > RECENT_TOKENS:
+            del tokens[next(iter(tokens))]
+        return False
 
     def __post_init__(self) -> None:
         self.name = session_name(self.user, self.client_id)

@@ -87,17 +87,22 @@ def _token() -> str:
     return secrets.token_hex(8)
 
 
-async def _q2_begin(r: Any, items: Sequence[InboxAppend]) -> dict[int, tuple[int, str]]:
-    """Record each item's inbound QoS 2 packet id in its publisher's session: position -> (duplicate, token)."""
-    todo = [(pos, item) for pos, item in enumerate(items) if item.dedupe]
-    if not todo:
-        return {}
+async def q2_begin_many(r: Any, items: Sequence[tuple[str, str, int]]) -> list[tuple[int, str]]:
+    """Record each ``(tenant, publisher session, packet id)`` of an inbound QoS 2 PUBLISH before it is routed
+    (one pipelined round trip): per item ``(duplicate, token)`` as ``lua/q2_begin.lua`` answers."""
+    if not items:
+        return []
     batch = Batch(r)
-    for _pos, item in todo:
-        client, pid = item.dedupe  # type: ignore[misc]  # filtered above
-        batch.script(_Q2_BEGIN, [keys.sess(item.tenant, client), keys.q2in(item.tenant, client)], [pid, _token()])
-    results = await batch.execute()
-    return {pos: (int(res[0]), _s(res[1])) for (pos, _item), res in zip(todo, results, strict=True)}
+    for t, c, pid in items:
+        batch.script(_Q2_BEGIN, [keys.sess(t, c), keys.q2in(t, c)], [pid, _token()])
+    return [(int(res[0]), _s(res[1])) for res in await batch.execute()]
+
+
+async def _q2_begin(r: Any, items: Sequence[InboxAppend]) -> dict[int, tuple[int, str]]:
+    """``q2_begin_many`` for the items with a packet id: position -> (duplicate, token)."""
+    todo = [(pos, (item.tenant, item.dedupe[0], item.dedupe[1])) for pos, item in enumerate(items) if item.dedupe]
+    answers = await q2_begin_many(r, [x for _pos, x in todo])
+    return {pos: answer for (pos, _x), answer in zip(todo, answers, strict=True)}
 
 
 def queue_appends(batch: Batch, items: Sequence[InboxAppend], *, cluster: bool, now_ms: int,
@@ -156,7 +161,8 @@ def decode_appends(item: InboxAppend, replies: Sequence[tuple[Sequence[Any], lis
 
 
 async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple[int, int] | None = None,
-                            now_ms: int | None = None) -> list[AppendResult]:
+                            now_ms: int | None = None, q2: dict[int, tuple[int, str]] | None = None
+                            ) -> list[AppendResult]:
     """Append each message to its targets' inboxes: one pipelined round trip (two with inbound QoS 2
     messages: their packet ids are recorded in the publishers' sessions first, ``q2_begin``).
 
@@ -166,7 +172,8 @@ async def inbox_append_many(r: Any, items: Sequence[InboxAppend], *, wait: tuple
     pipeline spreads over connections, so ``wait`` is ignored there (docs/reliability.md).
     """
     cluster = is_cluster(r)
-    q2 = await _q2_begin(r, items)
+    if q2 is None:  # the caller did not record the packet ids itself (``q2_begin_many``): do it here
+        q2 = await _q2_begin(r, items)
     batch = Batch(r)
     parts = queue_appends(batch, items, cluster=cluster, now_ms=int(time.time() * 1000) if now_ms is None else now_ms,
                           q2=q2)
