@@ -59,7 +59,7 @@ def test_pub_identity_is_sticky_and_a_leaving_member_moves_only_its_publishers(a
     assert len(Counter(first.values())) >= 3  # the identities spread over the members
     assert _round(api, tenant, topic, q) == first  # and each one sticks to its member
     leaving = members[1]
-    leaving.client.unsubscribe(flt)
+    leaving.unsubscribe(flt)  # the member leaves the group (UNSUBACK: no message of the group is routed to it)
     leaving.disconnect()
     rest = members[:1] + members[2:]
     after = _round(api, tenant, topic, q)

@@ -90,6 +90,7 @@ class Paho:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = self._on_unsubscribe
 
     # -- callbacks (network thread) --------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
@@ -107,6 +108,11 @@ class Paho:
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
         with self._suback_event:
             self._subacks[mid] = [int(rc.value) for rc in reason_codes]
+            self._suback_event.notify_all()
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        with self._suback_event:
+            self._subacks[mid] = [int(rc.value) for rc in reason_codes] if isinstance(reason_codes, list) else []
             self._suback_event.notify_all()
 
     # -- actions (test thread) ---------------------------------------------------------------
@@ -142,6 +148,15 @@ class Paho:
             if not self._suback_event.wait_for(lambda: mid in self._subacks, timeout):
                 raise AssertionError(f"{self.client_id}: no SUBACK for {topic!r} within {timeout}s")
             return self._subacks.pop(mid)
+
+    def unsubscribe(self, topic: str, timeout: float = WAIT) -> None:
+        """Unsubscribe and wait for the UNSUBACK (after it, no message of that filter is routed here)."""
+        result, mid = self.client.unsubscribe(topic)
+        assert result == mqtt.MQTT_ERR_SUCCESS, result
+        with self._suback_event:
+            if not self._suback_event.wait_for(lambda: mid in self._subacks, timeout):
+                raise AssertionError(f"{self.client_id}: no UNSUBACK for {topic!r} within {timeout}s")
+            self._subacks.pop(mid)
 
     def publish(self, topic: str, payload: bytes | str = b"", qos: int = 0, retain: bool = False,
                 wait: bool = True, timeout: float = WAIT) -> mqtt.MQTTMessageInfo:
