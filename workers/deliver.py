@@ -261,6 +261,12 @@ class Outbound:
                 break
             del unacked[pid]
             if u.sends > max_times:  # sent 1 + MaxResendTimes times: given up, as BifroMQ does
+                if isinstance(u.tag, InboxFlow):
+                    # a persistent session's message is never lost: no more resends in this connection, but
+                    # the entry stays in the inbox (and its window slot in use) until the PUBACK or the
+                    # resume, which sends it again [MQTT-4.4.0-1] (BifroMQ would drop it: DropReason.MaxRetried)
+                    metrics.inc("resends_given_up")
+                    continue
                 if machine.abandon(pid, u.tag):
                     metrics.drop("max_resend", conn.tenant)
                     if not self.unacked_logged:
@@ -269,10 +275,7 @@ class Outbound:
                                     "(MaxResendTimes)", conn.tenant, conn.client_id, pid, u.sends,
                                     extra={"event": "max_resend", "tenant": conn.tenant,
                                            "client_id": conn.client_id})
-                    if isinstance(u.tag, InboxFlow) and conn.inbox is not None:
-                        conn.inbox.on_puback(u.tag)  # BifroMQ's confirm: the inbox entry goes
-                    else:
-                        freed = True
+                    freed = True
                 continue
             if conn.backed_up():  # the socket is full: try again one timeout later
                 u.sent_at = now

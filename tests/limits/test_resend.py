@@ -2,8 +2,9 @@
 
 Raw MQTT 3.1.1 subscribers withhold their PUBACK/PUBREC; the worker (one per module, on the session's real
 Redis) must send the PUBLISH again with DUP=1 and the same packet id one ResendTimeoutSeconds later, at most
-MaxResendTimes times, then give the delivery up (counter ``dropped_max_resend``; a persistent session's inbox
-entry goes with it, as in BifroMQ). MQTT 5 subscribers are never resent to within a session [MQTT-4.4.0-1].
+MaxResendTimes times, then give the delivery up (counter ``dropped_max_resend``); a persistent session's
+message is never lost: its inbox entry stays and comes again with the resume (BifroMQ would drop it).
+MQTT 5 subscribers are never resent to within a session [MQTT-4.4.0-1].
 A subscriber that acknowledges fewer than MinSendPerSec messages per second while it holds QoS 1/2 messages
 is a slow consumer (counter ``slow_consumers``, one log line per connection) and its QoS 0 messages are
 dropped until it catches up. Counters are read from what the worker publishes with its lease (polled: no
@@ -118,24 +119,27 @@ async def test_qos2_is_resent_until_pubrec_then_completes(
     await pub.close()
 
 
-async def test_persistent_session_drops_the_inbox_entry_after_the_last_try(
+async def test_persistent_session_keeps_the_inbox_entry_after_the_last_try(
         worker: Broker, tenant: str, settings: Callable[..., None], r: Redis, worker_id: str) -> None:
     settings(ResendTimeoutSeconds=1, MaxResendTimes=1)
-    base = worker_stats(r, worker_id).get("dropped_max_resend", 0)
+    base = worker_stats(r, worker_id).get("resends_given_up", 0)
     sub, cid = await _sub311(worker, tenant, "rs/p", 1, clean=False)
     pub = await _pub311(worker, tenant)
-    await _publish(pub, "rs/p", b"kept?", 1, 1)
+    await _publish(pub, "rs/p", b"kept", 1, 1)
     first = await _next_publish(sub)
     again = await _next_publish(sub)
-    assert first[:2] == ("rs/p", b"kept?") and not first[4]
-    assert again == ("rs/p", b"kept?", 1, first[3], True)  # the inbox flow keeps its packet id
-    await _counter_above(r, worker_id, "dropped_max_resend", base, "the inbox delivery given up")
+    assert first[:2] == ("rs/p", b"kept") and not first[4]
+    assert again == ("rs/p", b"kept", 1, first[3], True)  # the inbox flow keeps its packet id
+    await _counter_above(r, worker_id, "resends_given_up", base, "the in-session resends given up")
     await sub.close()
     await _publish(pub, "rs/p", b"after", 1, 2)
     back, code = await connect311(worker, cid, username=f"{tenant}/u", clean=False)
     assert code == 0
-    nxt = await _next_publish(back)  # the given-up message is gone from the inbox: "after" comes first
-    assert nxt[:2] == ("rs/p", b"after") and not nxt[4]
+    nxt = await _next_publish(back)  # never acknowledged, so never lost: it comes again first, with DUP
+    assert nxt[:2] == ("rs/p", b"kept") and nxt[4]
+    await back.send(wire.puback(nxt[3] or 0))
+    nxt = await _next_publish(back)
+    assert nxt[:2] == ("rs/p", b"after")
     await back.send(wire.puback(nxt[3] or 0))
     await back.close()
     await pub.close()
