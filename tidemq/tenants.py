@@ -127,8 +127,10 @@ class TenantSettings:
                                        _between(1, 250 * 1024 * 1024), process="max_will_bytes")
     max_user_payload_bytes: int = setting("MaxUserPayloadBytes", 256 * 1024, "largest PUBLISH payload",
                                           _between(3, 256 * 1024 * 1024), process="max_payload")
-    min_send_per_sec: int = setting("MinSendPerSec", 8, "slowest acceptable consumer, messages/s", _POSITIVE)
-    max_resend_times: int = setting("MaxResendTimes", 3, "resends of an unacknowledged QoS 1/2", _NON_NEGATIVE)
+    min_send_per_sec: int = setting("MinSendPerSec", 8, "slowest acceptable consumer, acks/s",
+                                     _POSITIVE)
+    max_resend_times: int = setting("MaxResendTimes", 3, "in-session resends of an unacked QoS 1/2 (MQTT 3)",
+                                     _NON_NEGATIVE)
     resend_timeout_seconds: int = setting("ResendTimeoutSeconds", 10, "seconds before a resend", _POSITIVE)
     max_topic_filters_per_sub: int = setting("MaxTopicFiltersPerSub", 10, "filters in one SUBSCRIBE packet",
                                              _between(1, 100))

@@ -1,4 +1,5 @@
-"""Periodic work: per-connection timers (CONNECT timeout, keep alive) and the session sweep.
+"""Periodic work: per-connection timers (CONNECT timeout, keep alive, in-session resend, MinSendPerSec) and the
+session sweep.
 
 ``check_connection`` is pure in time (the clock is passed in), so it is unit
 tested without sleeping. The connection timers are one ``TimerWheel`` per
@@ -6,7 +7,8 @@ worker (no loop handle per connection, no scan of every connection every
 second): each connection sits in the bucket of the second of its next
 deadline and is looked at only then; a deadline that moved meanwhile (a
 packet arrived) puts it back at the new one. A timeout is acted on within
-``TICK`` seconds of its deadline, as before. The sweep fires due delayed
+``TICK`` seconds of its deadline, as before. The outbound side's deadlines (a resend due, the end of a
+MinSendPerSec period: ``Outbound.next_due``) share the connection's one place in the wheel. The sweep fires due delayed
 wills first (a will due at session end fires before the session goes), then
 ends expired sessions.
 """
@@ -44,6 +46,8 @@ def check_connection(conn: MQTTConnection, now: float) -> None:
         conn.flush()
     elif conn.machine.keepalive_expired(now):
         conn.close(RC.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+    else:
+        conn.outbound.on_timer(now)  # in-session resends and the MinSendPerSec period (deliver.py)
 
 
 def next_deadline(conn: MQTTConnection, now: float) -> float | None:
@@ -52,7 +56,9 @@ def next_deadline(conn: MQTTConnection, now: float) -> float | None:
     m = conn.machine
     state = m.state
     if state is State.CONNECTED:
-        return m.last_received + m.keep_alive * 1.5 if m.keep_alive > 0 else None
+        at = m.last_received + m.keep_alive * 1.5 if m.keep_alive > 0 else None
+        out = conn.outbound.next_due()
+        return out if at is None or (out is not None and out < at) else at
     if state is State.AWAIT_CONNECT:
         return conn.opened + CONNECT_TIMEOUT
     if state is State.CONNECTING:  # the CONNECT is being decided (authentication, the store): its keep alive

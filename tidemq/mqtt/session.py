@@ -591,6 +591,30 @@ class ServerConnection:
             self._inflight_out[packet_id] = _Inflight(tag, qos)
         return packet_id or 0
 
+    def resend_publish(self, packet_id: int, tag: Any, topic: str, payload: bytes, *, qos: int, retain: bool,
+                       properties: dict[str, Any] | None = None) -> bool:
+        """Send an unacknowledged outbound PUBLISH again: same packet id, DUP set, the full topic (no alias).
+
+        The worker decides when (an in-session resend, MQTT 3.1/3.1.1 only: MQTT 5 forbids it
+        [MQTT-4.4.0-1]). False, and nothing sent, when the flow of ``packet_id`` is no longer ``tag``'s
+        (acknowledged, past PUBREC, or the id now carries another message) or the connection is not up."""
+        entry = self._inflight_out.get(packet_id)
+        if self.state is not _CONNECTED or entry is None or entry.tag is not tag or entry.released:
+            return False
+        props = (properties or {}) if self.protocol_level == 5 else {}
+        self._out.append(codec.encode_publish(topic, payload, qos, retain, True, packet_id, props,
+                                              self.protocol_level))
+        return True
+
+    def abandon(self, packet_id: int, tag: Any) -> bool:
+        """Give up the outbound flow of ``packet_id`` if it is still ``tag``'s and not past PUBREC: its window
+        slot is free again and a late acknowledgement of it is ignored (an unknown id)."""
+        entry = self._inflight_out.get(packet_id)
+        if entry is None or entry.tag is not tag or entry.released:
+            return False
+        del self._inflight_out[packet_id]
+        return True
+
     def release(self, packet_id: int) -> None:
         """Send the deferred PUBREL of a QoS 2 flow whose PUBREC is now durable (``defer_pubrel``)."""
         entry = self._inflight_out.get(packet_id)
