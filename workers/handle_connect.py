@@ -104,7 +104,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         return
     tenant = auth.tenant_id
     ts = await svc.tenants.get(tenant)
-    code = svc.admission.admit(tenant, level, ts, svc.clock.monotonic())
+    code = await svc.admission.admit(tenant, level, ts, svc.clock.monotonic())
     if code:
         _refuse(conn, code, "refused by a limit")
         return
