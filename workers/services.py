@@ -67,20 +67,20 @@ class _Quota:
     inflight: asyncio.Future[None] | None = None
 
 
-
-
 class ClusterAdmission:
     """``TotalConnections`` and ``TotalConnectPerSecond`` across every worker (``tidemq.store.tenant_limits``).
 
     Each limited tenant has leased places here: a CONNECT takes one without a
     round trip. Without a place, a CONNECT is admitted at once when the last
-    answer (at most one sync period old) showed the tenant under half its
+    answer (at most ``FIELD_TTL_MS`` old) showed the tenant under half its
     limit, and counted by a lease sent in the background (at most one such
     CONNECT per tenant per lease in flight); otherwise it waits for a lease
     (one round trip, shared by every CONNECT waiting) and is refused if the
-    lease brings no place. Connection places freed here stay here until the
-    next ``sync`` (every lease period) trims them: to one lease's size while
-    the tenant is under half its limit, to none above. Accuracy: docs/settings.md.
+    lease brings no place. Leases take spare places only while the tenant is
+    under half its limit (``_extra``). Connection places freed here stay here
+    until the next ``sync`` (every lease period) trims them: to one lease's
+    extra while the tenant is under half its limit, to none above.
+    Accuracy: docs/settings.md.
     """
 
     def __init__(self, redis: Any, worker_id: str, counter: ConnectionCounter, clock: Clock) -> None:
@@ -92,11 +92,15 @@ class ClusterAdmission:
         self.rates: dict[str, _Quota] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned = 0.0
-        self.workers = 1  # live workers of the deployment (read by every sync)
+        self.workers = 0  # live workers of the deployment (read by every sync; 0: not known yet, no extra)
 
-    def _size(self, limit: int, q: _Quota) -> int:
-        """A lease's size: a quarter of the limit split over the live workers, 1..MAX_LEASE."""
-        return max(1, min(MAX_LEASE, limit // (4 * max(1, q.workers, self.workers))))
+    def _extra(self, limit: int, q: _Quota) -> int:
+        """Places to lease beyond those needed now: while the tenant is under half its limit, a quarter of
+        the limit split over the live workers (at most MAX_LEASE; none for a limit under 4 per worker, and
+        none near the limit, where a place held idle here could refuse a CONNECT elsewhere)."""
+        if self.clock.monotonic() >= q.roomy_until or not self.workers:
+            return 0
+        return min(MAX_LEASE, limit // (4 * max(1, q.workers, self.workers)))
 
     # -- connections ------------------------------------------------------------------------------------
 
@@ -114,9 +118,9 @@ class ClusterAdmission:
             q.spare -= 1
             return True
         if q.inflight is None and self.clock.monotonic() < q.roomy_until:
-            self._start(q, self._conns_lease(tenant, q, self._size(limit, q)))  # counts this one too
+            self._start(q, self._conns_lease(tenant, q, self._extra(limit, q)))  # counts this one too
             return True
-        placed = await self._wait(q, lambda: self._conns_lease(tenant, q, max(self._size(limit, q), q.waiting)))
+        placed = await self._wait(q, lambda: self._conns_lease(tenant, q, q.waiting + self._extra(limit, q)))
         return placed if placed is not None else self.counter.count(tenant) <= limit  # Redis failed: this worker
 
     def release_connection(self, tenant: str) -> None:
@@ -140,8 +144,7 @@ class ClusterAdmission:
     async def sync(self) -> None:
         """Every lease period: trim spare places, renew this worker's field of every limited tenant (one
         pipelined round trip), forget tenants with nothing held; drop connect-rate state that ran out."""
-        if self.conns or self.rates:
-            self.workers = max(1, await tenant_limits.live_workers(self.redis))
+        self.workers = max(1, await tenant_limits.live_workers(self.redis))
         now = self.clock.monotonic()
         for tenant in [t for t, q in self.rates.items() if q.inflight is None and now >= q.valid_until
                        and now >= q.roomy_until and not q.taken]:
@@ -151,7 +154,7 @@ class ClusterAdmission:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for _tenant, q in batch:
-            q.spare = min(q.spare, self._size(q.limit, q)) if now < q.roomy_until else 0
+            q.spare = min(q.spare, self._extra(q.limit, q))
             q.inflight = done
         try:
             answers = await tenant_limits.conns_sync(
@@ -191,9 +194,9 @@ class ClusterAdmission:
             return True
         if q.inflight is None and now < q.roomy_until:
             q.taken += 1  # admitted now, counted by the lease sent in the background
-            self._start(q, self._rate_lease(tenant, q, self._size(limit, q)))
+            self._start(q, self._rate_lease(tenant, q, self._extra(limit, q)))
             return True
-        placed = await self._wait(q, lambda: self._rate_lease(tenant, q, max(self._size(limit, q), q.waiting)))
+        placed = await self._wait(q, lambda: self._rate_lease(tenant, q, q.waiting + self._extra(limit, q)))
         return placed is not False  # Redis failed: the CONNECT itself will tell the client
 
     async def _rate_lease(self, tenant: str, q: _Quota, want: int) -> None:
