@@ -4,6 +4,11 @@ Built once by the composition root (``workers/broker.py``) and handed to every
 connection; handlers reach the store, auth, settings, dispatcher, inbox
 batchers, registry, wills and clock only through it (never through the
 broker). Tests build one with fakes (``tests/unit``).
+
+``Admission`` holds the connection-level limits; the tenant's
+``TotalConnections`` and ``TotalConnectPerSecond`` are enforced across every
+worker by ``ClusterAdmission`` (places leased from Redis, so a CONNECT under
+the limit costs no round trip of its own; docs/settings.md gives the accuracy).
 """
 
 from __future__ import annotations
