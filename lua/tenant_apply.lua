@@ -1,8 +1,11 @@
 -- tenant_apply: apply a list of changes to a tenant's indexes (its slot), after the session step that
 -- made them necessary (docs/redis-keys.md "Two slots": the session is the truth, these are derived).
--- KEYS: 1 routes, 2 rver, 3 sessidx, 4 sessgen, 5 sexp, 6 wills (one tenant's tag)
+-- KEYS: 1 routes, 2 rver, 3 sessidx, 4 sessgen, 5 sexp, 6 wills, 7 shcount (one tenant's tag)
 -- ARGV: a flat list of operations, each an op code and its arguments:
 --   P client filter value   route put: routes[client \0 filter] = value (worker \0 persistent \0 opts \0 gen)
+--   G client filter value n shared route put, only when the client is already a member of the shared
+--                           filter ($share/<group>/<f> or $oshare/...) or it has fewer than n members
+--                           (MaxSharedGroupMembers); else nothing is written and the filter is reported
 --   D client filter gen     route drop, only a value of generation gen ("" = whatever it holds)
 --   A client gen            session index add: sessidx client, sessgen[client] = gen
 --   R client gen            session index remove, only when sessgen[client] is gen ("" = always)
@@ -10,12 +13,52 @@
 --   x client at             expiry hint removal, only when its score is still at ("" = always)
 --   W client at             will hint: wills[client] = at (ms)
 --   w client at             will hint removal, only when its score is still at ("" = always)
--- Returns: {changed, {filter, value, ...}}: changed is 1 when the routes changed (rver was bumped), else
--- 0; then the filter and former value of every route a D dropped (to put back if the step that followed
--- failed). Conditional removals make a late step of an older session harmless to a newer one.
+-- Returns: {changed, {filter, value, ...}, {filter, ...}}: changed is 1 when the routes changed (rver was
+-- bumped), else 0; then the filter and former value of every route a D dropped (to put back if the step
+-- that followed failed); then the filters a G refused. Conditional removals make a late step of an older
+-- session harmless to a newer one.
+-- shcount (filter -> routes of that shared filter, i.e. its members) is kept by every P, G and D here,
+-- the only writer of routes; it is counted from the routes once (field "\0built" marks it complete), the
+-- first time a G needs it, so routes written before it existed are counted too.
 local changed = false
 local dropped = {}
+local refused = {}
 local i = 1
+local BUILT = '\0built'
+local built = nil
+local function is_shared(filter)
+  return string.sub(filter, 1, 7) == '$share/' or string.sub(filter, 1, 8) == '$oshare/'
+end
+local function counts_built()
+  if built == nil then
+    built = redis.call('HEXISTS', KEYS[7], BUILT) == 1
+  end
+  return built
+end
+local function build_counts()
+  if counts_built() then
+    return
+  end
+  redis.call('DEL', KEYS[7])
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local sep = string.find(field, '\0', 1, true)
+    if sep then
+      local filter = string.sub(field, sep + 1)
+      if is_shared(filter) then
+        redis.call('HINCRBY', KEYS[7], filter, 1)
+      end
+    end
+  end
+  redis.call('HSET', KEYS[7], BUILT, '1')
+  built = true
+end
+local function count(filter, delta)
+  if is_shared(filter) and counts_built() then
+    if redis.call('HINCRBY', KEYS[7], filter, delta) <= 0 then
+      redis.call('HDEL', KEYS[7], filter)
+    end
+  end
+end
 local function gen_of(value)
   return string.match(value, '([^%z]*)$') or ''
 end
@@ -34,17 +77,42 @@ while i <= #ARGV do
   local client = ARGV[i + 1]
   if op == 'P' then
     local field = client .. '\0' .. ARGV[i + 2]
-    if redis.call('HGET', KEYS[1], field) ~= ARGV[i + 3] then
+    local cur = redis.call('HGET', KEYS[1], field)
+    if cur ~= ARGV[i + 3] then
       redis.call('HSET', KEYS[1], field, ARGV[i + 3])
       changed = true
+      if not cur then
+        count(ARGV[i + 2], 1)
+      end
     end
     i = i + 4
+  elseif op == 'G' then
+    local filter = ARGV[i + 2]
+    local field = client .. '\0' .. filter
+    local cur = redis.call('HGET', KEYS[1], field)
+    if cur then  -- already a member: an update
+      if cur ~= ARGV[i + 3] then
+        redis.call('HSET', KEYS[1], field, ARGV[i + 3])
+        changed = true
+      end
+    else
+      build_counts()
+      if (tonumber(redis.call('HGET', KEYS[7], filter)) or 0) < tonumber(ARGV[i + 4]) then
+        redis.call('HSET', KEYS[1], field, ARGV[i + 3])
+        redis.call('HINCRBY', KEYS[7], filter, 1)
+        changed = true
+      else
+        refused[#refused + 1] = filter
+      end
+    end
+    i = i + 5
   elseif op == 'D' then
     local field = client .. '\0' .. ARGV[i + 2]
     local value = redis.call('HGET', KEYS[1], field)
     if value and (ARGV[i + 3] == '' or gen_of(value) == ARGV[i + 3]) then
       redis.call('HDEL', KEYS[1], field)
       changed = true
+      count(ARGV[i + 2], -1)
       dropped[#dropped + 1] = ARGV[i + 2]
       dropped[#dropped + 1] = value
     end
@@ -77,6 +145,6 @@ while i <= #ARGV do
 end
 if changed then
   redis.call('INCR', KEYS[2])
-  return {1, dropped}
+  return {1, dropped, refused}
 end
-return {0, dropped}
+return {0, dropped, refused}

@@ -70,9 +70,11 @@ class Broker:
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
             registry=registry, dispatcher=dispatcher, inbox_reader=InboxReader(redis), inbox_ops=inbox_ops,
-            wills=wills, expiry=ExpiryTimers(redis, clock), admission=Admission(settings, metrics, clock),
+            wills=wills, expiry=ExpiryTimers(redis, clock),
+            admission=Admission(settings, metrics, clock, redis=redis, worker_id=worker_id),
             worker_id=worker_id, lifecycle=Lifecycle())
-        self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats, on_reaped=self._close_all)
+        self.leases = LeaseKeeper(redis, worker_id, clock, wills, self.stats, on_reaped=self._close_all,
+                                  on_renew=self.services.admission.sync, on_release=self.services.admission.close)
         self.servers: list[asyncio.Server] = []
         self.health_server: asyncio.Server | None = None  # answers 503 while draining
         self.tls: ReloadableTLS | None = None  # the TLS/WSS listeners' context, reloadable

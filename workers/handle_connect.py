@@ -104,7 +104,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         return
     tenant = auth.tenant_id
     ts = await svc.tenants.get(tenant)
-    code = svc.admission.admit(tenant, level, ts, svc.clock.monotonic())
+    code = await svc.admission.admit(tenant, level, ts, svc.clock.monotonic())
     if code:
         _refuse(conn, code, "refused by a limit")
         return
@@ -144,7 +144,8 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
             svc.redis, tenant, name, user=session.user, ver=level, clean_start=p.clean_start,
             persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
             client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
-            track=True)  # index first, claim second, one round trip: a crash leaves an extra, never a loss
+            track=True,  # index first, claim second, one round trip: a crash leaves an extra, never a loss
+            max_group_members=ts.max_shared_group_members)  # a shared route a crash left unwritten: re-checked
     except sess_store.SessionOfAnotherUser:
         _refuse(conn, svc.metrics.refuse("client_id_of_another_user", tenant, RC.CLIENT_IDENTIFIER_NOT_VALID),
                 "client id in use by another user")

@@ -2,8 +2,11 @@
 
 Each filter is checked against the tenant's topic limits, quotas and feature
 switches and the auth provider; the accepted ones are written with their
-routes in one ``subscribe`` script (the route version moves, so every worker
-sees them before the SUBACK leaves). Retained messages are looked up before
+routes (``tidemq.store.subscriptions``: the session's step, then the tenant's;
+the route version moves, so every worker sees them before the SUBACK leaves).
+``MaxSharedGroupMembers`` is decided there, in Redis, with the write of the
+shared route (two joins on two workers cannot both take the last place); a
+refused shared filter gets 0x97 Quota exceeded. Retained messages are looked up before
 the SUBACK and replayed after it — through the inbox for persistent sessions,
 so a live message published after the SUBACK never overtakes them. A ``PUT /sub``
 of the admin API on an online session arrives as a ``Subscribed`` signal
@@ -80,8 +83,6 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
             refusal = svc.metrics.refuse("shared_disabled", session.tenant, RC.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
         elif sub_id and not ts.subscription_identifier_enabled:
             refusal = svc.metrics.refuse("subid_disabled", session.tenant, RC.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
-        elif await _shared_group_full(conn, s.topic_filter, ts.max_shared_group_members):
-            refusal = svc.metrics.refuse("shared_group_full", session.tenant, RC.QUOTA_EXCEEDED)
         if refusal:
             codes.append(refusal if v5 else 0x80)
             continue
@@ -104,16 +105,32 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
             retain_handling=s.retain_handling, subscription_id=sub_id)))
     existed: list[bool] = []
     if accepted:
-        try:
-            existed = await sub_store.subscribe(svc.redis, session.tenant, session.name, accepted,
-                                                epoch=session.epoch)
+        try:  # MaxSharedGroupMembers is checked in Redis, atomically with the shared route's write
+            res = await sub_store.subscribe_checked(svc.redis, session.tenant, session.name, accepted,
+                                                    epoch=session.epoch,
+                                                    max_group_members=ts.max_shared_group_members)
         except NoSession:  # the connection ended (or was taken over) while we got here
             conn.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
             return
-        session.sub_count += sum(1 for e in existed if not e)
-        for flt, opts in accepted:
+        existed = res.existed
+        kept: list[tuple[str, SubOpts]] = []
+        kept_existed: list[bool] = []
+        for (flt, opts), was, pos in zip(accepted, existed, positions, strict=True):
+            if flt in res.refused:  # the group is full and we are not in it: not a subscription
+                code = svc.metrics.refuse("shared_group_full", session.tenant, RC.QUOTA_EXCEEDED)
+                codes[pos] = code if v5 else 0x80
+                if was:
+                    session.sub_filters.pop(flt, None)
+                    session.reads.discard(flt)
+                    session.sub_count = max(0, session.sub_count - 1)
+                continue
+            kept.append((flt, opts))
+            kept_existed.append(was)
+            if not was:
+                session.sub_count += 1
             session.sub_filters[flt] = opts.qos
             session.reads.set(flt, grants[flt])  # deliveries through it are read-checked from now on
+        accepted, existed = kept, kept_existed
     # retained replays are looked up (and inbox ones appended) BEFORE the SUBACK, the rest sent
     # right behind it: a message published after the client saw its SUBACK can never overtake
     # the retained one (which would leave the client with stale state last)
@@ -132,19 +149,6 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
     for msg, qos, sub_ids in direct:
         conn.outbound.deliver(msg, qos, sub_ids, True, now_ms, retained=True)
     conn.flush()
-
-async def _shared_group_full(conn: MQTTConnection, topic_filter: str, limit: int) -> bool:
-    """MaxSharedGroupMembers: the group (from a fresh route replica) is full and we are not in it.
-    Checked against the replica, so two concurrent joins can both pass (documented)."""
-    kind, group, real = topics.parse_shared(topic_filter)
-    if kind is None or group is None:
-        return False
-    svc = conn.services
-    routes = svc.dispatcher.routes
-    await routes.refresh(svc.redis, [conn.tenant])
-    tr = routes.tenants.get(conn.tenant)
-    members = tr.trie.group_members(kind, group, real) if tr is not None else set()
-    return conn.client_id not in members and len(members) >= limit
 
 async def _replay_retained(conn: MQTTConnection, flt: str, opts: SubOpts) -> list[tuple[Message, int, tuple[int, ...]]]:
     """Retained messages for ``flt``: QoS 1/2 ones of a persistent session are appended to its

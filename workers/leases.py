@@ -1,7 +1,10 @@
 """This worker's lease, and the reaping of workers whose lease ran out.
 
-Every ``LEASE_RENEW_S`` the worker renews its lease and publishes its stats
-(for the API's ``/metrics``). A worker silent for ``LEASE_TTL_MS`` is dead:
+Every ``LEASE_RENEW_S`` the worker renews its lease, publishes its stats
+(for the API's ``/metrics``) and renews its share of the tenants' cluster-wide
+connection limits (``on_renew``: ``Admission.sync``; a share not renewed for
+``LEASE_TTL_MS`` stops counting by itself, so a dead worker's share needs no
+reaping). A worker silent for ``LEASE_TTL_MS`` is dead:
 one live worker claims it (``claim_reap``, exactly one reaper) and ends every
 session it owned — each at the dead connection's epoch, so a client that already
 reconnected elsewhere is left alone — then publishes its will through
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tidemq.clock import Clock
@@ -29,7 +32,9 @@ LEASE_RENEW_S = 2.0
 
 class LeaseKeeper:
     def __init__(self, redis: Any, worker_id: str, clock: Clock, wills: WillService,
-                 stats: Callable[[], dict[str, int]], on_reaped: Callable[[], None] = lambda: None) -> None:
+                 stats: Callable[[], dict[str, int]], on_reaped: Callable[[], None] = lambda: None,
+                 on_renew: Callable[[], Awaitable[None]] | None = None,
+                 on_release: Callable[[], Awaitable[None]] | None = None) -> None:
         self.redis = redis
         self.worker_id = worker_id
         self.clock = clock
@@ -37,6 +42,8 @@ class LeaseKeeper:
         self.stats = stats
         self.renewed_at = 0.0  # monotonic time of the last successful renewal (readiness)
         self.on_reaped = on_reaped  # another worker took us for dead and ended our sessions
+        self.on_renew = on_renew  # with every renewal: this worker's share of the tenants' connection limits
+        self.on_release = on_release  # at a graceful exit, before the lease goes
 
     async def renew(self) -> None:
         await lease_store.lease_renew(self.redis, self.worker_id, ttl_ms=LEASE_TTL_MS, now_ms=self.clock.wall_ms())
@@ -50,6 +57,8 @@ class LeaseKeeper:
                 await self.renew()
                 await self.check_reaped()
                 await lease_store.publish_stats(self.redis, self.worker_id, self.stats(), ttl_ms=LEASE_TTL_MS)
+                if self.on_renew is not None:
+                    await self.on_renew()
                 dead_workers = await lease_store.dead_workers(self.redis, now_ms=self.clock.wall_ms(),
                                                               grace_ms=LEASE_TTL_MS)
                 for dead in dead_workers:
@@ -103,4 +112,9 @@ class LeaseKeeper:
         await lease_store.forget_worker(self.redis, dead)
 
     async def release(self) -> None:
+        if self.on_release is not None:
+            try:
+                await self.on_release()
+            except Exception as exc:  # the fields run out with their TTL anyway
+                log.warning("releasing the connection limits' share failed: %s", exc)
         await lease_store.lease_release(self.redis, self.worker_id)

@@ -3,7 +3,9 @@
 The session must exist and belong to ``user_id`` (else 404); the auth
 provider decides with the session's identity (else 401; a provider that
 raises is answered by the tenant's ``ByPassPermCheckError``). The QoS is
-capped by the tenant's ``MaximumQoS``, as a SUBACK would grant it. The change is the
+capped by the tenant's ``MaximumQoS``, as a SUBACK would grant it; a full inbox
+(``MaxTopicFiltersPerInbox``) or a full shared group (``MaxSharedGroupMembers``,
+counted in Redis with the route's write) answers 400 ``EXCEED_LIMIT``. The change is the
 store's subscribe/unsubscribe script, which writes the subscription and its
 route and bumps the tenant's route version before the 200 is sent, so every
 later publish on any worker or API node sees it.
@@ -66,9 +68,10 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
         raise ApiError(401, "subscription denied by the auth provider")
     current = rec["subscriptions"].get(topic_filter)
     opts = dataclasses.replace(current, qos=qos) if current is not None else SubOpts(qos=qos)
-    try:  # MaxTopicFiltersPerInbox is checked by the subscribe script, atomically with the write
+    try:  # MaxTopicFiltersPerInbox and MaxSharedGroupMembers are checked in Redis, atomically with the write
         (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, name, [(topic_filter, opts)],
-                                               max_filters=ts.max_topic_filters_per_inbox)
+                                               max_filters=ts.max_topic_filters_per_inbox,
+                                               max_group_members=ts.max_shared_group_members)
     except NoSession:
         raise ApiError(404, "no session") from None
     except SubscriptionLimit:

@@ -140,6 +140,32 @@ def test_sub_exceed_limit_per_session_400(api, mqtt, tenant, redis_server):
     assert sub(api, tenant, "hu", c.client_id, "l/2", qos=0).text == "EXISTS"
 
 
+def test_sub_shared_group_full_400(api, mqtt, tenant, redis_server):
+    """MaxSharedGroupMembers is counted in Redis with the route's write: a client's SUBSCRIBE and PUT /sub
+    share the places; a refused PUT leaves no subscription behind; a member may PUT again."""
+    import redis as redis_sync
+
+    from tidemq.store import keys
+
+    client = redis_sync.Redis.from_url(redis_server.url)
+    try:
+        client.hset(keys.tenant_settings(tenant), "MaxSharedGroupMembers", "2")
+    finally:
+        client.close()
+    a, b, c = mqtt(tenant, "sa"), mqtt(tenant, "sb"), mqtt(tenant, "sc")
+    assert a.subscribe([("$share/g/sh/t", 1)]) == [1]  # a member through SUBSCRIBE
+    assert sub(api, tenant, "sb", b.client_id, "$share/g/sh/t").text == "OK"
+    r = sub(api, tenant, "sc", c.client_id, "$share/g/sh/t")
+    assert (r.status_code, r.text) == (400, "EXCEED_LIMIT")
+    body = api.request("GET", "/session", session_headers(tenant, "sc", c.client_id)).json()
+    assert body["subscriptions"] == []
+    assert c.subscribe([("$share/g/sh/t", 1)]) == [0x97]  # and over MQTT too
+    assert sub(api, tenant, "sb", b.client_id, "$share/g/sh/t", qos=0).text == "EXISTS"
+    assert sub(api, tenant, "sc", c.client_id, "$share/other/sh/t").text == "OK"
+    assert unsub(api, tenant, "sb", b.client_id, "$share/g/sh/t").text == "OK"  # a place is free again
+    assert sub(api, tenant, "sc", c.client_id, "$share/g/sh/t").text == "OK"
+
+
 def test_sub_qos_capped_by_maximum_qos(api, mqtt, tenant):
     """As a SUBACK would grant it: sub_qos 2 on a tenant with MaximumQoS 1 stores QoS 1."""
     import asyncio

@@ -37,20 +37,38 @@ def route_value(worker: str, persistent: bool, opts: str, gen: str) -> str:
     return f"{'' if persistent else worker}{SEP}{'1' if persistent else '0'}{SEP}{opts}{SEP}{gen}"
 
 
+def is_shared(topic_filter: str) -> bool:
+    """A shared subscription's filter (``$share/<group>/<f>``, ``$oshare/<group>/<f>``), as tenant_apply tells."""
+    return topic_filter.startswith(("$share/", "$oshare/"))
+
+
 class TenantOps:
     """Changes to one tenant's indexes, applied by one ``tenant_apply`` call (see its header)."""
 
-    __slots__ = ("args", "tenant")
+    __slots__ = ("args", "refused", "tenant")
 
     def __init__(self, tenant: str) -> None:
         self.tenant = tenant
         self.args: list[Arg] = []
+        self.refused: list[str] = []  # after ``apply``: the filters a ``shared_put`` was refused for
 
     def __bool__(self) -> bool:
         return bool(self.args)
 
     def route_put(self, client: str, topic_filter: str, value: str) -> None:
         self.args += ["P", client, topic_filter, value]
+
+    def shared_put(self, client: str, topic_filter: str, value: str, max_members: int) -> None:
+        """Put the route of a shared filter only if ``client`` is a member already or the shared filter has
+        fewer than ``max_members`` members (MaxSharedGroupMembers), counted in Redis with the write."""
+        self.args += ["G", client, topic_filter, value, max_members]
+
+    def route_put_checked(self, client: str, topic_filter: str, value: str, max_members: int) -> None:
+        """``shared_put`` for a shared filter when ``max_members`` is set (> 0), else ``route_put``."""
+        if max_members > 0 and is_shared(topic_filter):
+            self.shared_put(client, topic_filter, value, max_members)
+        else:
+            self.route_put(client, topic_filter, value)
 
     def route_drop(self, client: str, topic_filter: str, gen: str) -> None:
         """Drop the route if it still belongs to generation ``gen`` ("" = whatever it holds)."""
@@ -78,16 +96,18 @@ class TenantOps:
         """Queue the call on ``batch``; returns its index in the results."""
         t = self.tenant
         return batch.script(_APPLY, [keys.routes(t), keys.rver(t), keys.sessidx(t), keys.sessgen(t), keys.sexp(t),
-                                     keys.wills(t)], self.args)
+                                     keys.wills(t), keys.shared_members(t)], self.args)
 
     async def apply(self, r: Any) -> dict[str, str]:
         """Apply the changes (nothing when there are none); returns the routes dropped, filter -> former
-        value (to put back when the step that follows fails)."""
+        value (to put back when the step that follows fails). The filters a ``shared_put`` was refused
+        for are left in ``self.refused``."""
         if not self.args:
             return {}
         batch = Batch(r)
         self.queue(batch)
-        _changed, dropped = (await batch.execute())[0]
+        _changed, dropped, refused = (await batch.execute())[0]
+        self.refused = [_s(f) for f in refused]
         return {_s(dropped[i]): _s(dropped[i + 1]) for i in range(0, len(dropped) - 1, 2)}
 
 

@@ -159,10 +159,30 @@ def retain_index(tenant: str) -> str:
     return _tenant_key("retidx", tenant)
 
 
+def shared_members(tenant: str) -> str:
+    """Hash: shared filter (``$share/<group>/<filter>``, ``$oshare/...``) -> how many routes (members) it has,
+    kept by ``tenant_apply`` with every route write; field ``SHARED_BUILT`` marks it as complete."""
+    return _tenant_key("shcount", tenant)
+
+
+SHARED_BUILT = "\0built"  # a field no filter can be: shared_members(t) was counted from the routes
+
+
+def tenant_connections(tenant: str) -> str:
+    """Hash: worker id -> ``<connections held>:<valid until ms>`` (TotalConnections, cluster-wide)."""
+    return _tenant_key("conns", tenant)
+
+
+def tenant_connect_rate(tenant: str) -> str:
+    """Hash ``s`` (a Redis-clock second) and ``n`` (CONNECTs admitted in it) (TotalConnectPerSecond)."""
+    return _tenant_key("crate", tenant)
+
+
 def tenant_keys(tenant: str) -> list[str]:
     """Every tenant-wide key (not the per-session ones)."""
     return [routes(tenant), rver(tenant), sexp(tenant), sessidx(tenant), sessgen(tenant), wills(tenant),
-            retain(tenant), retain_index(tenant)]
+            retain(tenant), retain_index(tenant), shared_members(tenant), tenant_connections(tenant),
+            tenant_connect_rate(tenant)]
 
 
 # --- global ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from tidemq.store import keys
 from tidemq.store.indexes import TenantOps, route_value
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
 from tidemq.store.scripts import Arg, Batch, get
+from tidemq.store.subscriptions import drop_refused
 
 _CONNECT = get("session_connect")
 _DISCONNECT = get("session_disconnect")
@@ -70,6 +71,7 @@ async def session_connect(
     will: bytes = b"",
     will_delay: int = 0,
     track: bool = False,
+    max_group_members: int = 0,
 ) -> ConnectResult:
     """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``.
 
@@ -101,9 +103,13 @@ async def session_connect(
         ops.route_drop(c, _s(f), old_gen)
     if present:
         for f, opts in subscriptions.items():
-            ops.route_put(c, f, route_value(worker, persistent, opts.encode(), gen))
+            ops.route_put_checked(c, f, route_value(worker, persistent, opts.encode(), gen), max_group_members)
     ops.index_add(c, gen)  # also on resume: an entry a crash kept from being written comes back
     await ops.apply(r)
+    if ops.refused:
+        await drop_refused(r, t, c, ops.refused, int(epoch))
+        for f in ops.refused:
+            subscriptions.pop(f, None)
     return ConnectResult(
         present=bool(present),
         epoch=int(epoch),

@@ -10,11 +10,24 @@ is written first, the route second, and both before the SUBACK
 (docs/redis-keys.md "Two slots"); ``rver(t)`` is bumped whenever a route
 changes, so a worker trusts its trie replica only while the version it
 loaded is still current.
+
+``MaxSharedGroupMembers`` is checked where the route is written: a shared
+filter's route goes through ``tenant_apply``'s ``G`` op, which counts the
+shared filter's members (``shcount(t)``) and writes the route in one script on
+the tenant's slot, so two joins on two workers cannot both take the last
+place. The session step still comes first (it is the truth, "Two slots"); a
+refused filter is then taken out of the session again (``unsubscribe``, at the
+same epoch) before the caller answers. A crash between the steps leaves a
+subscription without a route and without a SUBACK: nothing delivers through
+it, and the session's next CONNECT re-puts its routes through the same check
+(``sessions.session_connect(max_group_members=...)``), dropping it from the
+session when the group is full. No route is ever written past the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tidemq.routing.trie import Route
@@ -39,18 +52,44 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class SharedGroupFull(SubscriptionLimit):
+    """The shared subscription has ``MaxSharedGroupMembers`` members already (nothing was kept)."""
+
+
+@dataclass(slots=True)
+class Subscribed:
+    """Per filter whether it existed before; and the shared filters refused because their group is full
+    (taken out of the session again: they are not subscriptions)."""
+
+    existed: list[bool]
+    refused: set[str] = field(default_factory=set)
+
+
 async def subscribe(
     r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None,
-    max_filters: int | None = None,
+    max_filters: int | None = None, max_group_members: int = 0,
 ) -> list[bool]:
     """Add or replace subscriptions; returns, per filter, whether it existed before.
 
-    Raises NoSession when the session is absent (or ``epoch`` no longer owns it), and
+    Raises NoSession when the session is absent (or ``epoch`` no longer owns it),
     SubscriptionLimit (nothing written) when the new filters would take the session past
-    ``max_filters`` — checked atomically with the write.
+    ``max_filters`` — checked atomically with the write — and SharedGroupFull when a shared
+    filter's group has ``max_group_members`` members (> 0; that filter is not kept).
     """
+    res = await subscribe_checked(r, t, c, subs, epoch=epoch, max_filters=max_filters,
+                                  max_group_members=max_group_members)
+    if res.refused:
+        raise SharedGroupFull(f"shared group full: tenant={t!r} client={c!r} filters={sorted(res.refused)}")
+    return res.existed
+
+
+async def subscribe_checked(
+    r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None,
+    max_filters: int | None = None, max_group_members: int = 0,
+) -> Subscribed:
+    """``subscribe``, reporting the shared filters refused by ``max_group_members`` instead of raising."""
     if not subs:
-        return []
+        return Subscribed([])
     args: list[Any] = ["" if epoch is None else epoch, "" if max_filters is None else max_filters]
     for topic_filter, opts in subs:
         args.append(topic_filter)
@@ -59,9 +98,20 @@ async def subscribe(
     worker, persistent, gen = _s(res[0]), _s(res[1]) == "1", _s(res[2])
     ops = TenantOps(t)  # the routes, second, before the caller acknowledges
     for topic_filter, opts in subs:
-        ops.route_put(c, topic_filter, route_value(worker, persistent, opts.encode(), gen))
+        ops.route_put_checked(c, topic_filter, route_value(worker, persistent, opts.encode(), gen),
+                              max_group_members)
     await ops.apply(r)
-    return [bool(x) for x in res[3:]]
+    if ops.refused:  # not a member: the subscription goes again (at the same epoch: never a newer owner's)
+        await drop_refused(r, t, c, ops.refused, epoch)
+    return Subscribed([bool(x) for x in res[3:]], set(ops.refused))
+
+
+async def drop_refused(r: Any, t: str, c: str, filters: Sequence[str], epoch: int | None) -> None:
+    """Take subscriptions whose route a full shared group refused out of the session (no route exists
+    for them, so there is nothing to drop on the tenant's side). When a newer connection owns the
+    session now (the script answers -2 and changes nothing), that connection's CONNECT re-checked
+    them itself."""
+    await _UNSUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c)], ["" if epoch is None else epoch, *filters])
 
 
 async def unsubscribe(
