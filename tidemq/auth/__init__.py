@@ -101,27 +101,11 @@ def make_provider(settings: Settings) -> AuthProvider:
 
 def _custom_provider(settings: Settings) -> AuthProvider:
     """``auth_provider = "package.module:Class"``: import it and build ``Class(settings)``."""
-    import importlib
+    from tidemq.plugins import load_plugin
 
-    module_name, _, attr = settings.auth_provider.strip().partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"auth provider {settings.auth_provider!r}: expected package.module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"auth provider {settings.auth_provider!r}: cannot import {module_name}: {exc}") from exc
-    factory = module
-    for part in attr.split("."):
-        factory = getattr(factory, part, None)  # type: ignore[assignment]
-        if factory is None:
-            raise ValueError(f"auth provider {settings.auth_provider!r}: {module_name} has no {attr}")
-    if not callable(factory):
-        raise ValueError(f"auth provider {settings.auth_provider!r}: {attr} is not callable")
-    provider = factory(settings)
-    for method in ("authenticate", "check_publish", "check_subscribe"):
-        if not callable(getattr(provider, method, None)):
-            raise ValueError(f"auth provider {settings.auth_provider!r}: no {method}() method")
-    return provider  # type: ignore[no-any-return]
+    provider: AuthProvider = load_plugin("TIDEMQ_AUTH_PROVIDER", settings.auth_provider, (settings,),
+                                         ("authenticate", "check_publish", "check_subscribe"))
+    return provider
 
 
 def __getattr__(name: str) -> Any:
