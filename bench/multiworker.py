@@ -119,7 +119,12 @@ def _start_redis(tmp: Path, procs: list[Any], broker: Broker, masters: int) -> t
     subprocess.run(["redis-cli", "--cluster", "create", *(f"{HOST}:{p}" for p in ports), "--cluster-replicas", "0",
                     "--cluster-yes"], check=True, capture_output=True, timeout=60)
     deadline = time.monotonic() + 30
-    while not all("cluster_state:ok" in _redis_cmd(p, "CLUSTER", "INFO") for p in ports):
+    def settled(port: int) -> bool:  # every node knows every node and sees all slots served
+        info = _redis_cmd(port, "CLUSTER", "INFO")
+        return ("cluster_state:ok" in info and f"cluster_known_nodes:{len(ports)}" in info
+                and "cluster_slots_ok:16384" in info)
+
+    while not all(settled(p) for p in ports):
         if time.monotonic() > deadline:
             raise BrokerError("the Redis Cluster did not come up")
         time.sleep(0.1)
