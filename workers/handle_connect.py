@@ -133,7 +133,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
     if p.will is not None:
         session.will = will_from_connect(p.will, auth.user_id, level)
         will_blob, will_delay = encode_will(session.will, name), session.will.delay
-    if session.persistent and not p.clean_start:
+    if session.persistent and not p.clean_start and svc.inbox_ops.busy:
         # acks that a previous connection of this session sent to this worker are written before we
         # resume, so an acknowledged message is not sent again (bounded: a busy ack loop may never idle)
         with contextlib.suppress(TimeoutError):

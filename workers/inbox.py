@@ -117,6 +117,11 @@ class InboxOps:
                 except Exception:
                     log.exception("inbox op completion failed")
 
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is being written (``flush_now`` would wait for it)."""
+        return self._task is not None and not self._task.done()
+
     async def flush_now(self) -> None:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
