@@ -155,6 +155,7 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
         await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms())
         return
     session.epoch = res.epoch
+    session.gen = res.gen
     await connect_hooks.record_attributes(svc, tenant, name, res.epoch, auth.attributes)  # GET /session
     if res.prev_worker and res.prev_worker != svc.worker_id:  # a local previous owner is closed by register
         await signal_store.publish_signal(svc.redis, res.prev_worker,
@@ -206,7 +207,8 @@ async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession, b
     session.reads.generation = provider_generation(svc.auth)
     if not refused:
         return
-    await sub_store.unsubscribe(svc.redis, session.tenant, session.name, refused, epoch=session.epoch)
+    await sub_store.unsubscribe(svc.redis, session.tenant, session.name, refused, epoch=session.epoch,
+                                gen=session.gen)
     for flt in refused:
         del session.sub_filters[flt]
         svc.metrics.refuse("subscription_dropped", session.tenant, RC.NOT_AUTHORIZED)

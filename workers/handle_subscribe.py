@@ -217,7 +217,7 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
     svc = conn.services
     try:
         existed = await sub_store.unsubscribe(svc.redis, session.tenant, session.name, p.topic_filters,
-                                              epoch=session.epoch)
+                                              epoch=session.epoch, gen=session.gen)
     except NoSession:  # the connection ended (or was taken over) while we got here
         conn.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")
         return

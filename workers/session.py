@@ -42,6 +42,7 @@ class ClientSession:
     sub_filters: dict[str, int] = field(default_factory=dict)  # filter -> granted QoS (re-subscribing: no quota)
     publish_failed: bool = False  # a publish was not taken by the store (MQTT 3: the client was closed)
     name: str = ""  # the session's name in its tenant, "<user>/<client id>": its keys, routes, registry entry
+    gen: str = ""  # the session's generation (from session_connect): the one its routes carry
     _reads: DeliveryFilter | None = field(default=None, init=False)  # narrowed subscriptions' read checks
 
     @property

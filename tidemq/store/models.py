@@ -49,6 +49,7 @@ class ConnectResult:
     rel_ids: list[int] = field(default_factory=list)  # outbound QoS 2 ids awaiting PUBCOMP
     q2in_ids: list[int] = field(default_factory=list)  # inbound QoS 2 ids awaiting PUBREL
     sent: int = 0  # highest inbox seq ever sent: entries <= sent are redelivered with DUP
+    gen: str = ""  # the session's generation (its routes carry it): pass it to unsubscribe
 
 
 @dataclass(frozen=True, slots=True)

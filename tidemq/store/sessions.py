@@ -119,6 +119,7 @@ async def session_connect(
         rel_ids=sorted(int(x) for x in rel),
         q2in_ids=_confirmed_q2in(q2in),
         sent=int(sent),
+        gen=gen,
     )
 
 

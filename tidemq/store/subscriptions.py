@@ -115,21 +115,26 @@ async def drop_refused(r: Any, t: str, c: str, filters: Sequence[str], epoch: in
 
 
 async def unsubscribe(
-    r: Any, t: str, c: str, filters: Iterable[str], *, epoch: int | None = None
+    r: Any, t: str, c: str, filters: Iterable[str], *, epoch: int | None = None, gen: str = ""
 ) -> list[bool]:
-    """Remove subscriptions; returns, per filter, whether it existed. Raises NoSession."""
+    """Remove subscriptions; returns, per filter, whether it existed. Raises NoSession.
+
+    ``gen``: the session's generation when the caller knows it (the connection that owns the session:
+    one round trip less); else it is read first."""
     filters = list(filters)
     if not filters:
         return []
-    gen = await r.hget(keys.sess(t, c), "gen")
-    if gen is None:
-        raise NoSession(f"no session: tenant={t!r} client={c!r}")
+    if not gen:
+        stored = await r.hget(keys.sess(t, c), "gen")
+        if stored is None:
+            raise NoSession(f"no session: tenant={t!r} client={c!r}")
+        gen = _s(stored)
     # the routes first (only this generation's), the subscriptions second: a failure in between leaves a
     # subscription without its route (no UNSUBACK was sent; the session's next connect puts it back),
     # never a route without a subscription
     ops = TenantOps(t)
     for topic_filter in filters:
-        ops.route_drop(c, topic_filter, _s(gen))
+        ops.route_drop(c, topic_filter, gen)
     dropped = await ops.apply(r)
     try:
         res = _check(await _UNSUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c)],
