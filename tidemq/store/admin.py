@@ -15,6 +15,7 @@ from typing import Any
 
 from tidemq.message import MAGIC
 from tidemq.store import keys
+from tidemq.store.models import text as _s
 from tidemq.store.scripts import get, load_all
 from tidemq.store.sessions import sessions_page, tenants_list
 
@@ -24,9 +25,6 @@ PAGE = 500
 RETAIN_CHUNK = 200
 SUMMARY_FIELDS = ("user", "worker", "persistent", "ver", "connected_at", "disconnected_at", "expiry", "epoch")
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _int(value: Any) -> int:

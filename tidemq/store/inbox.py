@@ -34,15 +34,13 @@ from redis.crc import key_slot
 from tidemq.store import keys
 from tidemq.store.connection import is_cluster
 from tidemq.store.models import DROP_REASONS, AppendResult, InboxAppend, InboxEntry, InboxOp
+from tidemq.store.models import text as _s
 from tidemq.store.scripts import Batch, get
 
 _MARK = get("inbox_mark")
 _BATCH = get("inbox_append_batch")
 _Q2_BEGIN = get("q2_begin")
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ReplicationTimeout(Exception):

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidemq.store import keys
+from tidemq.store.models import text as _s
 from tidemq.store.scripts import Arg, Batch, get
 
 _APPLY = get("tenant_apply")
@@ -110,6 +111,3 @@ class TenantOps:
         self.refused = [_s(f) for f in refused]
         return {_s(dropped[i]): _s(dropped[i + 1]) for i in range(0, len(dropped) - 1, 2)}
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tidemq.store.models import text as _s
+
 from . import keys
 from .sessions import session_disconnect
 
@@ -36,9 +38,6 @@ class OrphanSession:
     expiry: int
     persistent: bool
 
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 async def lease_renew(r: Any, worker_id: str, *, ttl_ms: int, now_ms: int) -> None:

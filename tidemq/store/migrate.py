@@ -27,6 +27,7 @@ from typing import Any
 
 from tidemq.store import keys
 from tidemq.store.indexes import SEP
+from tidemq.store.models import text as _s
 
 LAYOUT = 2
 _KINDS = ("sess", "subs", "inbox", "rel", "q2in")
@@ -43,9 +44,6 @@ def layout_key() -> str:
 def _old_key(kind: str, t: str, c: str) -> str:
     return f"{keys.PREFIX}{kind}:{keys.tag(t)}:{c}"
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ e.g. ``"1,0,0,0,0"``. It is readable with redis-cli and trivially parsed in Lua.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class NoSession(Exception):
@@ -17,6 +18,11 @@ class NoSession(Exception):
 
 class SubscriptionLimit(Exception):
     """The new topic filters would take the session past its filter limit (nothing was written)."""
+
+
+def text(value: Any) -> str:
+    """A reply value as text (replies are bytes: the clients run with ``decode_responses=False``)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True, slots=True)

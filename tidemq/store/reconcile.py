@@ -26,13 +26,11 @@ from typing import Any
 
 from tidemq.store import keys
 from tidemq.store.indexes import SEP, TenantOps
+from tidemq.store.models import text as _s
 
 ROUTES_CHUNK = 200
 SESSIONS_CHUNK = 100
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 from tidemq.store import keys
 from tidemq.store.indexes import TenantOps, route_value
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
+from tidemq.store.models import text as _s
 from tidemq.store.scripts import Arg, Batch, get
 from tidemq.store.subscriptions import drop_refused
 
@@ -34,9 +35,6 @@ DisconnectResult = Literal["stale", "offline", "removed"]
 
 RECORD_INT_FIELDS = ("ver", "expiry", "epoch", "connected_at", "disconnected_at", "seq", "sent", "will_delay")
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SessionOfAnotherUser(Exception):

@@ -34,6 +34,7 @@ from tidemq.routing.trie import Route
 from tidemq.store import keys
 from tidemq.store.indexes import SEP, TenantOps, route_value
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
+from tidemq.store.models import text as _s
 from tidemq.store.scripts import get
 
 _SUBSCRIBE = get("subscribe")
@@ -47,9 +48,6 @@ def _check(res: Any, t: str, c: str) -> list[Any]:
         raise NoSession(f"{why}: tenant={t!r} client={c!r}")
     return list(res)
 
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class SharedGroupFull(SubscriptionLimit):
