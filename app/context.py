@@ -23,6 +23,7 @@ from sanic import HTTPResponse, Request
 from tidemq.auth import AuthProvider
 from tidemq.config import Settings
 from tidemq.publish import RouteCache
+from tidemq.store.route_watch import RouteWatch
 from tidemq.tenants import SettingsProvider, TenantSettings
 
 from .errors import ApiError
@@ -43,6 +44,7 @@ class ApiState:
     store_timeout: float = DEFAULT_STORE_TIMEOUT
     retained_topic_limit: int | None = None  # overrides the tenant setting RetainedTopicLimit when set
     routes: RouteCache = field(default_factory=RouteCache)
+    watch: RouteWatch | None = None  # set by start_api: PUT /sub and DELETE /unsub wait for route caches
     metrics: Metrics = field(default_factory=Metrics)
     openapi: bytes = b""
 

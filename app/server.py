@@ -16,10 +16,12 @@ it. The store client belongs to the caller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
 import time
+import uuid
 from typing import Any
 
 from sanic import HTTPResponse, Request, Sanic
@@ -28,6 +30,8 @@ from sanic.response import BaseHTTPResponse
 from tidemq.auth import AuthProvider, make_provider
 from tidemq.config import Settings
 from tidemq.store import admin as admin_store
+from tidemq.store import route_watch
+from tidemq.store.route_watch import RouteWatch
 from tidemq.tenants import SettingsProvider
 
 from . import docs, openapi
@@ -111,15 +115,21 @@ def create_app(
 class ApiHandle:
     """A running API server: ``port`` it listens on, ``await stop()`` to close it."""
 
-    def __init__(self, app: Sanic[Any, Any], server: Any, port: int) -> None:
+    def __init__(self, app: Sanic[Any, Any], server: Any, port: int,
+                 watch_task: asyncio.Task[None] | None = None) -> None:
         self.app = app
         self.server = server
         self.port = port
+        self.watch_task = watch_task
 
     async def stop(self) -> None:
         server, self.server = self.server, None
         if server is None:
             return
+        if self.watch_task is not None:
+            self.watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.watch_task
         try:
             await server.before_stop()
             server.close()
@@ -153,6 +163,14 @@ async def start_api(settings: Settings, redis: Any, **options: Any) -> ApiHandle
             await admin_store.ensure_scripts(redis)
     except Exception as exc:  # the store may come up later: /readyz says so, NOSCRIPT reloads
         log.warning("admin API: could not load Lua scripts yet: %s", exc)
+    watch_task = None
+    if route_watch.enabled(redis):  # route changes of PUT /sub, DELETE /unsub wait for the workers' caches
+        watch = app.ctx.state.watch = RouteWatch(redis, f"api-{uuid.uuid4().hex[:12]}", member=False)
+        watch_task = asyncio.get_running_loop().create_task(watch.run())
+        try:
+            await asyncio.wait_for(watch.ready.wait(), timeout=app.ctx.state.store_timeout)
+        except TimeoutError:  # acknowledgements cannot reach us yet: a route change waits for leases instead
+            log.warning("admin API: route watch not subscribed yet")
     sock = _listen(settings.host, settings.api_port)
     server: Any = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
     if server is None:  # pragma: no cover - Sanic always returns one with return_asyncio_server
@@ -163,4 +181,4 @@ async def start_api(settings: Settings, redis: Any, **options: Any) -> ApiHandle
     await server.after_start()
     port = sock.getsockname()[1]
     log.info("admin API listening http=%s:%d", settings.host, port)
-    return ApiHandle(app, server, port)
+    return ApiHandle(app, server, port, watch_task)

@@ -1,6 +1,7 @@
 -- tenant_apply: apply a list of changes to a tenant's indexes (its slot), after the session step that
 -- made them necessary (docs/redis-keys.md "Two slots": the session is the truth, these are derived).
--- KEYS: 1 routes, 2 rver, 3 sessidx, 4 sessgen, 5 sexp, 6 wills, 7 shcount (one tenant's tag)
+-- KEYS: 1 routes, 2 rver, 3 sessidx, 4 sessgen, 5 sexp, 6 wills, 7 shcount (one tenant's tag),
+--       8 route watchers (only where route caches are push-invalidated: a single Redis; see N)
 -- ARGV: a flat list of operations, each an op code and its arguments:
 --   P client filter value   route put: routes[client \0 filter] = value (worker \0 persistent \0 opts \0 gen)
 --   G client filter value n shared route put, only when the client is already a member of the shared
@@ -13,14 +14,20 @@
 --   x client at             expiry hint removal, only when its score is still at ("" = always)
 --   W client at             will hint: wills[client] = at (ms)
 --   w client at             will hint removal, only when its score is still at ("" = always)
+--   N channel tenant writer when the routes change: PUBLISH "tenant \0 version \0 writer" on channel, so every
+--                           worker's route cache drops that tenant (tidemq/store/route_watch.py), and return
+--                           the watchers whose lease (KEYS[8]: watcher -> lease end, ms) is still running, so
+--                           the writer can wait for their acknowledgements before it acknowledges the client
 -- Returns: {changed, {filter, value, ...}, {filter, ...}}: changed is 1 when the routes changed (rver was
 -- bumped), else 0; then the filter and former value of every route a D dropped (to put back if the step
--- that followed failed); then the filters a G refused. Conditional removals make a late step of an older
+-- that followed failed); then the filters a G refused; with N and a change, then the new version, the
+-- server clock (ms) and {watcher, lease end, ...} (expired watchers are removed). Conditional removals make a late step of an older
 -- session harmless to a newer one.
 -- shcount (filter -> routes of that shared filter, i.e. its members) is kept by every P, G and D here,
 -- the only writer of routes; it is counted from the routes once (field "\0built" marks it complete), the
 -- first time a G needs it, so routes written before it existed are counted too.
 local changed = false
+local notify = nil
 local dropped = {}
 local refused = {}
 local i = 1
@@ -139,12 +146,31 @@ while i <= #ARGV do
   elseif op == 'w' then
     zrem_if(KEYS[6], client, ARGV[i + 2])
     i = i + 3
+  elseif op == 'N' then
+    notify = {client, ARGV[i + 2], ARGV[i + 3]}
+    i = i + 4
   else
     return redis.error_reply('tenant_apply: unknown op ' .. tostring(op))
   end
 end
 if changed then
-  redis.call('INCR', KEYS[2])
+  local version = redis.call('INCR', KEYS[2])
+  if notify and KEYS[8] then
+    redis.call('PUBLISH', notify[1], notify[2] .. '\0' .. version .. '\0' .. notify[3])
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local live = {}
+    local all = redis.call('HGETALL', KEYS[8])
+    for j = 1, #all, 2 do
+      if tonumber(all[j + 1]) > now then
+        live[#live + 1] = all[j]
+        live[#live + 1] = all[j + 1]
+      else
+        redis.call('HDEL', KEYS[8], all[j])
+      end
+    end
+    return {1, dropped, refused, version, now, live}
+  end
   return {1, dropped, refused}
 end
 return {0, dropped, refused}

@@ -6,8 +6,9 @@ inbox-append per message, the blob passed once), transient sessions per owner
 worker (one ``D`` signal per worker) and, when the caller is itself a worker,
 its local transient sessions. ``RouteCache`` keeps per-tenant trie replicas and
 trusts one only after reading the tenant's route version (the freshness check
-of DESIGN.md), so a subscription acknowledged anywhere before the check is
-always matched. ``publish`` is the whole path for a single message from a
+of DESIGN.md), or, in a worker on a single Redis, while its route watch holds
+the tenant fresh (``tidemq.store.route_watch``), so a subscription
+acknowledged anywhere before the publish is always matched. ``publish`` is the whole path for a single message from a
 process without connections (the admin API): check, match, plan, append and
 signal in one pipelined round trip each, notify inbox owners.
 
@@ -52,6 +53,7 @@ from tidemq.store import inbox as inbox_store
 from tidemq.store import signals as signal_store
 from tidemq.store import subscriptions as sub_store
 from tidemq.store.models import AppendResult, InboxAppend, InboxTarget
+from tidemq.store.route_watch import RouteWatch
 
 log = logging.getLogger("tidemq.publish")
 
@@ -155,28 +157,42 @@ def plan_routes(
 class RouteCache:
     """Per-tenant trie replicas, each trusted only while its route version is current.
 
-    At most ``max_tenants`` replicas are kept (the whole cache is dropped past that: a
-    replica is only ever a cache, rebuilt on the next publish of its tenant).
+    Without a ``watch`` every ``refresh`` reads the versions of its tenants (one pipelined ``GET``
+    each). With one (a worker on a single Redis), tenants the watch holds fresh are trusted without
+    a round trip while the watch is trusted (``tidemq.store.route_watch`` has the protocol and why a
+    SUBACK still precedes every stale read). At most ``max_tenants`` replicas are kept (the whole
+    cache is dropped past that: a replica is only ever a cache, rebuilt on the next publish of its
+    tenant).
     """
 
-    def __init__(self, max_tenants: int = 10000) -> None:
+    def __init__(self, max_tenants: int = 10000, *, watch: RouteWatch | None = None) -> None:
         self.tenants: dict[str, TenantRoutes] = {}
         self.max_tenants = max_tenants
+        self.watch = watch
 
     async def refresh(self, r: Any, tenants: list[str]) -> None:
-        """One pipelined version read for ``tenants``; reload the stale ones."""
+        """Make the replicas of ``tenants`` current: no round trip for fresh ones, else one pipelined
+        version read and a reload of the stale ones."""
+        watch = self.watch
+        if watch is not None and watch.trusted():
+            fresh, have = watch.fresh, self.tenants
+            tenants = [t for t in tenants if t not in fresh or t not in have]
+            if not tenants:
+                return
+        token = watch.token() if watch is not None else None
         versions = await sub_store.route_versions(r, tenants)
         stale = [t for t in tenants if t not in self.tenants or self.tenants[t].version != versions.get(t, 0)]
-        if not stale:
-            return
-        if len(self.tenants) + len(stale) > self.max_tenants:
-            self.tenants.clear()
-        loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
-        for t, (version, routes) in zip(stale, loaded, strict=True):
-            tr = self.tenants.get(t)
-            if tr is None:
-                tr = self.tenants[t] = TenantRoutes()
-            tr.replace_all(version, routes)
+        if stale:
+            if len(self.tenants) + len(stale) > self.max_tenants:
+                self.tenants.clear()
+            loaded = await asyncio.gather(*(sub_store.load_routes(r, t) for t in stale))
+            for t, (version, routes) in zip(stale, loaded, strict=True):
+                tr = self.tenants.get(t)
+                if tr is None:
+                    tr = self.tenants[t] = TenantRoutes()
+                tr.replace_all(version, routes)
+        if watch is not None:
+            watch.confirm([t for t in tenants if t in self.tenants], token)
 
     def match(self, tenant: str, topic: str, *, publisher: str = "", sticky_key: str = "") -> list[Route]:
         tr = self.tenants.get(tenant)

@@ -27,8 +27,10 @@ from tidemq.clock import SYSTEM_CLOCK, Clock
 from tidemq.config import ConfigError, Settings
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import CUTS, DROPS
+from tidemq.store import route_watch
 from tidemq.store import scripts as store_scripts
 from tidemq.store import signals as signal_store
+from tidemq.store.route_watch import RouteWatch
 from tidemq.tenants import SettingsProvider
 
 from . import control, timers
@@ -65,7 +67,9 @@ class Broker:
             raise ConfigError(str(exc)) from exc
         wait = (settings.redis_wait_replicas, settings.redis_wait_timeout_ms) if settings.redis_wait_replicas else None
         inbox_ops = InboxOps(redis)
-        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait)
+        # route caches told of every change by push on a single Redis (not on a cluster)
+        self.route_watch = RouteWatch(redis, worker_id) if route_watch.enabled(redis) else None
+        dispatcher = Dispatcher(redis, worker_id, tenants, registry, clock, wait=wait, watch=self.route_watch)
         wills = WillService(redis, provider, dispatcher, clock, metrics, tenants=tenants)
         self.services = WorkerServices(
             settings=settings, redis=redis, auth=provider, tenants=tenants, clock=clock, metrics=metrics,
@@ -114,6 +118,9 @@ class Broker:
         self._spawn(control.listen(self.redis, svc.worker_id, svc.registry, svc.clock, svc.lifecycle, ready))
         # accept no client before takeover/kill signals can reach us
         await asyncio.wait_for(ready.wait(), timeout=15)
+        if self.route_watch is not None:  # nor before our route changes can be acknowledged to us
+            self._spawn(self.route_watch.run())
+            await asyncio.wait_for(self.route_watch.ready.wait(), timeout=15)
         self._spawn(timers.connection_timers(svc.registry, svc.clock, svc.auth))
         self._spawn(timers.sweeper(self.redis, svc.wills, svc.clock, self.settings.sweep_interval))
         self._spawn(self.leases.run())
@@ -194,6 +201,9 @@ class Broker:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(svc.dispatcher.drain(), timeout=grace)
             await asyncio.wait_for(svc.inbox_ops.flush_now(), timeout=grace)
+        if self.route_watch is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.route_watch.close(), timeout=grace)
         for task in list(self._bg):
             task.cancel()
         svc.wills.cancel_all()

@@ -7,7 +7,10 @@ batch, never one per message or per subscriber:
 
 1. route versions of the batch's tenants (one pipelined GET each) — the
    freshness check that makes the in-memory trie safe to trust; a stale
-   tenant's routes are reloaded before matching;
+   tenant's routes are reloaded before matching. On a single Redis the
+   worker's route watch makes that read unnecessary while the tenant's cache is
+   fresh (``tidemq.store.route_watch``): then a batch needs no round trip at all
+   before local deliveries;
 2. match each message against the tenant trie; split targets into local
    transient sessions, transient sessions on other workers (one ``D`` signal
    per worker) and persistent sessions (one inbox-append script per message,
@@ -37,6 +40,7 @@ from tidemq.publish import (
     CUTS,
     FanoutLimits,
     RouteCache,
+    RoutePlan,
     append_all,
     message_size,
     plan_routes,
@@ -48,6 +52,7 @@ from tidemq.routing.trie import Route
 from tidemq.store import inbox as inbox_store
 from tidemq.store import retained as retained_store
 from tidemq.store.models import InboxAppend, InboxTarget
+from tidemq.store.route_watch import RouteWatch
 from tidemq.tenants import SettingsProvider, TenantSettings
 
 if TYPE_CHECKING:
@@ -89,16 +94,17 @@ class Dispatcher:
     LOW_WATER = 5000
     HIGH_WATER_BYTES = 16 * 1024 * 1024  # queued (and in-flight) payload bytes before publishers are paused
     LOW_WATER_BYTES = 4 * 1024 * 1024
+    BATCH_MAX = 2048  # publishes routed in one batch: the first deliveries never wait for a huge match
 
     def __init__(self, redis: Any, worker_id: str, tenants: SettingsProvider, registry: Registry,
-                 clock: Clock, *, wait: tuple[int, int] | None = None) -> None:
+                 clock: Clock, *, wait: tuple[int, int] | None = None, watch: RouteWatch | None = None) -> None:
         self.redis = redis
         self.wait = wait  # (replicas, timeout ms): persistent deliveries wait for Redis replicas
         self.worker_id = worker_id
         self.tenants = tenants
         self.registry = registry
         self.clock = clock
-        self.routes = RouteCache()
+        self.routes = RouteCache(watch=watch)  # with a watch: no route-version read while fresh
         self._queue: list[Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._paused: set[Callable[[], None]] = set()
@@ -141,7 +147,11 @@ class Dispatcher:
 
     async def _run(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue, []
+            if len(self._queue) > self.BATCH_MAX:  # bounded: a batch is matched whole before its deliveries
+                batch = self._queue[:self.BATCH_MAX]
+                del self._queue[:self.BATCH_MAX]
+            else:
+                batch, self._queue = self._queue, []
             size = sum(len(p.msg.payload) for p in batch)
             if any(p.origin is not None and p.origin.publish_failed for p in batch):
                 batch = self._without_failed_publishers(batch)
@@ -208,6 +218,7 @@ class Dispatcher:
         append_at: dict[int, int] = {}  # batch index -> its inbox append (its result: quota refusals)
 
         settings: dict[str, tuple[TenantSettings, FanoutLimits]] = {}
+        memo: dict[tuple[str, str, str, int, bool, int], tuple[list[Route], RoutePlan | None]] = {}
         for i, p in enumerate(batch):
             entry = settings.get(p.tenant)
             if entry is None:
@@ -219,8 +230,21 @@ class Dispatcher:
                 target = InboxTarget(p.only, p.only_qos, p.only_sids, retain=True)
                 appends.append(InboxAppend(p.tenant, p.blob, [target], ts.session_inbox_size, ts.qos0_drop_oldest))
                 continue
-            routes = self.routes.match(p.tenant, p.msg.topic, publisher=p.msg.sender, sticky_key=p.msg.sender)
-            if not routes:
+            msg = p.msg
+            size = message_size(msg)
+            key = (p.tenant, msg.topic, msg.sender, msg.qos, msg.retain, size)
+            hit = memo.get(key)
+            if hit is None:
+                routes = self.routes.match(p.tenant, msg.topic, publisher=msg.sender, sticky_key=msg.sender)
+                plan = plan_routes(routes, msg.qos, local_worker=me, retain=msg.retain, limits=limits,
+                                   size=size) if routes else None
+                # the same publisher, topic and shape again in this batch: the same targets, unless a $share
+                # group is among them (round-robin: each message picks its member)
+                if not any(rt.topic_filter.startswith("$share/") for rt in routes):
+                    memo[key] = (routes, plan)
+            else:
+                routes, plan = hit
+            if not routes or plan is None:
                 if p.dedupe is not None:  # no subscriber, but the QoS 2 packet id is recorded all the same
                     q2_for_append[len(appends)] = q2_of[i]
                     append_at[i] = len(appends)
@@ -228,8 +252,6 @@ class Dispatcher:
                                                dedupe=p.dedupe))
                 continue
             matched[i] = True
-            plan = plan_routes(routes, p.msg.qos, local_worker=me, retain=p.msg.retain,
-                               limits=limits, size=message_size(p.msg))
             if plan.cut != (0, 0, 0):  # MaxGroupFanout / MaxPersistentFanout(Bytes): dropped, still a success
                 CUTS.record(p.tenant, p.msg.topic, plan.cut)
             local.extend((i, p, rt, qos) for rt, qos in plan.local)

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidemq.store import keys
+from tidemq.store import keys, route_watch
 from tidemq.store.models import text as _s
+from tidemq.store.route_watch import Notice
 from tidemq.store.scripts import Arg, Batch, get
 
 _APPLY = get("tenant_apply")
@@ -46,12 +47,14 @@ def is_shared(topic_filter: str) -> bool:
 class TenantOps:
     """Changes to one tenant's indexes, applied by one ``tenant_apply`` call (see its header)."""
 
-    __slots__ = ("args", "refused", "tenant")
+    __slots__ = ("args", "notice", "refused", "tenant", "writer")
 
-    def __init__(self, tenant: str) -> None:
+    def __init__(self, tenant: str, *, writer: str = "") -> None:
         self.tenant = tenant
+        self.writer = writer  # the node that waits for the route watchers' acknowledgements ("" = none)
         self.args: list[Arg] = []
         self.refused: list[str] = []  # after ``apply``: the filters a ``shared_put`` was refused for
+        self.notice: Notice | None = None  # after ``apply``: the route change, when ``writer`` waits for it
 
     def __bool__(self) -> bool:
         return bool(self.args)
@@ -96,8 +99,13 @@ class TenantOps:
     def queue(self, batch: Batch) -> int:
         """Queue the call on ``batch``; returns its index in the results."""
         t = self.tenant
-        return batch.script(_APPLY, [keys.routes(t), keys.rver(t), keys.sessidx(t), keys.sessgen(t), keys.sexp(t),
-                                     keys.wills(t), keys.shared_members(t)], self.args)
+        ks = [keys.routes(t), keys.rver(t), keys.sessidx(t), keys.sessgen(t), keys.sexp(t), keys.wills(t),
+              keys.shared_members(t)]
+        args = self.args
+        if route_watch.enabled(batch.client):  # route caches are told of every change (route_watch.py)
+            ks.append(keys.route_watchers())
+            args = [*args, "N", keys.route_channel(), t, self.writer]
+        return batch.script(_APPLY, ks, args)
 
     async def apply(self, r: Any) -> dict[str, str]:
         """Apply the changes (nothing when there are none); returns the routes dropped, filter -> former
@@ -107,7 +115,10 @@ class TenantOps:
             return {}
         batch = Batch(r)
         self.queue(batch)
-        _changed, dropped, refused = (await batch.execute())[0]
+        reply = (await batch.execute())[0]
+        _changed, dropped, refused = reply[:3]
+        if self.writer and len(reply) > 3:
+            self.notice = Notice.parse(self.tenant, reply[3:])
         self.refused = [_s(f) for f in refused]
         return {_s(dropped[i]): _s(dropped[i + 1]) for i in range(0, len(dropped) - 1, 2)}
 

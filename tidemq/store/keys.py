@@ -245,3 +245,22 @@ def tenant_settings(tenant: str) -> str:
 def wills(tenant: str) -> str:
     """Sorted set: client id -> fire-at (ms) of delayed wills waiting in offline session records."""
     return _tenant_key("wills", tenant)
+
+
+# route cache invalidation (single Redis only; docs/redis-keys.md "Route freshness") ----------
+
+
+def route_channel() -> str:
+    """Pub/sub channel of route changes: ``tenant \\0 version \\0 writer``, published by ``tenant_apply``."""
+    return PREFIX + "rwatch"
+
+
+def route_watchers() -> str:
+    """Hash: watcher (worker) id -> end of its lease (ms, Redis clock); a route writer waits for the
+    acknowledgement of every watcher whose lease runs, or for the lease's end."""
+    return PREFIX + "rwatchers"
+
+
+def route_acks(node_id: str) -> str:
+    """Pub/sub channel on which a route writer gets the watchers' acknowledgements."""
+    return f"{PREFIX}rwack:{node_id}"

@@ -161,6 +161,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.pipe)
 
+    @property
+    def client(self) -> Any:
+        return self._client
+
     def script(self, script: Script, keys: Sequence[KeyArg], args: Sequence[Arg] = ()) -> int:
         """Queue a script call; returns its index in the results."""
         index = len(self.pipe)

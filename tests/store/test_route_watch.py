@@ -1,0 +1,181 @@
+"""Route watch (tidemq/store/route_watch.py) on a real single Redis: what makes skipping the route-version read safe.
+
+- a route writer's ``settle`` returns only after every watcher dropped the tenant (acknowledged), and a
+  watcher that does not answer holds the writer until its lease ended on the Redis clock;
+- a version read that overlapped a route change never marks the tenant fresh;
+- a lost pub/sub connection drops all trust and every fresh tenant, and trust comes back by itself;
+- a worker whose routes are fresh routes publishes without a single ``GET`` (the point of it all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from tidemq.publish import RouteCache
+from tidemq.store import keys, route_watch
+from tidemq.store.connection import close_redis, open_redis
+from tidemq.store.indexes import TenantOps, route_value
+from tidemq.store.models import SubOpts
+from tidemq.store.route_watch import RouteWatch
+
+TENANT = "rw-tenant"
+
+
+@pytest.fixture
+def store_url(redis_server: Any) -> str:  # this protocol exists on a single Redis only
+    from tests.fixtures.redis_servers import flush_port
+
+    flush_port(redis_server.port)
+    return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture
+async def watches(r: Any) -> AsyncIterator[Callable[..., RouteWatch]]:
+    tasks: list[asyncio.Task[None]] = []
+    made: list[RouteWatch] = []
+
+    def make(node_id: str, *, member: bool = True) -> RouteWatch:
+        w = RouteWatch(r, node_id, member=member)
+        tasks.append(asyncio.get_running_loop().create_task(w.run()))
+        made.append(w)
+        return w
+
+    yield make
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(BaseException):
+            await t
+
+
+async def until(cond: Callable[[], bool], *ws: RouteWatch) -> None:
+    """Wait until ``cond()`` holds, re-checking whenever one of ``ws`` changes its trust."""
+    async with asyncio.timeout(10):
+        while not cond():
+            for w in ws:
+                w.trust_changed.clear()
+            await asyncio.wait([asyncio.ensure_future(w.trust_changed.wait()) for w in ws],
+                               return_when=asyncio.FIRST_COMPLETED)
+
+
+async def redis_ms(r: Any) -> int:
+    sec, usec = await r.time()
+    return int(sec) * 1000 + int(usec) // 1000
+
+
+async def put_route(r: Any, writer: str, client: str, topic_filter: str = "a/b") -> TenantOps:
+    ops = TenantOps(TENANT, writer=writer)
+    ops.route_put(client, topic_filter, route_value("w1", False, SubOpts(qos=1).encode(), f"{client}-gen"))
+    await ops.apply(r)
+    return ops
+
+
+async def test_settle_returns_once_every_watcher_dropped_the_tenant(
+    r: Any, watches: Callable[..., RouteWatch]
+) -> None:
+    a, b = watches("w-a"), watches("w-b")
+    await until(lambda: a.trusted() and b.trusted(), a, b)
+    b.confirm([TENANT], b.token())
+    assert TENANT in b.fresh
+
+    ops = await put_route(r, "w-a", "c1")
+    assert ops.notice is not None and set(ops.notice.watchers) == {"w-a", "w-b"}
+    await a.settle(ops.notice)
+    assert TENANT not in b.fresh  # b dropped it before a may acknowledge its client
+    assert TENANT not in a.fresh
+
+
+async def test_a_watcher_that_never_answers_holds_the_writer_until_its_lease_ended(
+    r: Any, watches: Callable[..., RouteWatch]
+) -> None:
+    a = watches("w-a")
+    await until(a.trusted, a)
+    ghost_end = await route_watch._LEASE(r, [keys.route_watchers()], ["ghost", 600, ""])
+    ops = await put_route(r, "w-a", "c2")
+    assert ops.notice is not None and ops.notice.watchers["ghost"] == ghost_end
+    await a.settle(ops.notice)
+    assert await redis_ms(r) >= ghost_end  # its trust (shorter than its lease) is over
+
+
+async def test_an_expired_watcher_is_not_waited_for_and_is_removed(r: Any, watches: Callable[..., RouteWatch]) -> None:
+    a = watches("w-a")
+    await until(a.trusted, a)
+    await r.hset(keys.route_watchers(), "gone", await redis_ms(r) - 1)
+    ops = await put_route(r, "w-a", "c3")
+    assert ops.notice is not None and "gone" not in ops.notice.watchers
+    assert not await r.hexists(keys.route_watchers(), "gone")
+
+
+async def test_a_version_read_overlapping_a_change_does_not_make_the_tenant_fresh(
+    r: Any, watches: Callable[..., RouteWatch]
+) -> None:
+    a, b = watches("w-a"), watches("w-b")
+    await until(lambda: a.trusted() and b.trusted(), a, b)
+    token = b.token()  # b starts a version read ...
+    ops = await put_route(r, "w-a", "c4")  # ... a route changes meanwhile ...
+    await a.settle(ops.notice)
+    b.confirm([TENANT], token)  # ... and the read's answer comes in
+    assert TENANT not in b.fresh
+    b.confirm([TENANT], b.token())  # a read after the change
+    assert TENANT in b.fresh
+
+
+async def test_a_lost_connection_drops_all_trust_until_resubscribed(
+    r: Any, watches: Callable[..., RouteWatch]
+) -> None:
+    b = watches("w-b")
+    await until(b.trusted, b)
+    b.confirm([TENANT], b.token())
+    await r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await until(lambda: not b.trusted(), b)
+    assert not b.fresh
+    await until(b.trusted, b)  # back by itself; fresh only after a new version read
+    assert not b.fresh
+
+
+async def test_a_non_member_is_never_trusted_and_holds_no_lease(r: Any, watches: Callable[..., RouteWatch]) -> None:
+    api = watches("api-1", member=False)
+    await asyncio.wait_for(api.ready.wait(), 10)
+    assert not api.trusted()
+    assert not await r.hexists(keys.route_watchers(), "api-1")
+
+
+async def test_close_ends_the_lease(r: Any, watches: Callable[..., RouteWatch]) -> None:
+    a = watches("w-a")
+    await until(a.trusted, a)
+    assert await r.hexists(keys.route_watchers(), "w-a")
+    await a.close()
+    assert not a.trusted()
+    assert not await r.hexists(keys.route_watchers(), "w-a")
+
+
+async def test_fresh_routes_need_no_version_read(r: Any, watches: Callable[..., RouteWatch], store_url: str) -> None:
+    a = watches("w-a")
+    await until(a.trusted, a)
+    await put_route(r, "w-a", "c5")
+    cache = RouteCache(watch=a)
+    await cache.refresh(r, [TENANT])  # first: read and loaded
+    assert TENANT in a.fresh
+    probe = await open_redis(store_url)
+    try:
+        await probe.config_resetstat()
+        for _ in range(20):
+            await cache.refresh(r, [TENANT])
+        stats = await probe.info("commandstats")
+        assert "cmdstat_get" not in stats and "cmdstat_hgetall" not in stats, stats
+        assert [rt.client_id for rt in cache.match(TENANT, "a/b")] == ["c5"]
+
+        ops = await put_route(r, "w-a", "c6")  # a change: read again, once
+        await a.settle(ops.notice)
+        await cache.refresh(r, [TENANT])
+        await cache.refresh(r, [TENANT])
+        stats = await probe.info("commandstats")
+        assert stats["cmdstat_get"]["calls"] == 2  # one check and one reload (which reads the version too)
+        assert sorted(rt.client_id for rt in cache.match(TENANT, "a/b")) == ["c5", "c6"]
+    finally:
+        await close_redis(probe)

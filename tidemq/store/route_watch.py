@@ -1,0 +1,283 @@
+"""Route freshness without a Redis round trip per publish: route caches invalidated by push, with proof.
+
+DESIGN: once a SUBACK (or a 200 of ``PUT /sub``) was sent, every later PUBLISH
+on any worker must reach the subscription. A worker's in-memory route cache
+was trusted only after a ``GET`` of the tenant's route version in the
+publish's own round trip. On a single Redis (or Sentinel) a worker now skips
+that ``GET`` while its cache of the tenant is *fresh*, under this protocol:
+
+1. ``tenant_apply`` (the only writer of routes) publishes ``tenant \\0 version
+   \\0 writer`` on ``keys.route_channel()`` in the same script that bumps the
+   version, and returns the *watchers* whose lease is running
+   (``keys.route_watchers()``: watcher -> lease end on the Redis clock).
+2. A watcher (every worker) holds one pub/sub connection subscribed to that
+   channel and to its own acknowledgement channel. On a route message it
+   drops the tenant from ``fresh`` at once and acknowledges to the writer.
+3. The writer (``settle``) acknowledges its client only after every watcher it
+   was given acknowledged, or after the lease end of those that did not.
+4. A watcher trusts its cache only while ``trusted()``: its lease was written
+   at local time ``s`` and a PING sent on the pub/sub connection after that
+   write came back; trust ends at ``s + LEASE_MS - MARGIN_MS``, before Redis
+   lets the lease run out. A tenant becomes fresh only through a version
+   ``GET`` issued after the current subscription was confirmed, and only if no
+   route message of that tenant arrived while the ``GET`` was under way.
+
+Why a stale cache is never used for a publish that follows a SUBACK: the
+writer's script ran at Redis time *p*. A watcher whose lease ran at *p* either
+acknowledged (it had dropped the tenant) or the SUBACK waited for its lease to
+end, and its trust ended earlier; a later lease write is at Redis time > *p*,
+so the PING after it returns behind the route message on the same connection
+(pub/sub delivers in order). A watcher that had no running lease at *p* did
+not trust; it trusts again only after a new lease and PING, again behind the
+message. A (re)subscription drops every fresh tenant (messages published while
+unsubscribed are lost). A tenant's fresh mark comes from a ``GET`` sent after
+the drop, which sees the new version.
+
+A Redis Cluster is not watched (``enabled`` is false): a script touches one
+slot and the watchers' hash is global, so there the per-flush ``GET`` stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tidemq.store import keys
+from tidemq.store.connection import is_cluster
+from tidemq.store.models import text
+from tidemq.store.scripts import get
+
+log = logging.getLogger("tidemq.store")
+
+LEASE_MS = 2_000  # a watcher's lease: the longest a route writer waits for a watcher that does not answer
+RENEW_S = 0.5  # lease renewal and PING period (trust lasts LEASE_MS - MARGIN_MS from each renewal)
+MARGIN_MS = 250  # trust ends this long before the lease (clock rates, scheduling)
+RETRY_S = 0.5  # back-off after a failed pub/sub connection
+ACKED_KEEP = 4_096  # (tenant, watcher) acknowledgements remembered for writers that ask after they arrived
+
+_LEASE = get("route_watch_lease")
+
+
+def enabled(r: Any) -> bool:
+    """Route caches are push-invalidated on a single Redis (and Sentinel), not on a cluster."""
+    return not is_cluster(r)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """What a route change's ``tenant_apply`` answered: the new version, the Redis clock (ms) and the
+    watchers whose lease ran then (id -> lease end, ms)."""
+
+    tenant: str
+    version: int
+    now_ms: int
+    watchers: dict[str, int]
+
+    @classmethod
+    def parse(cls, tenant: str, reply: list[Any]) -> Notice:
+        flat = reply[2]
+        watchers = {text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+        return cls(tenant, int(reply[0]), int(reply[1]), watchers)
+
+
+class RouteWatch:
+    """One process's route watch: the listener of route changes (a worker: ``member``) and the
+    acknowledgements of the changes it writes (worker and API node). See the module doc."""
+
+    def __init__(self, r: Any, node_id: str, *, member: bool = True) -> None:
+        self.r = r
+        self.node_id = node_id
+        self.member = member
+        self.fresh: set[str] = set()  # tenants whose cached routes are current (see ``confirm``)
+        self.ready = asyncio.Event()  # subscribed: acknowledgements can reach this node
+        self.trust_changed = asyncio.Event()  # set whenever trust was given or taken (for whoever waits on it)
+        self._epoch = 0  # bumped at every (re)subscription
+        self._seq = 0  # route messages seen
+        self._changed: dict[str, int] = {}  # tenant -> seq of its last route message
+        self._trust_until = 0.0  # loop time
+        self._acks: dict[str, list[str]] = defaultdict(list)  # writer -> "tenant \0 version" to acknowledge
+        self._ack_task: asyncio.Task[None] | None = None
+        self._acked: dict[tuple[str, str], int] = {}  # (tenant, watcher) -> highest version acknowledged
+        self._waiters: dict[str, list[_Waiter]] = defaultdict(list)
+        self._ack_channel = keys.route_acks(node_id).encode()
+        self._route_channel = keys.route_channel().encode()
+
+    # ---------------------------------------------------------------- the cache's side
+
+    def trusted(self) -> bool:
+        """The lease and the pub/sub connection are confirmed: fresh tenants need no version ``GET``."""
+        return self.member and asyncio.get_running_loop().time() < self._trust_until
+
+    def token(self) -> tuple[int, int] | None:
+        """Taken before a version ``GET``; None while not subscribed (nothing may become fresh)."""
+        return (self._epoch, self._seq) if self.ready.is_set() else None
+
+    def confirm(self, tenants: Iterable[str], token: tuple[int, int] | None) -> None:
+        """The ``GET`` taken after ``token`` answered for ``tenants`` (and the cache now holds those
+        versions): fresh, unless a route message of the tenant (or a resubscription) came meanwhile."""
+        if token is None or token[0] != self._epoch:
+            return
+        seq = token[1]
+        for t in tenants:
+            if self._changed.get(t, -1) <= seq:
+                self.fresh.add(t)
+
+    # ---------------------------------------------------------------- the writer's side
+
+    async def settle(self, notice: Notice | None) -> None:
+        """Return once every watcher of ``notice`` dropped its stale routes (acknowledged), or its lease
+        (and so its trust) ran out. Called by a route writer before it acknowledges its client."""
+        if notice is None:
+            return
+        t, v = notice.tenant, notice.version
+        left = {w: end for w, end in notice.watchers.items() if self._acked.get((t, w), 0) < v}
+        if not left:
+            return
+        waiter = _Waiter(v, set(left), asyncio.get_running_loop().create_future())
+        self._waiters[t].append(waiter)
+        timeout = (max(left.values()) - notice.now_ms + MARGIN_MS) / 1000
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.done), timeout=max(0.0, timeout))
+        except TimeoutError:
+            log.warning("route change of tenant %r: watchers %s did not acknowledge within their lease",
+                        t, sorted(waiter.left))
+        finally:
+            waiters = self._waiters.get(t)
+            if waiters is not None:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[t]
+
+    def _on_ack(self, payload: bytes) -> None:
+        for line in payload.split(b"\n"):
+            watcher, t_b, v_b = line.split(b"\0")
+            w, t, v = watcher.decode(), t_b.decode(), int(v_b)
+            if len(self._acked) >= ACKED_KEEP:
+                self._acked.clear()
+            key = (t, w)
+            if self._acked.get(key, 0) < v:
+                self._acked[key] = v
+            for waiter in self._waiters.get(t, ()):
+                if waiter.version <= v:
+                    waiter.left.discard(w)
+                    if not waiter.left and not waiter.done.done():
+                        waiter.done.set_result(None)
+
+    # ---------------------------------------------------------------- the listener
+
+    def _on_route(self, payload: bytes) -> None:
+        t_b, v_b, writer = payload.split(b"\0", 2)
+        t = t_b.decode()
+        self._seq += 1
+        self._changed[t] = self._seq
+        self.fresh.discard(t)
+        if len(self._changed) > ACKED_KEEP:  # only tenants changed during a GET matter
+            self._changed = {t: self._seq}
+        if writer and self.member:
+            w = writer.decode()
+            if w == self.node_id:  # our own change: no round trip through Redis
+                self._on_ack(self.node_id.encode() + b"\0" + t_b + b"\0" + v_b)
+                return
+            self._acks[w].append(f"{t}\0{v_b.decode()}")
+            if self._ack_task is None or self._ack_task.done():
+                self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        await asyncio.sleep(0)  # every route message of this read first: one PUBLISH per writer
+        me = self.node_id
+        while self._acks:
+            acks, self._acks = self._acks, defaultdict(list)
+            pipe = self.r.pipeline(transaction=False)
+            for writer, items in acks.items():
+                pipe.publish(keys.route_acks(writer), "\n".join(f"{me}\0{item}" for item in items))
+            try:
+                await pipe.execute()
+            except Exception as exc:  # the writers wait for our lease to end instead
+                log.warning("route change acknowledgements not sent: %s", exc)
+
+    def _untrust(self) -> None:
+        self._epoch += 1
+        self._trust_until = 0.0
+        self.fresh.clear()
+        self.trust_changed.set()
+
+    async def close(self) -> None:
+        """End the lease now (a graceful stop): writers stop waiting for this node at once."""
+        if self.member:
+            self.member = False  # no renewal, no trust
+            self.trust_changed.set()
+            await _LEASE(self.r, [keys.route_watchers()], [self.node_id, LEASE_MS, "1"])
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnects (dropping all trust) whenever the connection fails."""
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("route watch connection failed (%s): publishes check route versions", exc)
+                self._untrust()
+                self.ready.clear()
+                await asyncio.sleep(RETRY_S)
+        finally:
+            self._untrust()
+            if self.member:
+                with contextlib.suppress(Exception):
+                    await _LEASE(self.r, [keys.route_watchers()], [self.node_id, LEASE_MS, "1"])
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        ps = self.r.pubsub()
+        ping: tuple[int, str, float] | None = None  # (epoch, PING payload, local time of the lease write)
+        n = 0
+        next_renew = 0.0
+        try:
+            await ps.subscribe(self._route_channel, self._ack_channel)
+            while True:
+                now = loop.time()
+                if now >= next_renew and self.ready.is_set() and self.member:
+                    next_renew = now + RENEW_S
+                    await _LEASE(self.r, [keys.route_watchers()], [self.node_id, LEASE_MS, ""])
+                    n += 1
+                    ping = (self._epoch, f"rw{n}", now)
+                    await ps.ping(ping[1])
+                msg = await ps.get_message(timeout=max(0.01, next_renew - loop.time()) if self.member else 1.0)
+                if msg is None:
+                    continue
+                kind = msg["type"]
+                if kind == "message":
+                    if msg["channel"] == self._route_channel:
+                        self._on_route(msg["data"])
+                    else:
+                        self._on_ack(msg["data"])
+                elif kind == "pong":
+                    if (ping is not None and ping[0] == self._epoch
+                            and text(msg["data"]) == ping[1]):
+                        self._trust_until = ping[2] + (LEASE_MS - MARGIN_MS) / 1000
+                        self.trust_changed.set()
+                        ping = None
+                elif kind == "subscribe":
+                    # a (re)subscription: whatever was published while unsubscribed is lost
+                    self._untrust()
+                    ping = None
+                    if msg["data"] >= 2:
+                        self.ready.set()
+                        next_renew = 0.0
+        finally:
+            with contextlib.suppress(Exception):
+                await ps.aclose()
+
+
+@dataclass(slots=True)
+class _Waiter:
+    version: int
+    left: set[str]
+    done: asyncio.Future[None]
