@@ -1,7 +1,7 @@
 -- route_watch_lease: start or extend a route watcher's lease on the Redis clock.
 -- KEYS: 1 route watchers (hash: watcher id -> lease end, ms)
 -- ARGV: 1 watcher id, 2 lease length (ms), 3 "1" to end the lease instead
--- Returns the lease end (ms; 0 when ended). tidemq/store/route_watch.py explains the protocol.
+-- Returns: the lease end (ms; 0 when ended). tidemq/store/route_watch.py explains the protocol.
 if ARGV[3] == '1' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 0

@@ -14,10 +14,12 @@
 --   x client at             expiry hint removal, only when its score is still at ("" = always)
 --   W client at             will hint: wills[client] = at (ms)
 --   w client at             will hint removal, only when its score is still at ("" = always)
---   N channel tenant writer when the routes change: PUBLISH "tenant \0 version \0 writer" on channel, so every
---                           worker's route cache drops that tenant (tidemq/store/route_watch.py), and return
---                           the watchers whose lease (KEYS[8]: watcher -> lease end, ms) is still running, so
---                           the writer can wait for their acknowledgements before it acknowledges the client
+--   N channel tenant writer when the routes change: PUBLISH the JSON array [tenant, version, writer, changes] on
+--                           channel, changes being this call's route writes in order (["P", client, filter,
+--                           value] or ["D", client, filter]; false past MAX_DELTA), so every worker's route
+--                           cache moves to the version or drops the tenant (tidemq/store/route_watch.py), and
+--                           return the watchers whose lease (KEYS[8]: watcher -> lease end, ms) is still
+--                           running, so the writer can wait for their acknowledgements before it acknowledges
 -- Returns: {changed, {filter, value, ...}, {filter, ...}}: changed is 1 when the routes changed (rver was
 -- bumped), else 0; then the filter and former value of every route a D dropped (to put back if the step
 -- that followed failed); then the filters a G refused; with N and a change, then the new version, the
@@ -28,6 +30,15 @@
 -- first time a G needs it, so routes written before it existed are counted too.
 local changed = false
 local notify = nil
+local delta = {}
+local MAX_DELTA = 1000
+local function record(change)
+  if delta and #delta < MAX_DELTA then
+    delta[#delta + 1] = change
+  else
+    delta = false
+  end
+end
 local dropped = {}
 local refused = {}
 local i = 1
@@ -88,6 +99,7 @@ while i <= #ARGV do
     if cur ~= ARGV[i + 3] then
       redis.call('HSET', KEYS[1], field, ARGV[i + 3])
       changed = true
+      record({'P', client, ARGV[i + 2], ARGV[i + 3]})
       if not cur then
         count(ARGV[i + 2], 1)
       end
@@ -101,6 +113,7 @@ while i <= #ARGV do
       if cur ~= ARGV[i + 3] then
         redis.call('HSET', KEYS[1], field, ARGV[i + 3])
         changed = true
+        record({'P', client, filter, ARGV[i + 3]})
       end
     else
       build_counts()
@@ -108,6 +121,7 @@ while i <= #ARGV do
         redis.call('HSET', KEYS[1], field, ARGV[i + 3])
         redis.call('HINCRBY', KEYS[7], filter, 1)
         changed = true
+        record({'P', client, filter, ARGV[i + 3]})
       else
         refused[#refused + 1] = filter
       end
@@ -119,6 +133,7 @@ while i <= #ARGV do
     if value and (ARGV[i + 3] == '' or gen_of(value) == ARGV[i + 3]) then
       redis.call('HDEL', KEYS[1], field)
       changed = true
+      record({'D', client, ARGV[i + 2]})
       count(ARGV[i + 2], -1)
       dropped[#dropped + 1] = ARGV[i + 2]
       dropped[#dropped + 1] = value
@@ -156,7 +171,7 @@ end
 if changed then
   local version = redis.call('INCR', KEYS[2])
   if notify and KEYS[8] then
-    redis.call('PUBLISH', notify[1], notify[2] .. '\0' .. version .. '\0' .. notify[3])
+    redis.call('PUBLISH', notify[1], cjson.encode({notify[2], version, notify[3], delta}))
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     local live = {}

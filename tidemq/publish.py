@@ -169,6 +169,23 @@ class RouteCache:
         self.tenants: dict[str, TenantRoutes] = {}
         self.max_tenants = max_tenants
         self.watch = watch
+        if watch is not None:
+            watch.on_change = self.apply_change
+
+    def apply_change(self, tenant: str, version: int, changes: list[list[str]]) -> bool:
+        """A route change published with the version it made (``tenant_apply``): applied in order when the
+        replica holds the version before it, so it stays current without a reload; False otherwise."""
+        tr = self.tenants.get(tenant)
+        if tr is None or tr.version != version - 1:
+            return False
+        trie = tr.trie
+        for change in changes:
+            if change[0] == "P":
+                trie.add(sub_store.decode_route_str(change[1], change[2], change[3]))
+            else:
+                trie.remove(change[1], change[2])
+        tr.version = version
+        return True
 
     async def refresh(self, r: Any, tenants: list[str]) -> None:
         """Make the replicas of ``tenants`` current: no round trip for fresh ones, else one pipelined

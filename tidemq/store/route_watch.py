@@ -6,13 +6,15 @@ was trusted only after a ``GET`` of the tenant's route version in the
 publish's own round trip. On a single Redis (or Sentinel) a worker now skips
 that ``GET`` while its cache of the tenant is *fresh*, under this protocol:
 
-1. ``tenant_apply`` (the only writer of routes) publishes ``tenant \\0 version
-   \\0 writer`` on ``keys.route_channel()`` in the same script that bumps the
-   version, and returns the *watchers* whose lease is running
+1. ``tenant_apply`` (the only writer of routes) publishes ``[tenant, version,
+   writer, changes]`` on ``keys.route_channel()`` in the same script that bumps
+   the version, and returns the *watchers* whose lease is running
    (``keys.route_watchers()``: watcher -> lease end on the Redis clock).
 2. A watcher (every worker) holds one pub/sub connection subscribed to that
-   channel and to its own acknowledgement channel. On a route message it
-   drops the tenant from ``fresh`` at once and acknowledges to the writer.
+   channel and to its own acknowledgement channel. On a route message its
+   route cache applies the changes when it holds the version before (so the
+   tenant stays fresh: no reload of the tenant's whole table), else the tenant
+   is dropped from ``fresh``; either way at once, then it acknowledges.
 3. The writer (``settle``) acknowledges its client only after every watcher it
    was given acknowledged, or after the lease end of those that did not.
 4. A watcher trusts its cache only while ``trusted()``: its lease was written
@@ -43,9 +45,11 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from tidemq.store import keys
 from tidemq.store.connection import is_cluster
@@ -104,6 +108,9 @@ class RouteWatch:
         self._ack_task: asyncio.Task[None] | None = None
         self._acked: dict[tuple[str, str], int] = {}  # (tenant, watcher) -> highest version acknowledged
         self._waiters: dict[str, list[_Waiter]] = defaultdict(list)
+        # the route cache's hook: apply a change (tenant, version, [["P", client, filter, value] | ["D", client,
+        # filter], ...]); True when the cache now holds that version, so a fresh tenant stays fresh
+        self.on_change: Callable[[str, int, list[list[str]]], bool] | None = None
         self._ack_channel = keys.route_acks(node_id).encode()
         self._route_channel = keys.route_channel().encode()
 
@@ -172,19 +179,26 @@ class RouteWatch:
     # ---------------------------------------------------------------- the listener
 
     def _on_route(self, payload: bytes) -> None:
-        t_b, v_b, writer = payload.split(b"\0", 2)
-        t = t_b.decode()
+        try:
+            t, v, writer, changes = orjson.loads(payload)
+            t, v, writer = str(t), int(v), str(writer)
+        except (orjson.JSONDecodeError, TypeError, ValueError):  # never expected: trust nothing rather than guess
+            log.error("route watch: unreadable route change %r: every tenant is read again", payload[:200])
+            self._untrust_tenants()
+            return
         self._seq += 1
         self._changed[t] = self._seq
-        self.fresh.discard(t)
         if len(self._changed) > ACKED_KEEP:  # only tenants changed during a GET matter
             self._changed = {t: self._seq}
+        # the cache either moves to version v by itself (it held v - 1) or the tenant is read again
+        applied = self.on_change is not None and isinstance(changes, list) and self.on_change(t, v, changes)
+        if not applied:
+            self.fresh.discard(t)
         if writer and self.member:
-            w = writer.decode()
-            if w == self.node_id:  # our own change: no round trip through Redis
-                self._on_ack(self.node_id.encode() + b"\0" + t_b + b"\0" + v_b)
+            if writer == self.node_id:  # our own change: no round trip through Redis
+                self._on_ack(f"{writer}\0{t}\0{v}".encode())
                 return
-            self._acks[w].append(f"{t}\0{v_b.decode()}")
+            self._acks[writer].append(f"{t}\0{v}")
             if self._ack_task is None or self._ack_task.done():
                 self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
 
@@ -202,10 +216,13 @@ class RouteWatch:
                 log.warning("route change acknowledgements not sent: %s", exc)
 
     def _untrust(self) -> None:
-        self._epoch += 1
+        self._untrust_tenants()
         self._trust_until = 0.0
-        self.fresh.clear()
         self.trust_changed.set()
+
+    def _untrust_tenants(self) -> None:
+        self._epoch += 1  # a version read under way confirms nothing
+        self.fresh.clear()
 
     async def close(self) -> None:
         """End the lease now (a graceful stop): writers stop waiting for this node at once."""

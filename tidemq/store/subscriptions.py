@@ -167,7 +167,12 @@ async def route_versions(r: Any, tenants: Sequence[str]) -> dict[str, int]:
 
 def decode_route(field: bytes, value: bytes) -> Route:
     client, _, topic_filter = field.decode().partition(SEP)
-    worker, persistent, raw_opts, *rest = value.decode().split(SEP, 3)
+    return decode_route_str(client, topic_filter, value.decode())
+
+
+def decode_route_str(client: str, topic_filter: str, value: str) -> Route:
+    """The route of ``client`` for ``topic_filter`` from its stored value (see ``route_value``)."""
+    worker, persistent, raw_opts, *rest = value.split(SEP, 3)
     opts = SubOpts.decode(raw_opts)
     return Route(
         client_id=client,
