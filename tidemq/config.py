@@ -28,8 +28,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 ENV_PREFIX = "TIDEMQ_"
 # fields that may come from TIDEMQ_<NAME>_FILE (the admin token's file form is TIDEMQ_API_TOKEN_FILE: its own
 # format of "<token> <tenants>" lines, app/tokens.py)
-SECRETS = ("redis_password", "tls_key_password")
+SECRETS = ("redis_password", "tls_key_password", "event_webhook_url")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EVENT_SINKS = ("log", "webhook", "redis")  # built-in sinks (tidemq/events.py); or package.module:Class
 
 
 class ConfigError(ValueError):
@@ -78,6 +79,13 @@ class Settings:
     health_port: int = 0  # worker HTTP /healthz and /readyz for probes (0: off; the chart uses 8092)
     drain_grace: float = 10.0  # seconds a stopping worker waits for clients to go and writes to finish
     server_reference: str = ""  # set: MQTT 5 clients are told "use another server" (0x9C) with it at drain
+    # observability (docs/observability.md)
+    metrics_tenant_top: int = 0  # tidemq_tenant_* metric families for the N busiest tenants (0: off)
+    sys_interval: float = 10.0  # seconds between $SYS publications (tenants with SysTopicsEnabled)
+    event_sinks: str = ""  # comma list of event sinks: log, webhook, redis, package.module:Class (empty: none)
+    event_webhook_url: str = ""  # http(s) URL the webhook sink POSTs to (secret: TIDEMQ_EVENT_WEBHOOK_URL_FILE)
+    event_queue: int = 10000  # events a webhook/redis sink queues before it drops (and counts) the rest
+    event_stream_maxlen: int = 10000  # approximate cap of each tenant's event stream (redis sink)
     # auth and tenant settings
     auth_provider: str = "devonly"  # devonly | file | webhook
     auth_file: str = ""  # the file provider's JSON/TOML file, or a mosquitto password_file (auth_provider=file)
@@ -165,6 +173,16 @@ class Settings:
                               "package.module:Class")
         if kind == "file" and not self.auth_file:
             raise ConfigError("TIDEMQ_AUTH_FILE: required with TIDEMQ_AUTH_PROVIDER=file")
+        for name in ("sys_interval", "event_queue", "event_stream_maxlen"):
+            if not getattr(self, name) > 0:  # NaN too
+                raise ConfigError(f"{_env(name)}: must be positive, got {getattr(self, name)}")
+        for spec in self.event_sink_specs():
+            module, sep, cls_name = spec.partition(":")
+            if spec not in EVENT_SINKS and not (sep and module and cls_name):
+                raise ConfigError(f"TIDEMQ_EVENT_SINKS: unknown sink {spec!r} (log, webhook, redis or "
+                                  "package.module:Class)")
+        if "webhook" in self.event_sink_specs() and not self.event_webhook_url.startswith(("http://", "https://")):
+            raise ConfigError("TIDEMQ_EVENT_WEBHOOK_URL: an http:// or https:// URL is needed for the webhook sink")
         if not 0 < self.max_packet_size <= 268435460:
             raise ConfigError(f"TIDEMQ_MAX_PACKET_SIZE: {self.max_packet_size} is not in 1..268435460")
         scheme = urlsplit(self.redis_url).scheme.lower()
@@ -179,6 +197,10 @@ class Settings:
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{_env(name)}: no such file {path!r}")
+
+    def event_sink_specs(self) -> list[str]:
+        """``event_sinks`` as a list of sink names, blanks dropped."""
+        return [s.strip() for s in self.event_sinks.split(",") if s.strip()]
 
     def store_url(self) -> str:
         """``redis_url`` with ``redis_password`` (when set) as its password; what the store connects to."""

@@ -1,4 +1,4 @@
-"""Broker events (BifroMQ's EventCollector): one ``EventSink`` interface, three built-ins, chosen by env.
+"""Broker events (BifroMQ's EventCollector): one ``EventSink`` interface, three built-ins, chosen by settings.
 
 A worker emits an ``Event`` for every connect, disconnect, kick (admin kill or session removal),
 takeover, refusal, drop (aggregated: one event per tenant and reason per sweep, with a ``count``),
@@ -8,7 +8,8 @@ raises (a failing sink is logged, throttled, and skipped); an event carries no p
 authentication data; a sink that must do I/O queues the event in a bounded queue and drops (and
 counts) what does not fit.
 
-``TIDEMQ_EVENT_SINKS`` (comma list; empty = no sink, the default):
+``TIDEMQ_EVENT_SINKS`` (comma list; empty = no sink, the default; these are ``Settings`` fields, checked
+when the settings are loaded; a custom sink that cannot be built fails the worker's start):
 
 - ``log``: one INFO line per event on the logger ``tidemq.events`` (structured fields for JSON logs);
   ``debug_*`` events are logged on ``tidemq.debug`` whatever the sinks are.
@@ -25,16 +26,18 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
 from tidemq.counters import LogThrottle
 from tidemq.store import event_stream
+
+if TYPE_CHECKING:
+    from tidemq.config import Settings
 
 log = logging.getLogger("tidemq.events")
 
@@ -219,26 +222,15 @@ class EventBus:
         return {s.name: s.dropped for s in self.sinks if isinstance(s, QueuedSink)}
 
 
-def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}: an integer is needed, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name}: must be positive, got {value}")
-    return value
-
-
-def make_sink(spec: str, env: Mapping[str, str]) -> EventSink:
+def make_sink(spec: str, settings: Settings) -> EventSink:
     """One sink from its name in ``TIDEMQ_EVENT_SINKS`` (a ValueError names what is wrong)."""
-    size = _int_env(env, "TIDEMQ_EVENT_QUEUE", QUEUE_SIZE)
+    size = settings.event_queue
     if spec == "log":
         return LogSink()
     if spec == "webhook":
-        return WebhookSink(env.get("TIDEMQ_EVENT_WEBHOOK_URL", ""), size)
+        return WebhookSink(settings.event_webhook_url, size)
     if spec == "redis":
-        return RedisStreamSink(_int_env(env, "TIDEMQ_EVENT_STREAM_MAXLEN", 10000), size)
+        return RedisStreamSink(settings.event_stream_maxlen, size)
     module, sep, name = spec.partition(":")
     if not sep or not module or not name:
         raise ValueError(f"TIDEMQ_EVENT_SINKS: unknown sink {spec!r} (log, webhook, redis or pkg.module:Class)")
@@ -251,8 +243,6 @@ def make_sink(spec: str, env: Mapping[str, str]) -> EventSink:
     return sink
 
 
-def bus_from_env(env: Mapping[str, str] | None = None) -> EventBus:
-    """The bus ``TIDEMQ_EVENT_SINKS`` asks for (empty: no sink)."""
-    env = os.environ if env is None else env
-    specs = [s.strip() for s in env.get("TIDEMQ_EVENT_SINKS", "").split(",") if s.strip()]
-    return EventBus([make_sink(s, env) for s in specs])
+def bus_from_settings(settings: Settings) -> EventBus:
+    """The bus ``settings.event_sinks`` asks for (empty: no sink); a ValueError names a sink that cannot be built."""
+    return EventBus([make_sink(s, settings) for s in settings.event_sink_specs()])

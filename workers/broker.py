@@ -25,6 +25,7 @@ from typing import Any
 from tidemq.auth import AuthProvider, make_provider
 from tidemq.clock import SYSTEM_CLOCK, Clock
 from tidemq.config import ConfigError, Settings
+from tidemq.events import bus_from_settings
 from tidemq.mqtt.reason_codes import RC
 from tidemq.publish import CUTS, DROPS
 from tidemq.store import route_watch
@@ -58,7 +59,11 @@ class Broker:
         self.settings = settings
         self.redis = redis
         worker_id = settings.worker_id or f"w-{uuid.uuid4().hex[:12]}"
-        metrics = WorkerMetrics()
+        try:
+            events = bus_from_settings(settings)
+        except ValueError as exc:  # a custom event sink that cannot be built: one line, not a traceback
+            raise ConfigError(str(exc)) from exc
+        metrics = WorkerMetrics(events, settings.metrics_tenant_top)
         registry = Registry(metrics)
         tenants = SettingsProvider(redis, settings)
         try:

@@ -13,7 +13,7 @@ scrape time through the one table ``tidemq.stats``, in this worker's own
 ``/metrics``. The flat stats are also published with the
 lease for the API's cluster view.
 
-Tenant labels are opt-in and bounded: ``TIDEMQ_METRICS_TENANT_TOP=N`` adds
+Tenant labels are opt-in and bounded: ``TIDEMQ_METRICS_TENANT_TOP=N`` (``Settings``) adds
 ``tidemq_tenant_*`` families for the N busiest tenants (others summed as
 ``tenant="_other"``); at most ``MAX_TENANTS`` tenants are kept per process (the
 once-a-second sweep merges the smallest into ``_other``).
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -37,7 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from tidemq.events import EventBus, bus_from_env
+from tidemq.events import EventBus
 from tidemq.publish import CUTS, DROPS
 from tidemq.stats import LoopHistogram, build_families, histogram_family
 
@@ -57,25 +56,17 @@ CONNECT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 _OUT = ("messages_out_qos0", "messages_out_qos1", "messages_out_qos2")
 
 
-def tenant_top_from_env() -> int:
-    raw = os.environ.get("TIDEMQ_METRICS_TENANT_TOP", "").strip() or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"TIDEMQ_METRICS_TENANT_TOP: an integer is needed, got {raw!r}") from None
-    return max(0, value)
-
-
 class WorkerMetrics:
-    def __init__(self, events: EventBus | None = None, tenant_top: int | None = None) -> None:
+    def __init__(self, events: EventBus | None = None, tenant_top: int = 0) -> None:
+        """``events``: the sinks (none by default); ``tenant_top``: ``Settings.metrics_tenant_top``."""
         self.counters: Counter[str] = Counter()
         # per-tenant totals for $SYS and the opt-in tenant labels (at most MAX_TENANTS keys each)
         self.received_by: Counter[str] = Counter()
         self.sent_by: Counter[str] = Counter()
         self.refused_by: Counter[str] = Counter()
         self.dropped_by: Counter[tuple[str, str]] = Counter()  # (tenant, "dropped_<reason>")
-        self.events = bus_from_env() if events is None else events
-        self.tenant_top = tenant_top_from_env() if tenant_top is None else tenant_top
+        self.events = EventBus() if events is None else events
+        self.tenant_top = tenant_top
         self.started = time.time()
         self.latency = [LoopHistogram(LATENCY_BUCKETS) for _q in range(3)]
         self.connect_seconds = {"accepted": LoopHistogram(CONNECT_BUCKETS), "refused": LoopHistogram(CONNECT_BUCKETS)}

@@ -1,9 +1,9 @@
 """``$SYS`` topics: mosquitto's broker statistics, per tenant, for the tenants that opt in.
 
-Every ``TIDEMQ_SYS_INTERVAL`` seconds (default 10; mosquitto's ``sys_interval``) the worker publishes,
-for each tenant with ``SysTopicsEnabled`` that has a session on this worker, retained QoS 0 messages
-in that tenant only (a tenant's ``$SYS`` tree is built from that tenant's numbers and published into
-that tenant's namespace, so nothing ever crosses tenants):
+Every ``TIDEMQ_SYS_INTERVAL`` seconds (``Settings.sys_interval``, default 10; mosquitto's ``sys_interval``)
+the worker publishes, for each tenant with ``SysTopicsEnabled`` that has a session on this worker,
+retained QoS 0 messages in that tenant only (a tenant's ``$SYS`` tree is built from that tenant's numbers
+and published into that tenant's namespace, so nothing ever crosses tenants):
 
 - per worker: ``$SYS/broker/workers/<id>/clients/connected``, ``.../messages/received``,
   ``.../messages/sent``, ``.../uptime`` (``<n> seconds``);
@@ -18,7 +18,6 @@ only count live workers. Counters restart at zero when a worker restarts (as mos
 from __future__ import annotations
 
 import logging
-import os
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
@@ -36,17 +35,6 @@ ROOT = "$SYS/broker/"
 SUMMED = ("clients/connected", "messages/received", "messages/sent")
 
 
-def interval_from_env() -> float:
-    raw = os.environ.get("TIDEMQ_SYS_INTERVAL", "").strip() or "10"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"TIDEMQ_SYS_INTERVAL: seconds are needed, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"TIDEMQ_SYS_INTERVAL: must be positive, got {value}")
-    return value
-
-
 def broker_version() -> str:
     try:
         return f"TideMQ {version('tidemq')}"
@@ -60,7 +48,7 @@ class SysPublisher:
         self.redis = redis
         self.services = services
         self.metrics = metrics
-        self.interval = interval_from_env() if interval is None else interval
+        self.interval = services.settings.sys_interval if interval is None else interval
         self.version = broker_version()
         self._next = 0.0
 

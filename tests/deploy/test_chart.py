@@ -215,6 +215,15 @@ def test_config_values_reach_the_environment(chart: Any) -> None:
     assert data["TIDEMQ_MAX_PACKET_SIZE"] == "268435460"
 
 
+def test_observability_values_reach_the_environment(chart: Any) -> None:
+    values = {**DEV, "config": {**DEV.get("config", {}), "eventSinks": "log, redis", "sysInterval": 2.5,
+                                "metricsTenantTop": 5, "eventStreamMaxlen": 500}}
+    chart.validate_schema(chart.merge_values(values))
+    settings = Settings.from_env(find(render(chart, values), "ConfigMap", FULLNAME)["data"])
+    assert settings.event_sink_specs() == ["log", "redis"]
+    assert (settings.sys_interval, settings.metrics_tenant_top, settings.event_stream_maxlen) == (2.5, 5, 500)
+
+
 # ------------------------------------------------------------------ workers and API nodes
 
 
@@ -343,6 +352,11 @@ def test_config_change_rolls_the_pods(chart: Any) -> None:
     {"config": {"maxInflite": 10}},  # a typo is an error, not silently ignored
     {"listeners": {"mqtt": {"port": 70000}}},
     {"workers": {"service": {"type": "Ingress"}}},
+    {"config": {"sysInterval": 0}},
+    {"config": {"metricsTenantTop": -1}},
+    {"config": {"eventSinks": "log,kafka"}},
+    {"config": {"eventWebhookUrl": "ftp://hooks"}},
+    {"config": {"eventQueue": 0}},
 ], ids=lambda v: str(v))
 def test_schema_rejects_bad_values(chart: Any, values: dict[str, Any]) -> None:
     with pytest.raises(helm.HelmValuesError):

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tidemq.events import Event, EventBus, LogSink, WebhookSink, bus_from_env
+from tidemq.config import Settings
+from tidemq.events import Event, EventBus, LogSink, WebhookSink, bus_from_settings
 
 
 class Recorder:
@@ -41,12 +42,13 @@ class Recorder:
 ])
 def test_bad_configuration_names_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        bus_from_env(env)
+        bus_from_settings(Settings.from_env(env))
 
 
 def test_custom_sink_by_name_and_empty_default() -> None:
-    assert bus_from_env({}).sinks == []
-    bus = bus_from_env({"TIDEMQ_EVENT_SINKS": " log , tests.observability.test_event_sinks:Recorder "})
+    assert bus_from_settings(Settings()).sinks == []
+    bus = bus_from_settings(Settings.from_env(
+        {"TIDEMQ_EVENT_SINKS": " log , tests.observability.test_event_sinks:Recorder "}))
     log_sink, recorder = bus.sinks
     assert isinstance(log_sink, LogSink) and isinstance(recorder, Recorder)
     bus.emit("connect", "acme", "c1", user="u")
