@@ -29,7 +29,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from brokers import REPO, BrokerError, describe_source, start_broker
-from scenarios import ALIASES, BROKER_PROBE, QUEUE_LIMITS, SCALES, SCENARIOS, Metric, Scale, ScenarioResult
+from scenarios import (
+    ALIASES,
+    BROKER_PROBE,
+    QUEUE_LIMITS,
+    RECEIVE_CAP,
+    SCALES,
+    SCENARIOS,
+    Metric,
+    Scale,
+    ScenarioResult,
+)
 
 try:
     import uvloop
@@ -53,7 +63,7 @@ def _raise_nofile() -> None:
 
 def _scenario_budget(s: Scale) -> float:
     """Hard wall-clock cap for one scenario run against one broker (normally never reached)."""
-    return s.pub_time + 3 * s.grace + 30.0
+    return s.pub_time + (RECEIVE_CAP + 3) * s.grace + 30.0
 
 
 async def _bounded(coro: Coroutine[Any, Any, ScenarioResult], budget: float) -> ScenarioResult:

@@ -40,15 +40,17 @@ from .transport.tls import cert_subject
 log = logging.getLogger("tidemq.conn")
 
 WRITE_HIGH_WATER = 4 * 1024 * 1024  # bytes buffered before QoS 0 is dropped for this client
+READ_CHUNK = 32 * 1024  # bytes parsed per connection per loop turn (a read may bring 256 KiB)
 _AWAIT_CONNECT = sm.State.AWAIT_CONNECT
 _CONNECTED = sm.State.CONNECTED
 _CLOSED = sm.State.CLOSED
 
 
 class MQTTConnection(asyncio.Protocol):
-    __slots__ = ("_ended", "_flush_scheduled", "_tasks", "address", "auth_wait", "cert_subject", "close_reason",
-                 "closing", "connect_task", "counted", "gate_task", "inbox", "machine", "opened", "outbound",
-                 "pending_connect", "pub_gate", "registered", "services", "session", "timer_key", "transport")
+    __slots__ = ("_ended", "_flush_scheduled", "_tasks", "_unparsed", "address", "auth_wait", "cert_subject",
+                 "close_reason", "closing", "connect_task", "counted", "gate_task", "inbox", "machine", "opened",
+                 "outbound", "pending_connect", "pub_gate", "registered", "services", "session", "timer_key",
+                 "transport")
 
     def __init__(self, services: WorkerServices) -> None:
         self.services = services
@@ -73,6 +75,7 @@ class MQTTConnection(asyncio.Protocol):
         self.timer_key: int | None = None  # the timer wheel's bucket this connection sits in (timers.py)
         self._flush_scheduled = False
         self._ended = False
+        self._unparsed: memoryview | None = None  # read but not parsed yet (READ_CHUNK at a time; see data_received)
 
     # ------------------------------------------------------------ identity
 
@@ -130,12 +133,49 @@ class MQTTConnection(asyncio.Protocol):
             if pause > 0 and self.transport is not None:  # InBoundBandWidth: slow the reader down
                 self.transport.pause_reading()
                 asyncio.get_running_loop().call_later(pause, self.resume_reading)
+        if self._unparsed is not None:  # behind what is still to parse, in order
+            self._unparsed = memoryview(bytes(self._unparsed) + data)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            return
+        if len(data) > READ_CHUNK:
+            # a big read (a pipelining publisher: up to 256 KiB, thousands of packets) is parsed a chunk per
+            # loop turn, reading paused meanwhile: the dispatcher and every other connection get their turn
+            # between chunks, and an overloaded dispatcher stops the parsing, not only the reading
+            self._unparsed = memoryview(data)[READ_CHUNK:]
+            data = data[:READ_CHUNK]
+            if self.transport is not None:
+                self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._parse_more)
+        self._parse(data, now)
+
+    def _parse(self, data: bytes, now: float) -> None:
         machine = self.machine
         awaiting = machine.state is _AWAIT_CONNECT
         self.dispatch(machine.receive_data(data, now))
         if awaiting and machine.state is not _AWAIT_CONNECT:
             self.services.registry.timers.schedule(self, now)  # CONNECT came: keep alive from the next tick
         self.flush()
+
+    def _parse_more(self) -> None:
+        rest = self._unparsed
+        if rest is None:
+            return
+        if self.transport is None or self.closing or self.transport.is_closing():
+            self._unparsed = None
+            return
+        dispatcher = self.services.dispatcher
+        if dispatcher.overloaded:  # go on once the dispatcher drained
+            dispatcher.pause_until_drained(self._parse_more)
+            return
+        chunk = bytes(rest[:READ_CHUNK])
+        if len(rest) > READ_CHUNK:
+            self._unparsed = rest[READ_CHUNK:]
+            asyncio.get_running_loop().call_soon(self._parse_more)
+        else:
+            self._unparsed = None
+            self.transport.resume_reading()
+        self._parse(chunk, self.services.clock.monotonic())
 
     def eof_received(self) -> bool:
         return False
@@ -164,6 +204,8 @@ class MQTTConnection(asyncio.Protocol):
             self.inbox.wake()
 
     def resume_reading(self) -> None:
+        if self._unparsed is not None:  # parsing what was read first goes on by itself; reading resumes after it
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 

@@ -151,3 +151,46 @@ async def test_pending_connect_cap(broker: Broker) -> None:
     _conn, tr = _client(broker)
     assert tr.closed
     assert broker.services.metrics.counters["refused_pending_connects"] == 1
+
+
+class CountingTransport(FakeTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = 0
+        self.resumed = 0
+
+    def pause_reading(self) -> None:
+        self.paused += 1
+
+    def resume_reading(self) -> None:
+        self.resumed += 1
+
+
+async def test_a_big_read_is_parsed_a_chunk_per_loop_turn_in_order(broker: Broker) -> None:
+    """A pipelining publisher's 256 KiB read is not parsed in one go: reading pauses, the rest is parsed a chunk
+    per loop turn (other connections and the dispatcher run between), every message in order, then reading
+    resumes."""
+    from tidemq.worker.connection import READ_CHUNK
+
+    conn = MQTTConnection(broker.services)
+    tr = CountingTransport()
+    conn.connection_made(tr)  # type: ignore[arg-type]
+    conn.data_received(codec.encode(Connect(protocol_level=4, client_id="big", clean_start=True, keep_alive=0), 4))
+    await _settle(conn)
+    n = 10000
+    burst = b"".join(codec.encode(Publish("a/b", b"%05d" % i, 1, False, False, i % 65535 + 1, {}), 4) for i in range(n))
+    assert len(burst) > 3 * READ_CHUNK
+    dispatcher = broker.services.dispatcher
+    before = dispatcher.stats_in[1]
+    conn.data_received(burst)
+    assert 0 < dispatcher.stats_in[1] - before < n  # the first chunk only
+    assert tr.paused == 1 and tr.resumed == 0
+    for _ in range(1000):
+        if dispatcher.stats_in[1] - before == n and tr.resumed:
+            break
+        await asyncio.sleep(0)
+    assert dispatcher.stats_in[1] - before == n and tr.resumed == 1
+    await dispatcher.drain()
+    await asyncio.sleep(0)
+    acks = [p.packet_id for p in _packets(bytes(tr.out), 4) if isinstance(p, Puback)]
+    assert acks == [i % 65535 + 1 for i in range(n)]
