@@ -24,6 +24,7 @@ from tidemq.auth.grant import poll, provider_generation, subscribe_grant_now
 from tidemq.clock import Clock
 from tidemq.mqtt.reason_codes import RC
 from tidemq.mqtt.session import State
+from tidemq.store import retained as retained_store
 from tidemq.store import sessions as sess_store
 from tidemq.store.reconcile import Reconciler
 
@@ -178,11 +179,13 @@ def refresh_reads(conn: MQTTConnection) -> None:
 
 async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float) -> None:
     """The backstop of every timer: due delayed wills, then expired sessions, of every tenant with
-    something left; a tenant with neither is pruned from the index, so the sweep's cost follows the
-    tenants that still have sessions, not every tenant ever seen. Each sweep also checks one chunk of
-    every tenant's indexes against the sessions (``Reconciler``: what a crash between a session step and
-    its tenant step left behind)."""
+    something left; a tenant with neither (nor retained messages) is pruned from the index, so the
+    sweep's cost follows the tenants that still have sessions, not every tenant ever seen. Each sweep also
+    checks one chunk of every tenant's indexes against the sessions (``Reconciler``: what a crash between
+    a session step and its tenant step left behind) and one page of its retained messages for expired
+    ones."""
     reconciler = Reconciler()
+    retained_at: dict[str, bytes] = {}  # tenant -> where its retained-expiry pass goes on
     while True:
         await asyncio.sleep(interval)
         try:
@@ -192,8 +195,14 @@ async def sweeper(redis: Any, wills: WillService, clock: Clock, interval: float)
                 repairs = await reconciler.step(redis, tenant)
                 if repairs:
                     log.info("tenant %s: indexes repaired: %s", tenant, repairs)
+                cursor, expired = await retained_store.retain_expire_step(redis, tenant, retained_at.get(tenant, b""),
+                                                                        clock.wall_ms())
+                retained_at[tenant] = cursor
+                if expired:
+                    log.info("tenant %s: %d expired retained messages dropped", tenant, expired)
                 if await sess_store.tenants_prune(redis, tenant):
                     reconciler.forget(tenant)
+                    retained_at.pop(tenant, None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -14,6 +14,7 @@ from sanic import Blueprint, HTTPResponse, Request, json, text
 from tidemq.message import pack, unpack
 from tidemq.store import admin as admin_store
 from tidemq.store import retained as retained_store
+from tidemq.store import sessions as sess_store
 
 from ..context import ApiState, check_body, endpoint, tenant, tenant_settings
 from ..errors import ApiError
@@ -39,6 +40,8 @@ async def retain(request: Request, state: ApiState, params: Params) -> HTTPRespo
     blob = pack(msg) if msg.payload else b""
     limit = state.retained_topic_limit if state.retained_topic_limit is not None else ts.retained_topic_limit
     result = await retained_store.retain_set(state.redis, t, msg.topic, blob, limit=limit)
+    if result == "RETAINED" and msg.expire_at_ms:  # the workers' sweep drops it when it expires
+        await sess_store.tenants_add(state.redis, t)
     state.metrics.outcome("retain", result)
     audit("retain", t, params, topic=msg.topic, qos=msg.qos, result=result)
     if result == "EXCEED_LIMIT":

@@ -201,3 +201,39 @@ async def test_writers_build_the_missing_index_first(r: Any, writer: str) -> Non
     await assert_index_in_step(r)
     expected = 31 if writer == "set" else 29
     assert len(await retain_match(r, T, "#", 100)) == expected
+
+
+async def test_expired_retained_messages_are_dropped_a_page_at_a_time(r: Any) -> None:
+    from tidemq.store.retained import retain_expire_step
+
+    n = 25
+    for i in range(n):  # every third one expired, one expiring later, the rest never
+        exp = NOW - 1 if i % 3 == 0 else (NOW + 60_000 if i == 1 else 0)
+        await retain_set(r, T, f"x/{i:02d}", blob(f"x/{i:02d}", expire_at_ms=exp), limit=100)
+    await retain_set(r, T, "x/03", blob("x/03", expire_at_ms=NOW + 5), limit=100)  # re-retained: not expired
+    cursor, dropped_total, calls = b"", 0, 0
+    while True:
+        cursor, dropped = await retain_expire_step(r, T, cursor, NOW, count=10)
+        dropped_total += dropped
+        calls += 1
+        if not cursor:
+            break
+    assert calls == 3  # 25 names, 10 a page
+    expired = {f"x/{i:02d}" for i in range(n) if i % 3 == 0} - {"x/03"}
+    assert dropped_total == len(expired)
+    left = {k.decode() for k in await r.hkeys(keys.retain(T))}
+    assert left == {f"x/{i:02d}" for i in range(n)} - expired
+    await assert_index_in_step(r)
+    _, later = await retain_expire_step(r, T, b"", NOW + 60_000, count=100)
+    assert later == 2  # x/01 and x/03 expired by then
+    assert await retain_get(r, T, "x/01") is None
+
+
+async def test_retained_expiry_builds_the_missing_index_first(r: Any) -> None:
+    from tidemq.store.retained import retain_expire_step
+
+    await r.hset(keys.retain(T), mapping={"o/1": blob("o/1", expire_at_ms=NOW - 1), "o/2": blob("o/2")})
+    _, dropped = await retain_expire_step(r, T, b"", NOW)
+    assert dropped == 1
+    assert set(await index_of(r)) == {"o/2"}
+    await assert_index_in_step(r)

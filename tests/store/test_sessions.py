@@ -205,3 +205,19 @@ async def test_epochs_grow_per_client_id_also_after_removal(r: Any) -> None:
     assert await session_disconnect(r, T, "fo1", third.epoch, now_ms=NOW + 3, expiry=0) == "removed"
     fourth = await connect(r, T, "fo1", now_ms=NOW + 4)
     assert fourth.epoch > second.epoch
+
+
+async def test_the_sweep_keeps_a_tenant_with_retained_messages(r: Any) -> None:
+    """A tenant without sessions or wills leaves the sweep's index, unless it still holds retained messages
+    (they may expire, and the sweep drops them)."""
+    from tidemq.message import Message, pack
+    from tidemq.store import retain_set
+    from tidemq.store.sessions import tenants_add, tenants_list, tenants_prune
+
+    await tenants_add(r, "kept")
+    await tenants_add(r, "gone")
+    await retain_set(r, "kept", "a/b", pack(Message(topic="a/b", payload=b"x", retain=True, expire_at_ms=NOW)),
+                     limit=10)
+    assert not await tenants_prune(r, "kept")
+    assert await tenants_prune(r, "gone")
+    assert await tenants_list(r) == ["kept"]

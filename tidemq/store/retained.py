@@ -20,7 +20,10 @@ Matching (``retain_match``) never reads a payload it does not return:
 Work per match is therefore at most ``min(limit, MATCH_HARD_CAP)`` payloads
 and at most every retained topic name under the literal prefix (bounded by
 the tenant's ``RetainedTopicLimit``), names only. Expired messages do not
-count against the limit (as in BifroMQ, which skips them while matching).
+count against the limit (as in BifroMQ, which skips them while matching), and
+the sweeper drops them (``retain_expire_step``: a page of the index per tenant
+per sweep), so they neither stay in Redis nor hold a place of the tenant's
+``RetainedTopicLimit`` until someone overwrites them.
 
 Upgrade: data written before the index existed has a hash and no index. The
 first script run or match that finds the hash without its index rebuilds the
@@ -38,6 +41,7 @@ from tidemq.store.scripts import get
 
 _SET = get("retain_set")
 _INDEX = get("retain_reindex")
+_EXPIRE = get("retain_expire")
 
 SCAN_COUNT = 500  # index names read per page
 HMGET_CHUNK = 100  # payloads read per HMGET
@@ -131,6 +135,16 @@ async def _match_names(r: Any, t: str, topic_filter: str, span: tuple[bytes, byt
         if len(page) < SCAN_COUNT:
             return found
         page = await r.zrangebylex(idx, b"(" + bytes(page[-1]), hi, start=0, num=SCAN_COUNT)
+
+
+async def retain_expire_step(r: Any, t: str, cursor: bytes, now_ms: int, count: int = SCAN_COUNT
+                             ) -> tuple[bytes, int]:
+    """Drop the expired retained messages among the next ``count`` names of ``t``'s index after ``cursor``
+    (b"" = from the start); returns the cursor to go on from (b"" = the end was reached) and how many
+    messages were dropped. One call is one bounded script run: the sweeper calls it once per tenant per
+    sweep, so a tenant's whole index is gone through every (topics / count) sweeps."""
+    nxt, dropped = await _EXPIRE(r, [keys.retain(t), keys.retain_index(t)], [now_ms, cursor, count])
+    return bytes(nxt), int(dropped)
 
 
 async def retain_get(r: Any, t: str, topic: str) -> bytes | None:

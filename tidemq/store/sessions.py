@@ -278,14 +278,17 @@ async def tenants_add(r: Any, t: str) -> None:
 
 
 async def tenants_prune(r: Any, t: str) -> bool:
-    """Forget tenant ``t`` in the sweeper's index when it has no session and no pending will left; True if
-    it was removed. A session that connects meanwhile adds it again with its next connect (every CONNECT
-    adds its tenant), and sessions ending on a worker also have that worker's expiry timer."""
+    """Forget tenant ``t`` in the sweeper's index when it has no session, no pending will and no retained
+    message left (retained messages may expire: the sweeper drops them); True if it was removed. A session
+    that connects meanwhile adds it again with its next connect (every CONNECT adds its tenant, and so does
+    a retained message set through the API), and sessions ending on a worker also have that worker's expiry
+    timer."""
     pipe = r.pipeline(transaction=False)
     pipe.zcard(keys.sessidx(t))
     pipe.zcard(keys.wills(t))
-    sessions, wills = await pipe.execute()
-    if int(sessions) or int(wills):
+    pipe.exists(keys.retain(t))
+    sessions, wills, retained = await pipe.execute()
+    if int(sessions) or int(wills) or int(retained):
         return False
     return bool(await r.srem(keys.tenants(), t))
 
