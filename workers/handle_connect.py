@@ -145,14 +145,16 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
             persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
             client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
             track=True,  # index first, claim second, one round trip: a crash leaves an extra, never a loss
-            max_group_members=ts.max_shared_group_members)  # a shared route a crash left unwritten: re-checked
+            max_group_members=ts.max_shared_group_members,  # a shared route a crash left unwritten: re-checked
+            calls=svc.store_calls)
     except sess_store.SessionOfAnotherUser:
         _refuse(conn, svc.metrics.refuse("client_id_of_another_user", tenant, RC.CLIENT_IDENTIFIER_NOT_VALID),
                 "client id in use by another user")
         return
     if conn.transport is None or conn.transport.is_closing():
         # the client went away while we were connecting: undo our claim
-        await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms())
+        await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms(),
+                                            calls=svc.store_calls)
         return
     session.epoch = res.epoch
     session.gen = res.gen

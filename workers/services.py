@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tidemq.auth import AuthProvider
@@ -26,6 +26,7 @@ from tidemq.limits import ConnectionCounter, ConnectRateLimiter
 from tidemq.mqtt.reason_codes import RC
 from tidemq.mqtt.session import Limits
 from tidemq.store import tenant_limits
+from tidemq.store.coalesce import Coalescer
 from tidemq.store.tenant_limits import ConnsRequest
 from tidemq.tenants import SettingsProvider, TenantSettings
 
@@ -361,6 +362,11 @@ class WorkerServices:
     admission: Admission
     worker_id: str
     lifecycle: Lifecycle
+    # the session steps of CONNECTs and session ends of one loop turn share one round trip (store/coalesce.py)
+    store_calls: Coalescer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store_calls = Coalescer(self.redis)
 
     def connection_limits(self) -> Limits:
         """The state machine's limits before a tenant is known (pre-authentication caps)."""

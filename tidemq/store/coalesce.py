@@ -1,0 +1,101 @@
+"""``Coalescer``: the store calls many coroutines make in one event-loop turn, sent as one pipeline.
+
+A CONNECT storm makes hundreds of small, independent calls (``session_connect``,
+the tenant step that follows it, ``session_disconnect``); each on its own
+pipeline costs a pooled connection, a write system call and a parse of its own.
+Calls queued here during one loop turn go out together on one non-transactional
+pipeline (``scripts.Batch``: NOSCRIPT reloads included) on the next turn, and
+each caller gets back the results of exactly the commands it queued.
+
+Invariants:
+
+- a call's commands stay together and in the order the call queued them, and
+  calls keep the order they were made in within a pipeline; pipelines of
+  different turns may run concurrently (as separate calls did before): a
+  coroutine that needs one of its calls to follow another awaits the first;
+- errors are per call: a command that fails raises in its own caller only
+  (the first failing command of that call), never in the others of the pipeline;
+  a failure of the whole round trip (connection lost) raises in every caller;
+- a queued call is sent even if its caller stopped waiting (it cannot be taken
+  back once queued, as a pipeline already written could not either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from tidemq.store.scripts import Batch
+
+MAX_CALLS = 256  # calls per pipeline; more queued in one turn go out as several pipelines
+
+Queue = Callable[[Batch], object]
+
+
+class Coalescer:
+    """Gathers store calls of one loop turn into one pipelined round trip (see the module doc)."""
+
+    __slots__ = ("_client", "_pending", "_tasks")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._pending: list[tuple[Queue, asyncio.Future[list[Any]]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def submit(self, queue: Queue) -> asyncio.Future[list[Any]]:
+        """Queue a call: ``queue(batch)`` queues its commands on the batch (it raises, if at all, before it
+        queues anything). The future gets the results of those commands, in order (or the first one's error)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((queue, fut))
+        return fut
+
+    async def run(self, queue: Queue) -> list[Any]:
+        """``submit`` and wait for the results."""
+        return await self.submit(queue)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(pending), MAX_CALLS):
+            task = loop.create_task(self._execute(pending[start:start + MAX_CALLS]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, calls: list[tuple[Queue, asyncio.Future[list[Any]]]]) -> None:
+        batch = Batch(self._client)
+        spans: list[tuple[int, int, asyncio.Future[list[Any]]]] = []
+        for queue, fut in calls:
+            first = len(batch)
+            try:
+                queue(batch)  # builds its arguments before it queues anything (see ``submit``)
+            except Exception as exc:  # a bad argument: this call fails, the others go out
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            spans.append((first, len(batch), fut))
+        try:
+            results = await batch.execute(raise_on_error=False)
+        except BaseException as exc:
+            for _first, _end, fut in spans:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError("store call cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for first, end, fut in spans:
+            if fut.done():
+                continue
+            mine = results[first:end]
+            error = next((res for res in mine if isinstance(res, Exception)), None)
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(mine)
