@@ -63,9 +63,10 @@ async def test_an_error_stays_with_its_call(r: Any) -> None:
         batch.pipe.incr(f"{K.PREFIX}co:n")
         batch.pipe.hget(f"{K.PREFIX}co:str", "f")  # WRONGTYPE
 
-    ok, bad, ok2 = await asyncio.gather(
+    out: list[Any] = await asyncio.gather(
         calls.run(lambda b: b.pipe.incr(f"{K.PREFIX}co:a")), calls.run(wrong_type),
         calls.run(lambda b: b.pipe.incr(f"{K.PREFIX}co:a")), return_exceptions=True)
+    ok, bad, ok2 = out
     assert ok == [1] and ok2 == [2]
     assert isinstance(bad, Exception) and "WRONGTYPE" in str(bad)
     assert await r.get(f"{K.PREFIX}co:n") == b"1"  # the rest of the failing call ran, as in a pipeline
@@ -77,8 +78,9 @@ async def test_a_queue_that_raises_sends_nothing_of_its_own(r: Any) -> None:
     def broken(batch: Batch) -> None:
         raise ValueError("bad argument")
 
-    good, bad = await asyncio.gather(calls.run(lambda b: b.pipe.incr(f"{K.PREFIX}co:b")), calls.run(broken),
-                                     return_exceptions=True)
+    out: list[Any] = await asyncio.gather(calls.run(lambda b: b.pipe.incr(f"{K.PREFIX}co:b")),
+                                          calls.run(broken), return_exceptions=True)
+    good, bad = out
     assert good == [1] and isinstance(bad, ValueError)
 
 
