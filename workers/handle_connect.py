@@ -120,12 +120,8 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
             _refuse(conn, code, "will refused")
             return
     expiry, capped = _session_expiry(p, level, ts)
-    settings = svc.settings
-    m.set_limits(sm.Limits(
-        max_packet_size=max_packet_size(settings.max_packet_size, ts), receive_maximum=ts.receiving_maximum,
-        topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
-        min_keep_alive=ts.min_keep_alive_seconds, preauth_max_packet_size=m.limits.preauth_max_packet_size))
-    session.limiter = ConnectionLimiter(ts, svc.clock.monotonic())
+    m.set_limits(_tenant_limits(conn, ts))
+    session.limiter = ConnectionLimiter.for_settings(ts, svc.clock.monotonic())  # None: the tenant sets no rate
     session.expiry = capped
     session.persistent = capped > 0
     m.defer_pubcomp = session.persistent
@@ -219,6 +215,28 @@ async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession, b
                     extra={"event": "subscription_dropped", "tenant": session.tenant, "user": session.user,
                            "client": session.client_id, "reason": "acl"})
     session.sub_count = max(0, session.sub_count - len(refused))
+
+
+TENANT_LIMITS_CACHED = 1024  # TenantSettings values whose state-machine Limits a worker keeps
+
+
+def _tenant_limits(conn: MQTTConnection, ts: TenantSettings) -> sm.Limits:
+    """The state machine's limits for the tenant's settings ``ts``: one object per settings value (the
+    provider hands out the same object until it reloads the tenant), shared by its connections."""
+    svc = conn.services
+    cache = svc.tenant_limits
+    hit = cache.get(id(ts))
+    if hit is not None and hit[0] is ts:
+        return hit[1]
+    settings = svc.settings
+    limits = sm.Limits(
+        max_packet_size=max_packet_size(settings.max_packet_size, ts), receive_maximum=ts.receiving_maximum,
+        topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
+        min_keep_alive=ts.min_keep_alive_seconds, preauth_max_packet_size=conn.machine.limits.preauth_max_packet_size)
+    if len(cache) >= TENANT_LIMITS_CACHED:
+        cache.clear()
+    cache[id(ts)] = (ts, limits)  # holds ts, so its id is not reused while cached
+    return limits
 
 
 def max_packet_size(process_max: int, ts: TenantSettings) -> int:

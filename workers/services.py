@@ -364,13 +364,21 @@ class WorkerServices:
     lifecycle: Lifecycle
     # the session steps of CONNECTs and session ends of one loop turn share one round trip (store/coalesce.py)
     store_calls: Coalescer = field(init=False)
+    # the state machine's limits are never mutated, only replaced: one object per worker before
+    # authentication, one per TenantSettings value after (handle_connect; id -> (settings, limits))
+    _preauth_limits: Limits | None = field(default=None, init=False)
+    tenant_limits: dict[int, tuple[TenantSettings, Limits]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.store_calls = Coalescer(self.redis)
 
     def connection_limits(self) -> Limits:
-        """The state machine's limits before a tenant is known (pre-authentication caps)."""
-        s = self.settings
-        return Limits(max_packet_size=s.max_packet_size, receive_maximum=s.max_inflight, topic_alias_maximum=16,
-                      server_keep_alive=s.server_keep_alive, min_keep_alive=s.min_keep_alive,
-                      preauth_max_packet_size=min(s.preauth_max_packet, s.max_packet_size))
+        """The state machine's limits before a tenant is known (pre-authentication caps), built once."""
+        limits = self._preauth_limits
+        if limits is None:
+            s = self.settings
+            limits = self._preauth_limits = Limits(
+                max_packet_size=s.max_packet_size, receive_maximum=s.max_inflight, topic_alias_maximum=16,
+                server_keep_alive=s.server_keep_alive, min_keep_alive=s.min_keep_alive,
+                preauth_max_packet_size=min(s.preauth_max_packet, s.max_packet_size))
+        return limits

@@ -61,6 +61,15 @@ def test_connection_limiter_follows_tenant_settings() -> None:
     assert sum(lim.allow_publish(2.0) for _ in range(10)) == 5
 
 
+def test_connection_limiter_only_when_a_rate_is_set() -> None:
+    unlimited = dataclasses.replace(TenantSettings(), msg_pub_per_sec=0, in_bound_bandwidth=0, out_bound_bandwidth=0)
+    assert ConnectionLimiter.for_settings(unlimited, now=0.0) is None
+    for name in ("msg_pub_per_sec", "in_bound_bandwidth", "out_bound_bandwidth"):
+        lim = ConnectionLimiter.for_settings(dataclasses.replace(unlimited, **{name: 7}), now=0.0)
+        assert lim is not None and getattr(lim, {"msg_pub_per_sec": "publish", "in_bound_bandwidth": "bytes_in",
+                                                 "out_bound_bandwidth": "bytes_out"}[name]).rate == 7
+
+
 def test_connect_rate_per_tenant_and_worker() -> None:
     lim = ConnectRateLimiter(worker_rate=3, now=0.0)
     assert lim.allow("a", 0.0, tenant_rate=1)
