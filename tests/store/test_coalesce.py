@@ -55,6 +55,24 @@ async def test_one_turn_one_pipeline_results_per_call(r: Any, monkeypatch: pytes
     assert sizes == [40]  # 20 calls of 2 commands: one pipeline, one round trip
 
 
+async def test_calls_made_while_a_pipeline_is_in_flight_go_together_next(r: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = _count_pipelines(r, monkeypatch)
+    calls = Coalescer(r)
+    later: list[asyncio.Future[list[Any]]] = []
+
+    def incr(i: int) -> Any:
+        return lambda b: b.pipe.incr(f"{K.PREFIX}co:later:{i}")
+
+    def first(batch: Batch) -> None:  # runs as the first pipeline is built: it is in flight from here on
+        later.extend(calls.submit(incr(i)) for i in range(5))
+        batch.pipe.incr(f"{K.PREFIX}co:first")
+
+    assert await calls.run(first) == [1]
+    assert [await f for f in later] == [[1]] * 5
+    assert sizes == [1, 5]
+
+
 async def test_an_error_stays_with_its_call(r: Any) -> None:
     calls = Coalescer(r)
     await r.set(f"{K.PREFIX}co:str", "x")
