@@ -3,10 +3,12 @@
 The steps run in order — MQTT 5 enhanced authentication (AUTH exchanges) or
 the provider's ``authenticate``; the tenant's admission limits (protocol
 switches, connect rate, connection caps, session expiry bounds); the will,
-checked like a PUBLISH and by the ACL (``workers/wills.py``); then one
-``session_connect`` round trip that claims the session with a new epoch (and
-indexes it for the reaper), a takeover signal to the previous owner, CONNACK,
-and the resume of QoS 2 flows and the inbox. Nothing is claimed in Redis
+checked like a PUBLISH and by the ACL (``workers/wills.py``); then
+``session_connect``, which claims the session with a new epoch (and indexes it
+for the reaper) and then writes the tenant's indexes, each step in a pipeline
+shared with the other CONNECTs and session ends of the moment
+(``svc.store_calls``, ``tidemq/store/coalesce.py``); a takeover signal to the
+previous owner, CONNACK, and the resume of QoS 2 flows and the inbox. Nothing is claimed in Redis
 before the client is admitted; a client that left meanwhile has its claim
 undone. Packets the client sent behind its CONNECT are processed only after
 the CONNACK [MQTT-3.1.4-5] (the state machine hands them back from ``accept``).
@@ -224,7 +226,7 @@ def _tenant_limits(conn: MQTTConnection, ts: TenantSettings) -> sm.Limits:
     """The state machine's limits for the tenant's settings ``ts``: one object per settings value (the
     provider hands out the same object until it reloads the tenant), shared by its connections."""
     svc = conn.services
-    cache = svc.tenant_limits
+    cache = svc.limits_by_settings
     hit = cache.get(id(ts))
     if hit is not None and hit[0] is ts:
         return hit[1]

@@ -362,12 +362,12 @@ class WorkerServices:
     admission: Admission
     worker_id: str
     lifecycle: Lifecycle
-    # the session steps of CONNECTs and session ends of one loop turn share one round trip (store/coalesce.py)
+    # the session steps of CONNECTs and session ends share pipelined round trips (store/coalesce.py)
     store_calls: Coalescer = field(init=False)
     # the state machine's limits are never mutated, only replaced: one object per worker before
     # authentication, one per TenantSettings value after (handle_connect; id -> (settings, limits))
     _preauth_limits: Limits | None = field(default=None, init=False)
-    tenant_limits: dict[int, tuple[TenantSettings, Limits]] = field(default_factory=dict, init=False)
+    limits_by_settings: dict[int, tuple[TenantSettings, Limits]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.store_calls = Coalescer(self.redis)
