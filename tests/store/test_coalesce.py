@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from tests.store.helpers import NOW, connect
+from tidemq.store import SubOpts, load_routes, scripts, session_disconnect, session_get, sessions_page, subscribe
 from tidemq.store import keys as K
-from tidemq.store import scripts, session_disconnect, session_get, sessions_page
 from tidemq.store.coalesce import Coalescer
-from tidemq.store.scripts import Batch
+from tidemq.store.indexes import TenantOps
+from tidemq.store.scripts import Batch, get
 
 T = "co{al}esce"
 
@@ -117,8 +118,8 @@ async def test_connects_and_ends_through_the_coalescer(r: Any, monkeypatch: pyte
     calls = Coalescer(r)
     names = [f"u1/c{i}" for i in range(10)]
     results = await asyncio.gather(*(connect(r, T, c, calls=calls, track=True, clean_start=True) for c in names))
-    # the session steps in one round trip, the tenant steps in a second one: two pipelines for ten connects
-    assert sizes == [30, 10]
+    # the session steps in one round trip, the tenant steps in a second one, merged into one tenant_apply
+    assert sizes == [30, 1]
     assert await sessions_page(r, T) == sorted(names)
     assert await r.smembers(K.worker_sessions("w1")) == {(T + "\0" + c).encode() for c in names}
     for c, res in zip(names, results, strict=True):
@@ -129,7 +130,7 @@ async def test_connects_and_ends_through_the_coalescer(r: Any, monkeypatch: pyte
                                                       untrack_worker="w1", calls=calls)
                                    for c, res in zip(names, results, strict=True)))
     assert ended == ["removed"] * 10
-    assert sizes == [20, 10]
+    assert sizes == [20, 1]
     assert await sessions_page(r, T) == []
     assert await r.smembers(K.worker_sessions("w1")) == set()
 
@@ -145,3 +146,35 @@ async def test_takeover_within_one_turn(r: Any) -> None:
     assert await session_disconnect(r, T, "u1/x", first.epoch, now_ms=NOW + 1, calls=calls) == "stale"
     rec = await session_get(r, T, "u1/x")
     assert rec is not None and rec["worker"] == "w2"
+
+
+async def test_merged_tenant_changes_one_call_per_tenant_in_call_order(r: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes = _count_pipelines(r, monkeypatch)
+    calls = Coalescer(r)
+    other = T + "-2"
+    ops = []
+    for t, c, gen in ((T, "u1/a", "1"), (other, "u1/a", "5"), (T, "u1/b", "2"), (T, "u1/a", "3")):
+        o = TenantOps(t)
+        o.index_add(c, gen)
+        ops.append(o)
+    await asyncio.gather(*(calls.merge_tenant(o) for o in ops), calls.run(lambda b: b.pipe.incr(f"{K.PREFIX}co:m")))
+    assert sizes == [3]  # the INCR, then one tenant_apply per tenant
+    assert await r.hgetall(K.sessgen(T)) == {b"u1/a": b"3", b"u1/b": b"2"}  # the later "A" of u1/a won
+    assert await r.hgetall(K.sessgen(other)) == {b"u1/a": b"5"}
+    assert ops[0].args == ["A", "u1/a", "1"]  # the callers' own changes are left as they were
+
+
+async def test_resumes_with_a_shared_group_limit_are_told_apart(r: Any) -> None:
+    """Resumed sessions whose shared route must pass MaxSharedGroupMembers are not merged: each learns whether
+    its own filter was refused (the group has one place; a crash had kept both routes from being written)."""
+    group = "$share/g/a/#"
+    calls = Coalescer(r)
+    for c in ("u1/x", "u1/y"):
+        res = await connect(r, T, c)
+        await get("subscribe")(r, [K.sess(T, c), K.subs(T, c)], [res.epoch, "", group, SubOpts().encode()])
+    x, y = await asyncio.gather(connect(r, T, "u1/x", calls=calls, max_group_members=1),
+                                connect(r, T, "u1/y", calls=calls, max_group_members=1))
+    assert (group in x.subscriptions, group in y.subscriptions) == (True, False)
+    assert group not in (await session_get(r, T, "u1/y") or {})["subscriptions"]
+    assert [(rt.client_id, rt.topic_filter) for rt in (await load_routes(r, T))[1]] == [("u1/x", group)]
+    await subscribe(r, T, "u1/y", [("plain", SubOpts())])  # y lives on, without the group

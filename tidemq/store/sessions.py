@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 
 from tidemq.store import keys
 from tidemq.store.coalesce import Coalescer
-from tidemq.store.indexes import TenantOps, route_value
+from tidemq.store.indexes import TenantOps, is_shared, route_value
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
 from tidemq.store.models import text as _s
 from tidemq.store.scripts import Arg, Batch, get
@@ -111,7 +111,8 @@ async def session_connect(
         for f, opts in subscriptions.items():
             ops.route_put_checked(c, f, route_value(worker, persistent, opts.encode(), gen), max_group_members)
     ops.index_add(c, gen)  # also on resume: an entry a crash kept from being written comes back
-    await _apply(r, calls, ops)
+    # merged with other connects' changes unless a shared route's refusal must be told apart
+    await _apply(r, calls, ops, merge=not (present and max_group_members > 0 and any(map(is_shared, subscriptions))))
     if ops.refused:
         await drop_refused(r, t, c, ops.refused, int(epoch))
         for f in ops.refused:
@@ -166,7 +167,7 @@ async def session_disconnect(
         for f in res[2:]:
             ops.route_drop(c, _s(f), gen)
         ops.index_remove(c, gen)
-    await _apply(r, calls, ops)
+    await _apply(r, calls, ops, merge=True)  # the dropped routes are not needed here
     return outcome
 
 
@@ -179,10 +180,13 @@ async def _run(r: Any, calls: Coalescer | None, queue: Callable[[Batch], object]
     return await batch.execute()
 
 
-async def _apply(r: Any, calls: Coalescer | None, ops: TenantOps) -> None:
-    """``ops.apply``, through ``calls`` when given (sets ``ops.refused`` the same way)."""
+async def _apply(r: Any, calls: Coalescer | None, ops: TenantOps, *, merge: bool) -> None:
+    """``ops.apply``, through ``calls`` when given (sets ``ops.refused`` the same way); ``merge``: ``ops`` has no
+    ``shared_put``, so it may share one ``tenant_apply`` with other callers (``Coalescer.merge_tenant``)."""
     if calls is None:
         await ops.apply(r)
+    elif merge:
+        await calls.merge_tenant(ops)
     elif ops:
         (res,) = await calls.run(ops.queue)
         ops.refused = [_s(f) for f in res[2]]
