@@ -89,6 +89,14 @@ class ConnectionLimiter:
         self.bytes_in = TokenBucket(settings.in_bound_bandwidth, now=now)
         self.bytes_out = TokenBucket(settings.out_bound_bandwidth, now=now)
 
+    @classmethod
+    def for_settings(cls, settings: Any, now: float) -> ConnectionLimiter | None:
+        """A limiter when ``settings`` set any of the three rates, else None (unlimited: a connection then
+        keeps no buckets, ~0.4 KiB)."""
+        if settings.msg_pub_per_sec > 0 or settings.in_bound_bandwidth > 0 or settings.out_bound_bandwidth > 0:
+            return cls(settings, now)
+        return None
+
     def update(self, settings: Any, now: float) -> None:
         if self.publish.rate != settings.msg_pub_per_sec:
             self.publish.set_rate(now, settings.msg_pub_per_sec)

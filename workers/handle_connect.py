@@ -3,10 +3,12 @@
 The steps run in order — MQTT 5 enhanced authentication (AUTH exchanges) or
 the provider's ``authenticate``; the tenant's admission limits (protocol
 switches, connect rate, connection caps, session expiry bounds); the will,
-checked like a PUBLISH and by the ACL (``workers/wills.py``); then one
-``session_connect`` round trip that claims the session with a new epoch (and
-indexes it for the reaper), a takeover signal to the previous owner, CONNACK,
-and the resume of QoS 2 flows and the inbox. Nothing is claimed in Redis
+checked like a PUBLISH and by the ACL (``workers/wills.py``); then
+``session_connect``, which claims the session with a new epoch (and indexes it
+for the reaper) and then writes the tenant's indexes, each step in a pipeline
+shared with the other CONNECTs and session ends of the moment
+(``svc.store_calls``, ``tidemq/store/coalesce.py``); a takeover signal to the
+previous owner, CONNACK, and the resume of QoS 2 flows and the inbox. Nothing is claimed in Redis
 before the client is admitted; a client that left meanwhile has its claim
 undone. Packets the client sent behind its CONNECT are processed only after
 the CONNACK [MQTT-3.1.4-5] (the state machine hands them back from ``accept``).
@@ -120,12 +122,8 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
             _refuse(conn, code, "will refused")
             return
     expiry, capped = _session_expiry(p, level, ts)
-    settings = svc.settings
-    m.set_limits(sm.Limits(
-        max_packet_size=max_packet_size(settings.max_packet_size, ts), receive_maximum=ts.receiving_maximum,
-        topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
-        min_keep_alive=ts.min_keep_alive_seconds, preauth_max_packet_size=m.limits.preauth_max_packet_size))
-    session.limiter = ConnectionLimiter(ts, svc.clock.monotonic())
+    m.set_limits(_tenant_limits(conn, ts))
+    session.limiter = ConnectionLimiter.for_settings(ts, svc.clock.monotonic())  # None: the tenant sets no rate
     session.expiry = capped
     session.persistent = capped > 0
     m.defer_pubcomp = session.persistent
@@ -145,14 +143,16 @@ async def _connect_steps(conn: MQTTConnection, p: Connect) -> None:
             persistent=session.persistent, expiry=capped, worker=svc.worker_id, address=conn.address,
             client_type="MQTT", now_ms=now_ms, will=will_blob, will_delay=will_delay,
             track=True,  # index first, claim second, one round trip: a crash leaves an extra, never a loss
-            max_group_members=ts.max_shared_group_members)  # a shared route a crash left unwritten: re-checked
+            max_group_members=ts.max_shared_group_members,  # a shared route a crash left unwritten: re-checked
+            calls=svc.store_calls)
     except sess_store.SessionOfAnotherUser:
         _refuse(conn, svc.metrics.refuse("client_id_of_another_user", tenant, RC.CLIENT_IDENTIFIER_NOT_VALID),
                 "client id in use by another user")
         return
     if conn.transport is None or conn.transport.is_closing():
         # the client went away while we were connecting: undo our claim
-        await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms())
+        await sess_store.session_disconnect(svc.redis, tenant, name, res.epoch, now_ms=svc.clock.wall_ms(),
+                                            calls=svc.store_calls)
         return
     session.epoch = res.epoch
     session.gen = res.gen
@@ -217,6 +217,28 @@ async def _recheck_subscriptions(conn: MQTTConnection, session: ClientSession, b
                     extra={"event": "subscription_dropped", "tenant": session.tenant, "user": session.user,
                            "client": session.client_id, "reason": "acl"})
     session.sub_count = max(0, session.sub_count - len(refused))
+
+
+TENANT_LIMITS_CACHED = 1024  # TenantSettings values whose state-machine Limits a worker keeps
+
+
+def _tenant_limits(conn: MQTTConnection, ts: TenantSettings) -> sm.Limits:
+    """The state machine's limits for the tenant's settings ``ts``: one object per settings value (the
+    provider hands out the same object until it reloads the tenant), shared by its connections."""
+    svc = conn.services
+    cache = svc.limits_by_settings
+    hit = cache.get(id(ts))
+    if hit is not None and hit[0] is ts:
+        return hit[1]
+    settings = svc.settings
+    limits = sm.Limits(
+        max_packet_size=max_packet_size(settings.max_packet_size, ts), receive_maximum=ts.receiving_maximum,
+        topic_alias_maximum=ts.max_topic_alias, server_keep_alive=settings.server_keep_alive,
+        min_keep_alive=ts.min_keep_alive_seconds, preauth_max_packet_size=conn.machine.limits.preauth_max_packet_size)
+    if len(cache) >= TENANT_LIMITS_CACHED:
+        cache.clear()
+    cache[id(ts)] = (ts, limits)  # holds ts, so its id is not reused while cached
+    return limits
 
 
 def max_packet_size(process_max: int, ts: TenantSettings) -> int:

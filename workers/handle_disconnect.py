@@ -99,7 +99,7 @@ async def end_session(conn: MQTTConnection) -> None:
         try:
             ended = await sess_store.session_disconnect(
                 svc.redis, session.tenant, session.name, session.epoch, now_ms=svc.clock.wall_ms(),
-                expiry=session.expiry, will_at=will_at, untrack_worker=untrack)
+                expiry=session.expiry, will_at=will_at, untrack_worker=untrack, calls=svc.store_calls)
         except Exception as exc:
             log.warning("session_disconnect failed for %s/%s (attempt %d): %s", session.tenant, session.client_id,
                         attempt + 1, exc)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tidemq.auth import AuthProvider
@@ -26,6 +26,7 @@ from tidemq.limits import ConnectionCounter, ConnectRateLimiter
 from tidemq.mqtt.reason_codes import RC
 from tidemq.mqtt.session import Limits
 from tidemq.store import tenant_limits
+from tidemq.store.coalesce import Coalescer
 from tidemq.store.tenant_limits import ConnsRequest
 from tidemq.tenants import SettingsProvider, TenantSettings
 
@@ -361,10 +362,23 @@ class WorkerServices:
     admission: Admission
     worker_id: str
     lifecycle: Lifecycle
+    # the session steps of CONNECTs and session ends share pipelined round trips (store/coalesce.py)
+    store_calls: Coalescer = field(init=False)
+    # the state machine's limits are never mutated, only replaced: one object per worker before
+    # authentication, one per TenantSettings value after (handle_connect; id -> (settings, limits))
+    _preauth_limits: Limits | None = field(default=None, init=False)
+    limits_by_settings: dict[int, tuple[TenantSettings, Limits]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.store_calls = Coalescer(self.redis)
 
     def connection_limits(self) -> Limits:
-        """The state machine's limits before a tenant is known (pre-authentication caps)."""
-        s = self.settings
-        return Limits(max_packet_size=s.max_packet_size, receive_maximum=s.max_inflight, topic_alias_maximum=16,
-                      server_keep_alive=s.server_keep_alive, min_keep_alive=s.min_keep_alive,
-                      preauth_max_packet_size=min(s.preauth_max_packet, s.max_packet_size))
+        """The state machine's limits before a tenant is known (pre-authentication caps), built once."""
+        limits = self._preauth_limits
+        if limits is None:
+            s = self.settings
+            limits = self._preauth_limits = Limits(
+                max_packet_size=s.max_packet_size, receive_maximum=s.max_inflight, topic_alias_maximum=16,
+                server_keep_alive=s.server_keep_alive, min_keep_alive=s.min_keep_alive,
+                preauth_max_packet_size=min(s.preauth_max_packet, s.max_packet_size))
+        return limits

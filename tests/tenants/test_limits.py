@@ -61,6 +61,17 @@ def test_connection_limiter_follows_tenant_settings() -> None:
     assert sum(lim.allow_publish(2.0) for _ in range(10)) == 5
 
 
+def test_connection_limiter_only_when_a_rate_is_set() -> None:
+    unlimited = dataclasses.replace(TenantSettings(), msg_pub_per_sec=0, in_bound_bandwidth=0, out_bound_bandwidth=0)
+    assert ConnectionLimiter.for_settings(unlimited, now=0.0) is None
+    lim = ConnectionLimiter.for_settings(dataclasses.replace(unlimited, msg_pub_per_sec=7), now=0.0)
+    assert lim is not None and lim.publish.rate == 7
+    lim = ConnectionLimiter.for_settings(dataclasses.replace(unlimited, in_bound_bandwidth=7), now=0.0)
+    assert lim is not None and lim.bytes_in.rate == 7
+    lim = ConnectionLimiter.for_settings(dataclasses.replace(unlimited, out_bound_bandwidth=7), now=0.0)
+    assert lim is not None and lim.bytes_out.rate == 7
+
+
 def test_connect_rate_per_tenant_and_worker() -> None:
     lim = ConnectRateLimiter(worker_rate=3, now=0.0)
     assert lim.allow("a", 0.0, tenant_rate=1)

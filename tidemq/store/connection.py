@@ -33,6 +33,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
+from tidemq.store.fastpack import fast_pack
+
 StoreClient = Any  # Redis | RedisCluster | fakeredis.aioredis.FakeRedis
 
 log = logging.getLogger("tidemq.store")
@@ -217,6 +219,7 @@ async def open_redis(url: str) -> StoreClient:
         pool = BlockingConnectionPool.from_url(
             url, decode_responses=False, max_connections=MAX_CONNECTIONS, timeout=POOL_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30)
+        pool.connection_class = fast_pack(pool.connection_class)  # hiredis packs the commands (fastpack.py)
         return Redis(connection_pool=pool)
     if scheme in ("redis+cluster", "rediss+cluster"):
         if not parts.hostname:

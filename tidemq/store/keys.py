@@ -35,12 +35,17 @@ def escape_tenant(tenant: str) -> str:
     The empty tenant becomes ``%`` (``{}`` is no hash tag at all; a lone ``%``
     is never produced by escaping a non-empty id, so the mapping stays injective).
     """
-    return tenant.translate(_TENANT_ESCAPES) if tenant else "%"
+    if not tenant:
+        return "%"
+    return tenant.translate(_TENANT_ESCAPES) if "%" in tenant or "{" in tenant or "}" in tenant or "|" in tenant \
+        else tenant
 
 
 def escape_client(client: str) -> str:
     """Percent-encode ``%{}`` of a client id (the last part of a session's tag); "" becomes ``%``."""
-    return client.translate(_ESCAPES) if client else "%"
+    if not client:
+        return "%"
+    return client.translate(_ESCAPES) if "%" in client or "{" in client or "}" in client else client
 
 
 def tag(tenant: str) -> str:
@@ -117,8 +122,11 @@ def q2seen(tenant: str, client: str) -> str:
 
 def session_keys(tenant: str, client: str) -> list[str]:
     """The per-session keys in the order the scripts expect: sess, subs, inbox, rel, q2in, q2seen."""
-    return [sess(tenant, client), subs(tenant, client), inbox(tenant, client), rel(tenant, client),
-            q2in(tenant, client), q2seen(tenant, client)]
+    tag = session_tag(tenant, client)  # once, not once per key (a CONNECT and its end each need all six)
+    return [f"{PREFIX}{kind}:{tag}" for kind in _SESSION_KINDS]
+
+
+_SESSION_KINDS = ("sess", "subs", "inbox", "rel", "q2in", "q2seen")  # session_keys' order (the scripts' KEYS)
 
 
 # --- per tenant ------------------------------------------------------------------------------

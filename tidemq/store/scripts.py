@@ -172,7 +172,8 @@ class Batch:
         self._scripts[index] = (script, keys, args)
         return index
 
-    async def execute(self) -> list[Any]:
+    async def execute(self, *, raise_on_error: bool = True) -> list[Any]:
+        """The results in order; ``raise_on_error=False`` leaves each failed command's error in its place."""
         if not len(self.pipe):
             return []
         results = list(await self.pipe.execute(raise_on_error=False))
@@ -186,7 +187,8 @@ class Batch:
                 script.queue(again, keys, args)
             for i, res in zip(retry, await again.execute(raise_on_error=False), strict=True):
                 results[i] = res
-        for res in results:
-            if isinstance(res, Exception):
-                raise res
+        if raise_on_error:
+            for res in results:
+                if isinstance(res, Exception):
+                    raise res
         return results

@@ -15,11 +15,12 @@ hints) on the tenant's slot: the session first, the derived indexes second
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 from tidemq.store import keys
-from tidemq.store.indexes import TenantOps, route_value
+from tidemq.store.coalesce import Coalescer
+from tidemq.store.indexes import TenantOps, is_shared, route_value
 from tidemq.store.models import ConnectResult, ExpiredSession, SubOpts
 from tidemq.store.models import text as _s
 from tidemq.store.scripts import Arg, Batch, get
@@ -70,22 +71,29 @@ async def session_connect(
     will_delay: int = 0,
     track: bool = False,
     max_group_members: int = 0,
+    calls: Coalescer | None = None,
 ) -> ConnectResult:
     """Open (clean start / no session) or resume the session ``(t, c)`` owned by ``worker``.
 
     ``track``: in the same round trip, and queued before the claim, add the session to the worker's
     index (``wsess:<worker>``) that a reaper reads if the worker dies (on a single node the SADD runs
     first; on a cluster the two go to different nodes in one pipelined write).
+    ``calls``: send both steps through this coalescer (shared round trips with other connects).
     """
     ks = keys.session_keys(t, c)
     args: list[Arg] = [c, "1" if clean_start else "0", user, ver, "1" if persistent else "0", expiry, worker,
                        address, client_type, now_ms, will, will_delay]
     if track:
-        batch = Batch(r)
-        batch.pipe.sadd(keys.worker_sessions(worker), t + "\0" + c)
-        batch.pipe.sadd(keys.tenants(), t)  # the sweeper's tenant index, in the same trip (pruned when empty)
-        index = batch.script(_CONNECT, ks, args)
-        res = (await batch.execute())[index]
+        member = t + "\0" + c
+
+        def queue(batch: Batch) -> None:
+            batch.pipe.sadd(keys.worker_sessions(worker), member)
+            batch.pipe.sadd(keys.tenants(), t)  # the sweeper's tenant index, in the same trip (pruned when empty)
+            batch.script(_CONNECT, ks, args)
+
+        res = (await _run(r, calls, queue))[2]
+    elif calls is not None:
+        (res,) = await calls.run(lambda batch: batch.script(_CONNECT, ks, args))
     else:
         res = await _CONNECT(r, ks, args)
     if int(res[0]) < 0:  # the client id names a live session of another user of the tenant
@@ -103,7 +111,8 @@ async def session_connect(
         for f, opts in subscriptions.items():
             ops.route_put_checked(c, f, route_value(worker, persistent, opts.encode(), gen), max_group_members)
     ops.index_add(c, gen)  # also on resume: an entry a crash kept from being written comes back
-    await ops.apply(r)
+    # merged with other connects' changes unless a shared route's refusal must be told apart
+    await _apply(r, calls, ops, merge=not (present and max_group_members > 0 and any(map(is_shared, subscriptions))))
     if ops.refused:
         await drop_refused(r, t, c, ops.refused, int(epoch))
         for f in ops.refused:
@@ -123,7 +132,7 @@ async def session_connect(
 
 async def session_disconnect(
     r: Any, t: str, c: str, epoch: int, *, now_ms: int, expiry: int | None = None, will_at: int = 0,
-    untrack_worker: str = "",
+    untrack_worker: str = "", calls: Coalescer | None = None,
 ) -> DisconnectResult:
     """The connection ``epoch`` ended: keep the session offline until it expires, or remove it.
 
@@ -131,15 +140,22 @@ async def session_disconnect(
     offline persistent session; 0 drops it (the connection already handled its will).
     ``untrack_worker``: in the same round trip, after the script, drop the session from that
     worker's reaper index (``wsess:<worker>``).
+    ``calls``: send both steps through this coalescer (shared round trips with other sessions).
     """
     args: list[Arg] = [epoch, now_ms, "" if expiry is None else expiry, will_at or ""]
+    ks = keys.session_keys(t, c)
     if untrack_worker:
-        batch = Batch(r)
-        index = batch.script(_DISCONNECT, keys.session_keys(t, c), args)
-        batch.pipe.srem(keys.worker_sessions(untrack_worker), t + "\0" + c)
-        res = (await batch.execute())[index]
+        member = t + "\0" + c
+
+        def queue(batch: Batch) -> None:
+            batch.script(_DISCONNECT, ks, args)
+            batch.pipe.srem(keys.worker_sessions(untrack_worker), member)
+
+        res = (await _run(r, calls, queue))[0]
+    elif calls is not None:
+        (res,) = await calls.run(lambda batch: batch.script(_DISCONNECT, ks, args))
     else:
-        res = await _DISCONNECT(r, keys.session_keys(t, c), args)
+        res = await _DISCONNECT(r, ks, args)
     outcome = cast(DisconnectResult, _s(res[0]))  # session_disconnect.lua: exactly one of the three words
     ops = TenantOps(t)
     if outcome == "offline":
@@ -151,8 +167,29 @@ async def session_disconnect(
         for f in res[2:]:
             ops.route_drop(c, _s(f), gen)
         ops.index_remove(c, gen)
-    await ops.apply(r)
+    await _apply(r, calls, ops, merge=True)  # the dropped routes are not needed here
     return outcome
+
+
+async def _run(r: Any, calls: Coalescer | None, queue: Callable[[Batch], object]) -> list[Any]:
+    """The results of the commands ``queue`` puts on a batch: through ``calls`` when given, else alone."""
+    if calls is not None:
+        return await calls.run(queue)
+    batch = Batch(r)
+    queue(batch)
+    return await batch.execute()
+
+
+async def _apply(r: Any, calls: Coalescer | None, ops: TenantOps, *, merge: bool) -> None:
+    """``ops.apply``, through ``calls`` when given (sets ``ops.refused`` the same way); ``merge``: ``ops`` has no
+    ``shared_put``, so it may share one ``tenant_apply`` with other callers (``Coalescer.merge_tenant``)."""
+    if calls is None:
+        await ops.apply(r)
+    elif merge:
+        await calls.merge_tenant(ops)
+    elif ops:
+        (res,) = await calls.run(ops.queue)
+        ops.refused = [_s(f) for f in res[2]]
 
 
 async def session_get(r: Any, t: str, c: str) -> dict[str, Any] | None:
