@@ -108,8 +108,7 @@ async def _subscribe(conn: MQTTConnection, p: Subscribe) -> None:
         try:  # MaxSharedGroupMembers is checked in Redis, atomically with the shared route's write
             res = await sub_store.subscribe_checked(svc.redis, session.tenant, session.name, accepted,
                                                     epoch=session.epoch,
-                                                    max_group_members=ts.max_shared_group_members,
-                                                    watch=svc.dispatcher.routes.watch)
+                                                    max_group_members=ts.max_shared_group_members)
         except NoSession:  # the connection ended (or was taken over) while we got here
             conn.close(RC.SESSION_TAKEN_OVER, "session gone before SUBACK")
             return
@@ -218,8 +217,7 @@ async def _unsubscribe(conn: MQTTConnection, p: Unsubscribe) -> None:
     svc = conn.services
     try:
         existed = await sub_store.unsubscribe(svc.redis, session.tenant, session.name, p.topic_filters,
-                                              epoch=session.epoch, gen=session.gen,
-                                              watch=svc.dispatcher.routes.watch)
+                                              epoch=session.epoch, gen=session.gen)
     except NoSession:  # the connection ended (or was taken over) while we got here
         conn.close(RC.SESSION_TAKEN_OVER, "session gone before UNSUBACK")
         return

@@ -71,8 +71,7 @@ async def sub(request: Request, state: ApiState, params: Params) -> HTTPResponse
     try:  # MaxTopicFiltersPerInbox and MaxSharedGroupMembers are checked in Redis, atomically with the write
         (existed,) = await sub_store.subscribe(state.redis, who.tenant_id, name, [(topic_filter, opts)],
                                                max_filters=ts.max_topic_filters_per_inbox,
-                                               max_group_members=ts.max_shared_group_members,
-                                               watch=state.watch)
+                                               max_group_members=ts.max_shared_group_members)
     except NoSession:
         raise ApiError(404, "no session") from None
     except SubscriptionLimit:
@@ -97,8 +96,7 @@ async def unsub(request: Request, state: ApiState, params: Params) -> HTTPRespon
     if check is not None and not await check(who, topic_filter):
         raise ApiError(401, "unsubscription denied by the auth provider")
     try:
-        (existed,) = await sub_store.unsubscribe(state.redis, who.tenant_id, name, [topic_filter],
-                                                 watch=state.watch)
+        (existed,) = await sub_store.unsubscribe(state.redis, who.tenant_id, name, [topic_filter])
     except NoSession:
         raise ApiError(404, "no session") from None
     result = "OK" if existed else "NO_SUB"

@@ -124,6 +124,33 @@ def test_routing_is_consistent_right_after_suback(
     assert not missed, f"publishes right after SUBACK not delivered (round, got): {missed[:5]}"
 
 
+def test_a_clean_start_drops_the_old_routes_before_its_connack(
+    deployment: Deployment, clients: Callable[..., Paho]
+) -> None:
+    """A client with a subscription is taken over by a clean-start CONNECT of its client id (the old routes are
+    dropped in the tenant step of that CONNECT); a publish on another worker right after that CONNACK must not
+    reach the new session (transient deliveries carry no generation to check)."""
+    w = deployment.workers
+    pub = clients(w[2], protocol="v311")
+    pub.connect()
+    base = f"cs/{uid()}"
+    leaked = []
+    for i in range(ROUNDS // 4):
+        cid = f"cs{uid()}"
+        old = clients(w[1], cid, protocol="v311", clean=True)
+        old.connect()
+        old.subscribe(f"{base}/old/{i}", 0)
+        fresh = clients(w[1], cid, protocol="v311", clean=True)  # takes the session over
+        fresh.connect()
+        pub.publish(f"{base}/old/{i}", b"stale %d" % i, qos=0)  # routed before the sentinel below
+        fresh.subscribe(f"{base}/sentinel/{i}", 1)
+        before = sentinel_barrier(pub, fresh, f"{base}/sentinel/{i}")
+        if before:
+            leaked.append((i, [m.payload for m in before]))
+        fresh.disconnect()
+    assert not leaked, f"messages of a wiped subscription reached the clean session: {leaked[:5]}"
+
+
 @pytest.mark.parametrize("protocol", ["v5", "v311"])
 def test_takeover_across_workers_keeps_the_session(
     deployment: Deployment, clients: Callable[..., Paho], protocol: str

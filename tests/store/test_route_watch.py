@@ -1,6 +1,6 @@
 """Route watch (tidemq/store/route_watch.py) on a real single Redis: what makes skipping the route-version read safe.
 
-- a route writer's ``settle`` returns only after every watcher dropped the tenant (acknowledged), and a
+- a route write (``TenantOps.apply``) returns only after every watcher dropped the tenant (acknowledged), and a
   watcher that does not answer holds the writer until its lease ended on the Redis clock;
 - a version read that overlapped a route change never marks the tenant fresh;
 - a lost pub/sub connection drops all trust and every fresh tenant, and trust comes back by itself;
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from tidemq.store.route_watch import RouteWatch
 from tidemq.store.subscriptions import load_routes
 
 TENANT = "rw-tenant"
+Watches = Callable[..., Awaitable[RouteWatch]]  # the fixture: start a watch on a client of its own
 
 
 @pytest.fixture
@@ -38,14 +39,16 @@ def store_url(redis_server: Any) -> str:  # this protocol exists on a single Red
 
 
 @pytest.fixture
-async def watches(r: Any) -> AsyncIterator[Callable[..., RouteWatch]]:
+async def watches(store_url: str) -> AsyncIterator[Watches]:
+    """Start a watch on a store client of its own (as each process has): its ``r`` writes as that node."""
     tasks: list[asyncio.Task[None]] = []
-    made: list[RouteWatch] = []
+    clients: list[Any] = []
 
-    def make(node_id: str, *, member: bool = True) -> RouteWatch:
-        w = RouteWatch(r, node_id, member=member)
+    async def make(node_id: str, *, member: bool = True) -> RouteWatch:
+        client = await open_redis(store_url)
+        clients.append(client)
+        w = RouteWatch(client, node_id, member=member)
         tasks.append(asyncio.get_running_loop().create_task(w.run()))
-        made.append(w)
         return w
 
     yield make
@@ -54,6 +57,8 @@ async def watches(r: Any) -> AsyncIterator[Callable[..., RouteWatch]]:
     for t in tasks:
         with contextlib.suppress(BaseException):
             await t
+    for client in clients:
+        await close_redis(client)
 
 
 async def until(cond: Callable[[], bool], *ws: RouteWatch) -> None:
@@ -71,57 +76,55 @@ async def redis_ms(r: Any) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
-async def put_route(r: Any, writer: str, client: str, topic_filter: str = "a/b") -> TenantOps:
-    ops = TenantOps(TENANT, writer=writer)
+async def put_route(w: RouteWatch, client: str, topic_filter: str = "a/b") -> TenantOps:
+    """A route written by ``w``'s process: ``apply`` returns once every watcher acknowledged."""
+    ops = TenantOps(TENANT)
     ops.route_put(client, topic_filter, route_value("w1", False, SubOpts(qos=1).encode(), f"{client}-gen"))
-    await ops.apply(r)
+    await ops.apply(w.r)
     return ops
 
 
 async def test_settle_returns_once_every_watcher_dropped_the_tenant(
-    r: Any, watches: Callable[..., RouteWatch]
+    r: Any, watches: Watches
 ) -> None:
-    a, b = watches("w-a"), watches("w-b")
+    a, b = await watches("w-a"), await watches("w-b")
     await until(lambda: a.trusted() and b.trusted(), a, b)
     b.confirm([TENANT], b.token())
     assert TENANT in b.fresh
 
-    ops = await put_route(r, "w-a", "c1")
+    ops = await put_route(a, "c1")
     assert ops.notice is not None and set(ops.notice.watchers) == {"w-a", "w-b"}
-    await a.settle(ops.notice)
     assert TENANT not in b.fresh  # b dropped it before a may acknowledge its client
     assert TENANT not in a.fresh
 
 
 async def test_a_watcher_that_never_answers_holds_the_writer_until_its_lease_ended(
-    r: Any, watches: Callable[..., RouteWatch]
+    r: Any, watches: Watches
 ) -> None:
-    a = watches("w-a")
+    a = await watches("w-a")
     await until(a.trusted, a)
     ghost_end = await route_watch._LEASE(r, [keys.route_watchers()], ["ghost", 600, ""])
-    ops = await put_route(r, "w-a", "c2")
+    ops = await put_route(a, "c2")
     assert ops.notice is not None and ops.notice.watchers["ghost"] == ghost_end
-    await a.settle(ops.notice)
     assert await redis_ms(r) >= ghost_end  # its trust (shorter than its lease) is over
 
 
-async def test_an_expired_watcher_is_not_waited_for_and_is_removed(r: Any, watches: Callable[..., RouteWatch]) -> None:
-    a = watches("w-a")
+async def test_an_expired_watcher_is_not_waited_for_and_is_removed(r: Any, watches: Watches) -> None:
+    a = await watches("w-a")
     await until(a.trusted, a)
     await r.hset(keys.route_watchers(), "gone", await redis_ms(r) - 1)
-    ops = await put_route(r, "w-a", "c3")
+    ops = await put_route(a, "c3")
     assert ops.notice is not None and "gone" not in ops.notice.watchers
     assert not await r.hexists(keys.route_watchers(), "gone")
 
 
 async def test_a_version_read_overlapping_a_change_does_not_make_the_tenant_fresh(
-    r: Any, watches: Callable[..., RouteWatch]
+    r: Any, watches: Watches
 ) -> None:
-    a, b = watches("w-a"), watches("w-b")
+    a, b = await watches("w-a"), await watches("w-b")
     await until(lambda: a.trusted() and b.trusted(), a, b)
     token = b.token()  # b starts a version read ...
-    ops = await put_route(r, "w-a", "c4")  # ... a route changes meanwhile ...
-    await a.settle(ops.notice)
+    await put_route(a, "c4")  # ... a route changes meanwhile ...
     b.confirm([TENANT], token)  # ... and the read's answer comes in
     assert TENANT not in b.fresh
     b.confirm([TENANT], b.token())  # a read after the change
@@ -129,9 +132,9 @@ async def test_a_version_read_overlapping_a_change_does_not_make_the_tenant_fres
 
 
 async def test_a_lost_connection_drops_all_trust_until_resubscribed(
-    r: Any, watches: Callable[..., RouteWatch]
+    r: Any, watches: Watches
 ) -> None:
-    b = watches("w-b")
+    b = await watches("w-b")
     await until(b.trusted, b)
     b.confirm([TENANT], b.token())
     await r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
@@ -141,15 +144,15 @@ async def test_a_lost_connection_drops_all_trust_until_resubscribed(
     assert not b.fresh
 
 
-async def test_a_non_member_is_never_trusted_and_holds_no_lease(r: Any, watches: Callable[..., RouteWatch]) -> None:
-    api = watches("api-1", member=False)
+async def test_a_non_member_is_never_trusted_and_holds_no_lease(r: Any, watches: Watches) -> None:
+    api = await watches("api-1", member=False)
     await asyncio.wait_for(api.ready.wait(), 10)
     assert not api.trusted()
     assert not await r.hexists(keys.route_watchers(), "api-1")
 
 
-async def test_close_ends_the_lease(r: Any, watches: Callable[..., RouteWatch]) -> None:
-    a = watches("w-a")
+async def test_close_ends_the_lease(r: Any, watches: Watches) -> None:
+    a = await watches("w-a")
     await until(a.trusted, a)
     assert await r.hexists(keys.route_watchers(), "w-a")
     await a.close()
@@ -157,10 +160,10 @@ async def test_close_ends_the_lease(r: Any, watches: Callable[..., RouteWatch]) 
     assert not await r.hexists(keys.route_watchers(), "w-a")
 
 
-async def test_fresh_routes_need_no_version_read(r: Any, watches: Callable[..., RouteWatch], store_url: str) -> None:
-    a = watches("w-a")
+async def test_fresh_routes_need_no_version_read(r: Any, watches: Watches, store_url: str) -> None:
+    a = await watches("w-a")
     await until(a.trusted, a)
-    await put_route(r, "w-a", "c5")
+    await put_route(a, "c5")
     cache = RouteCache(watch=a)
     await cache.refresh(r, [TENANT])  # first: read and loaded
     assert TENANT in a.fresh
@@ -173,8 +176,7 @@ async def test_fresh_routes_need_no_version_read(r: Any, watches: Callable[..., 
         assert "cmdstat_get" not in stats and "cmdstat_hgetall" not in stats, stats
         assert [rt.client_id for rt in cache.match(TENANT, "a/b")] == ["c5"]
 
-        ops = await put_route(r, "w-a", "c6")  # a change: applied from its message, nothing read
-        await a.settle(ops.notice)
+        await put_route(a, "c6")  # a change: applied from its message, nothing read
         await cache.refresh(r, [TENANT])
         stats = await probe.info("commandstats")
         assert "cmdstat_get" not in stats, stats
@@ -188,19 +190,19 @@ def _snapshot(routes: Any) -> set[tuple[str, str, int, str]]:
 
 
 async def test_random_changes_keep_the_cache_equal_to_redis_without_reloads(
-    r: Any, watches: Callable[..., RouteWatch], store_url: str
+    r: Any, watches: Watches, store_url: str
 ) -> None:
-    a = watches("w-a")
+    a = await watches("w-a")
     await until(a.trusted, a)
     cache = RouteCache(watch=a)
-    await put_route(r, "w-a", "seed")
+    await put_route(a, "seed")
     await cache.refresh(r, [TENANT])
     rnd = random.Random(7)
     probe = await open_redis(store_url)
     try:
         await probe.config_resetstat()
         for step in range(150):
-            ops = TenantOps(TENANT, writer="w-a")
+            ops = TenantOps(TENANT)
             for _ in range(rnd.randint(1, 4)):
                 client, topic_filter = f"c{rnd.randint(0, 5)}", rnd.choice(["a/b", "a/+", "#", "$share/g/a/b"])
                 if rnd.random() < 0.6:
@@ -208,8 +210,7 @@ async def test_random_changes_keep_the_cache_equal_to_redis_without_reloads(
                                   route_value("w1", False, SubOpts(qos=rnd.randint(0, 2)).encode(), f"g{step}"))
                 else:
                     ops.route_drop(client, topic_filter, "")
-            await ops.apply(r)
-            await a.settle(ops.notice)
+            await ops.apply(a.r)
             await cache.refresh(r, [TENANT])
             _version, stored = await load_routes(r, TENANT)
             assert _snapshot(cache.tenants[TENANT].trie.routes()) == _snapshot(stored), f"step {step}"
@@ -221,16 +222,15 @@ async def test_random_changes_keep_the_cache_equal_to_redis_without_reloads(
 
 
 async def test_a_cache_that_missed_a_version_reads_the_tenant_again(
-    r: Any, watches: Callable[..., RouteWatch]
+    r: Any, watches: Watches
 ) -> None:
-    a = watches("w-a")
+    a = await watches("w-a")
     await until(a.trusted, a)
     cache = RouteCache(watch=a)
-    await put_route(r, "w-a", "c7")
+    await put_route(a, "c7")
     await cache.refresh(r, [TENANT])
     cache.tenants[TENANT].version -= 1  # as if a change had been missed
-    ops = await put_route(r, "w-a", "c8")
-    await a.settle(ops.notice)
+    await put_route(a, "c8")
     assert TENANT not in a.fresh
     await cache.refresh(r, [TENANT])
     assert sorted(rt.client_id for rt in cache.match(TENANT, "a/b")) == ["c7", "c8"]

@@ -80,7 +80,8 @@ class Coalescer:
         the same pipeline. Only for changes whose answer nobody reads: no ``shared_put`` (its refusal names a
         filter, not its caller) and no use of the routes a ``route_drop`` removed."""
         if ops:
-            await self.submit(ops)
+            (reply,) = await self.submit(ops)
+            await ops.settle(self._client, reply)
 
     def _flush(self) -> None:
         self._scheduled = False

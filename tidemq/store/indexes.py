@@ -49,12 +49,12 @@ class TenantOps:
 
     __slots__ = ("args", "notice", "refused", "tenant", "writer")
 
-    def __init__(self, tenant: str, *, writer: str = "") -> None:
+    def __init__(self, tenant: str) -> None:
         self.tenant = tenant
-        self.writer = writer  # the node that waits for the route watchers' acknowledgements ("" = none)
+        self.writer = ""  # set by ``queue``: the node whose route watch collects the acknowledgements
         self.args: list[Arg] = []
         self.refused: list[str] = []  # after ``apply``: the filters a ``shared_put`` was refused for
-        self.notice: Notice | None = None  # after ``apply``: the route change, when ``writer`` waits for it
+        self.notice: Notice | None = None  # after ``apply``: the route change, when a watch waited for it
 
     def __bool__(self) -> bool:
         return bool(self.args)
@@ -103,9 +103,21 @@ class TenantOps:
               keys.shared_members(t)]
         args = self.args
         if route_watch.enabled(batch.client):  # route caches are told of every change (route_watch.py)
+            watch = route_watch.watch_of(batch.client)  # this process's watch collects the acknowledgements
+            self.writer = watch.node_id if watch is not None else ""
             ks.append(keys.route_watchers())
             args = [*args, "N", keys.route_channel(), t, self.writer]
         return batch.script(_APPLY, ks, args)
+
+    async def settle(self, r: Any, reply: list[Any]) -> None:
+        """After a ``tenant_apply`` reply: when the routes changed, note the change (``self.notice``) and wait
+        until every worker's route cache dropped the old routes (``RouteWatch.settle``), so whatever the caller
+        acknowledges next (a SUBACK, a CONNACK, an API answer) is never followed by a stale route."""
+        if len(reply) > 3:  # sent with this process's watch as the writer (``queue``): it collects the acks
+            self.notice = Notice.parse(self.tenant, reply[3:])
+            watch = route_watch.watch_of(r)
+            if watch is not None:
+                await watch.settle(self.notice)
 
     async def apply(self, r: Any) -> dict[str, str]:
         """Apply the changes (nothing when there are none); returns the routes dropped, filter -> former
@@ -117,8 +129,7 @@ class TenantOps:
         self.queue(batch)
         reply = (await batch.execute())[0]
         _changed, dropped, refused = reply[:3]
-        if self.writer and len(reply) > 3:
-            self.notice = Notice.parse(self.tenant, reply[3:])
+        await self.settle(r, reply)
         self.refused = [_s(f) for f in refused]
         return {_s(dropped[i]): _s(dropped[i + 1]) for i in range(0, len(dropped) - 1, 2)}
 

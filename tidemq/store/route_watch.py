@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ _LEASE = get("route_watch_lease")
 def enabled(r: Any) -> bool:
     """Route caches are push-invalidated on a single Redis (and Sentinel), not on a cluster."""
     return not is_cluster(r)
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, RouteWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(r: Any) -> RouteWatch | None:
+    """The route watch of the process that uses store client ``r`` (None: no watch, writes wait for nobody)."""
+    return _WATCHES.get(r)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +122,7 @@ class RouteWatch:
         self.on_change: Callable[[str, int, list[list[str]]], bool] | None = None
         self._ack_channel = keys.route_acks(node_id).encode()
         self._route_channel = keys.route_channel().encode()
+        _WATCHES[r] = self  # every route change written through ``r`` waits for the watchers (TenantOps.settle)
 
     # ---------------------------------------------------------------- the cache's side
 

@@ -35,7 +35,6 @@ from tidemq.store import keys
 from tidemq.store.indexes import SEP, TenantOps, route_value
 from tidemq.store.models import NoSession, SubOpts, SubscriptionLimit
 from tidemq.store.models import text as _s
-from tidemq.store.route_watch import RouteWatch
 from tidemq.store.scripts import get
 
 _SUBSCRIBE = get("subscribe")
@@ -66,7 +65,7 @@ class Subscribed:
 
 async def subscribe(
     r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None,
-    max_filters: int | None = None, max_group_members: int = 0, watch: RouteWatch | None = None,
+    max_filters: int | None = None, max_group_members: int = 0,
 ) -> list[bool]:
     """Add or replace subscriptions; returns, per filter, whether it existed before.
 
@@ -74,11 +73,11 @@ async def subscribe(
     SubscriptionLimit (nothing written) when the new filters would take the session past
     ``max_filters`` — checked atomically with the write — and SharedGroupFull when a shared
     filter's group has ``max_group_members`` members (> 0; that filter is not kept).
-    ``watch``: the caller's route watch; the call returns once every worker's route cache dropped
-    the old routes (``tidemq.store.route_watch``), so the caller may acknowledge.
+    It returns once every worker's route cache has the new routes (``TenantOps.settle``), so the caller
+    may acknowledge.
     """
     res = await subscribe_checked(r, t, c, subs, epoch=epoch, max_filters=max_filters,
-                                  max_group_members=max_group_members, watch=watch)
+                                  max_group_members=max_group_members)
     if res.refused:
         raise SharedGroupFull(f"shared group full: tenant={t!r} client={c!r} filters={sorted(res.refused)}")
     return res.existed
@@ -86,7 +85,7 @@ async def subscribe(
 
 async def subscribe_checked(
     r: Any, t: str, c: str, subs: Sequence[tuple[str, SubOpts]], *, epoch: int | None = None,
-    max_filters: int | None = None, max_group_members: int = 0, watch: RouteWatch | None = None,
+    max_filters: int | None = None, max_group_members: int = 0,
 ) -> Subscribed:
     """``subscribe``, reporting the shared filters refused by ``max_group_members`` instead of raising."""
     if not subs:
@@ -97,13 +96,11 @@ async def subscribe_checked(
         args.append(opts.encode())
     res = _check(await _SUBSCRIBE(r, [keys.sess(t, c), keys.subs(t, c)], args), t, c)
     worker, persistent, gen = _s(res[0]), _s(res[1]) == "1", _s(res[2])
-    ops = TenantOps(t, writer=watch.node_id if watch else "")  # the routes, second, before the caller acks
+    ops = TenantOps(t)  # the routes, second, before the caller acknowledges
     for topic_filter, opts in subs:
         ops.route_put_checked(c, topic_filter, route_value(worker, persistent, opts.encode(), gen),
                               max_group_members)
     await ops.apply(r)
-    if watch is not None:
-        await watch.settle(ops.notice)
     if ops.refused:  # not a member: the subscription goes again (at the same epoch: never a newer owner's)
         await drop_refused(r, t, c, ops.refused, epoch)
     return Subscribed([bool(x) for x in res[3:]], set(ops.refused))
@@ -119,12 +116,11 @@ async def drop_refused(r: Any, t: str, c: str, filters: Sequence[str], epoch: in
 
 async def unsubscribe(
     r: Any, t: str, c: str, filters: Iterable[str], *, epoch: int | None = None, gen: str = "",
-    watch: RouteWatch | None = None,
 ) -> list[bool]:
     """Remove subscriptions; returns, per filter, whether it existed. Raises NoSession.
 
     ``gen``: the session's generation when the caller knows it (the connection that owns the session:
-    one round trip less); else it is read first. ``watch``: as for ``subscribe``."""
+    one round trip less); else it is read first."""
     filters = list(filters)
     if not filters:
         return []
@@ -136,7 +132,7 @@ async def unsubscribe(
     # the routes first (only this generation's), the subscriptions second: a failure in between leaves a
     # subscription without its route (no UNSUBACK was sent; the session's next connect puts it back),
     # never a route without a subscription
-    ops = TenantOps(t, writer=watch.node_id if watch else "")
+    ops = TenantOps(t)
     for topic_filter in filters:
         ops.route_drop(c, topic_filter, gen)
     dropped = await ops.apply(r)
@@ -149,8 +145,6 @@ async def unsubscribe(
             undo.route_put(c, topic_filter, value)
         await undo.apply(r)
         raise
-    if watch is not None:
-        await watch.settle(ops.notice)
     return [bool(x) for x in res[1:]]
 
 
