@@ -87,24 +87,22 @@ def pack(msg: Message) -> bytes:
 
 
 def unpack(blob: bytes) -> Message:
+    """The message of a blob (once per delivery of a queued message: kept to one header parse and one
+    positional construction)."""
     if blob[:2] != MAGIC:
         raise ValueError("not a TideMQ message blob")
-    (n,) = _HDR.unpack_from(blob, 2)
-    header = orjson.loads(blob[6 : 6 + n])
-    props = header.get("p") or {}
-    if "correlation_data" in props:
-        props["correlation_data"] = bytes.fromhex(props["correlation_data"])
-    if "user_property" in props:
-        props["user_property"] = [tuple(kv) for kv in props["user_property"]]
-    return Message(
-        topic=header["t"],
-        payload=bytes(blob[6 + n :]),
-        qos=header["q"],
-        retain=bool(header.get("r")),
-        properties=props,
-        expire_at_ms=header.get("e", 0),
-        sender=header.get("s", ""),
-        created_ms=header.get("c", 0),
-        origin=header.get("o") or {},
-        token=header.get("k", ""),
-    )
+    end = 6 + _HDR.unpack_from(blob, 2)[0]
+    header = orjson.loads(blob[6:end])
+    get = header.get
+    props = get("p")
+    if props:
+        if "correlation_data" in props:
+            props["correlation_data"] = bytes.fromhex(props["correlation_data"])
+        if "user_property" in props:
+            props["user_property"] = [tuple(kv) for kv in props["user_property"]]
+    else:
+        props = {}
+    # positional, in field order: topic, payload, qos, retain, properties, expire_at_ms, sender, created_ms,
+    # origin, token
+    return Message(header["t"], blob[end:], header["q"], bool(get("r")), props, get("e", 0), get("s", ""),
+                   get("c", 0), get("o") or {}, get("k", ""))

@@ -41,6 +41,8 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.mqtt.session import State
 
 if TYPE_CHECKING:
+    from tidemq.store.inbox import RawEntry
+
     from .connection import MQTTConnection
     from .inbox import InboxOps, InboxReader
     from .services import WorkerServices
@@ -52,11 +54,17 @@ CONNECTED = State.CONNECTED
 RATE_PERIOD = 5.0  # seconds: one MinSendPerSec comparison per period while QoS 1/2 messages are outstanding
 
 
-@dataclass(slots=True, frozen=True)
 class InboxFlow:
-    """The tag of an outbound QoS 1/2 flow of an inbox entry."""
+    """The tag of an outbound QoS 1/2 flow of an inbox entry (one per delivered message: a plain slotted
+    object, cheaper to create than a frozen dataclass; tags are compared by identity)."""
 
-    seq: int
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return f"InboxFlow(seq={self.seq})"
 
 
 @dataclass(slots=True, frozen=True)
@@ -328,8 +336,8 @@ class Outbound:
 class InboxCursor:
     """Reads and acknowledges one persistent session's inbox (see module doc)."""
 
-    __slots__ = ("client_id", "conn", "ops", "outbound", "read_after", "reader", "reading", "sent", "stopped",
-                 "tenant", "want")
+    __slots__ = ("client_id", "conn", "key", "ops", "outbound", "read_after", "reader", "reading", "sent",
+                 "stopped", "tenant", "want")
 
     def __init__(self, conn: MQTTConnection, outbound: Outbound, reader: InboxReader, ops: InboxOps, *,
                  sent: int) -> None:
@@ -339,6 +347,7 @@ class InboxCursor:
         self.ops = ops
         self.tenant = conn.tenant
         self.client_id = conn.client_id
+        self.key = (self.tenant, self.client_id)  # the inbox, as InboxOps.ack_seq takes it
         self.read_after = 0
         self.sent = sent
         self.reading = False
@@ -367,44 +376,48 @@ class InboxCursor:
     def stop(self) -> None:
         self.stopped = True
 
-    def on_entries(self, entries: list[Any], asked: int) -> None:
+    def on_entries(self, entries: list[RawEntry], asked: int) -> None:
+        """Send what a read returned (``(seq, qos, retain, sub ids, blob)`` each), as far as the window
+        and the socket allow; entries with nothing to send are acknowledged at once."""
         self.reading = False
         if self.stopped:
             return
-        conn, ops, out = self.conn, self.ops, self.outbound
-        t, c = self.tenant, self.client_id
+        conn, out = self.conn, self.outbound
+        ack, key = self.ops.ack_seq, self.key
         now_ms = out.services.clock.wall_ms()
-        top = self.sent
+        sent = top = self.sent
         blocked = False
-        for e in entries:
+        send = out.send
+        machine = conn.machine
+        for seq, qos, retain, sub_ids, blob in entries:
             if conn.backed_up():  # stop filling the socket buffer of a slow consumer
                 blocked = True
                 break
-            seq = e.seq
-            msg = unpack(e.blob)
-            if msg.expired(now_ms) or not conn.may_read(msg.topic):  # expired, or a narrowed subscription's deny
-                ops.ack(t, c, seq)
+            msg = unpack(blob)
+            if (msg.expire_at_ms and msg.expire_at_ms <= now_ms) or not conn.may_read(msg.topic):
+                ack(key, seq)  # expired, or a narrowed subscription's deny
                 self.read_after = seq
                 continue
-            if e.qos == 0:
-                out.send(msg, 0, e.retain, tuple(e.sub_ids), now_ms)
-                ops.ack(t, c, seq)
+            if qos == 0:
+                send(msg, 0, retain, sub_ids, now_ms)
+                ack(key, seq)
                 self.read_after = seq
                 continue
-            pid = out.send(msg, e.qos, e.retain, tuple(e.sub_ids), now_ms, packet_id=seq_to_pid(seq),
-                           dup=seq <= self.sent, tag=InboxFlow(seq))
+            pid = send(msg, qos, retain, sub_ids, now_ms, packet_id=(seq - 1) % 65535 + 1, dup=seq <= sent,
+                       tag=InboxFlow(seq))
             if pid is None:
-                if conn.machine.last_drop_reason == "too_large":
-                    ops.ack(t, c, seq)
+                if machine.last_drop_reason == "too_large":
+                    ack(key, seq)
                     self.read_after = seq
                     continue
                 blocked = True
                 break
             self.read_after = seq
-            top = max(top, seq)
-        if top > self.sent:
+            if seq > top:
+                top = seq
+        if top > sent:
             self.sent = top
-            ops.mark_sent(t, c, top)
+            self.ops.mark_sent(self.tenant, self.client_id, top)
         conn.flush_soon()
         if not blocked and (len(entries) >= asked or self.want):
             self._request()
@@ -412,12 +425,13 @@ class InboxCursor:
             self.want = True
 
     def on_puback(self, tag: InboxFlow) -> None:
-        self.ops.ack(self.tenant, self.client_id, tag.seq)
-        self._after_ack()
+        self.ops.ack_seq(self.key, tag.seq)
+        if self.want and not self.reading and not self.stopped:
+            self._request()
 
     def on_pubrec(self, pid: int, tag: InboxFlow, reason_code: int) -> None:
         if reason_code >= 0x80:
-            self.ops.ack(self.tenant, self.client_id, tag.seq)
+            self.ops.ack_seq(self.key, tag.seq)
             self._after_ack()
         else:
             # the PUBREL goes out only after "rec" is written: were we to die in between, a resume

@@ -3,7 +3,9 @@
 ``InboxReader`` makes one pipelined XRANGE round trip for every ``InboxCursor``
 (``workers/deliver.py``) that wants data; ``InboxOps`` one pipeline for every
 acknowledgement and QoS 2 bookkeeping step, and runs each step's completion
-(e.g. the deferred PUBREL) only once the batch holding it is written.
+(e.g. the deferred PUBREL) only once the batch holding it is written. Acks are
+the per-message case: a sequence number appended to its inbox's list (one
+``XDEL`` per inbox per batch), no object per ack.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class InboxReader:
             batch, self._wanted = self._wanted, []
             items = [(cur.tenant, cur.client_id, cur.read_after, n) for cur, n in batch]
             try:
-                results = await inbox_store.inbox_read_many(self.redis, items)
+                results = await inbox_store.inbox_read_raw_many(self.redis, items)
             except Exception as exc:  # store trouble: retry these cursors shortly
                 log.error("inbox read failed: %s", exc)
                 await asyncio.sleep(RETRY_AFTER)
@@ -64,18 +66,33 @@ class InboxOps:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
         self._ops: list[InboxOp] = []
+        self._acks: dict[tuple[str, str], list[int]] = {}  # (tenant, session) -> acknowledged seqs
         self._after: list[Callable[[], None]] = []  # run once the batch holding their op is written
         self._task: asyncio.Task[None] | None = None
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _add(self, op: InboxOp, then: Callable[[], None] | None = None) -> None:
         self._ops.append(op)
         if then is not None:
             self._after.append(then)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._start()
 
     def ack(self, t: str, c: str, seq: int) -> None:
-        self._add(InboxOp("ack", t, c, seq=seq))
+        self.ack_seq((t, c), seq)
+
+    def ack_seq(self, key: tuple[str, str], seq: int) -> None:
+        """Delete entry ``seq`` of inbox ``key`` = (tenant, session) (PUBACK, PUBCOMP, or nothing to send)."""
+        seqs = self._acks.get(key)
+        if seqs is None:
+            self._acks[key] = [seq]
+        else:
+            seqs.append(seq)
+        task = self._task
+        if task is None or task.done():
+            self._start()
 
     def rec(self, t: str, c: str, seq: int, pid: int, then: Callable[[], None] | None = None) -> None:
         self._add(InboxOp("rec", t, c, seq=seq, pid=pid), then)
@@ -95,18 +112,23 @@ class InboxOps:
 
     async def _run(self) -> None:
         pause = 0.0
-        while self._ops:
+        while self._ops or self._acks:
             batch, self._ops = self._ops, []
+            acks, self._acks = self._acks, {}
             after, self._after = self._after, []
             try:
-                await inbox_store.inbox_apply_many(self.redis, batch)
+                await inbox_store.inbox_apply_many(self.redis, batch, acks)
             except Exception as exc:
                 # never dropped: each op is idempotent (XDEL, SADD/SREM, max of "sent"), so the batch is
                 # written again, ahead of anything queued since, and its completions (a deferred PUBREL,
                 # a PUBREC waiting for its id to be recorded) run only once it is in Redis
                 pause = min(max(pause * 2, RETRY_MIN), RETRY_MAX)
-                log.error("inbox ops failed (%d), retrying in %.2fs: %s", len(batch), pause, exc)
+                log.error("inbox ops failed (%d ops, %d acks), retrying in %.2fs: %s", len(batch),
+                          sum(map(len, acks.values())), pause, exc)
                 self._ops = batch + self._ops
+                for key, seqs in self._acks.items():
+                    acks[key] = acks[key] + seqs if key in acks else seqs
+                self._acks = acks
                 self._after = after + self._after
                 await asyncio.sleep(pause)
                 continue
