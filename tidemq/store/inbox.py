@@ -42,6 +42,22 @@ _BATCH = get("inbox_append_batch")
 _Q2_BEGIN = get("q2_begin")
 
 
+# a session's inbox keys (escaping a tenant and client id is not free, and the hot paths name the same
+# sessions over and over): (tenant, session) -> (sess, inbox, rel, q2in, q2seen); cleared when it grows large
+_KEYS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
+_KEYS_MAX = 65536
+
+
+def session_keys(t: str, c: str) -> tuple[str, str, str, str, str]:
+    """``(sess, inbox, rel, q2in, q2seen)`` of session ``c`` of tenant ``t`` (``keys``), cached."""
+    k = _KEYS.get((t, c))
+    if k is None:
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        k = _KEYS[(t, c)] = (keys.sess(t, c), keys.inbox(t, c), keys.rel(t, c), keys.q2in(t, c), keys.q2seen(t, c))
+    return k
+
+
 class ReplicationTimeout(Exception):
     """The appends are on the primary, but fewer replicas than required confirmed them in time."""
 
@@ -85,8 +101,8 @@ class _Group:
             s = self.index.get(tgt.client_id)
             if s is None:
                 s = self.index[tgt.client_id] = len(self.keys) // 3 + 1
-                self.keys += [keys.sess(self.tenant, tgt.client_id), keys.inbox(self.tenant, tgt.client_id),
-                              keys.q2seen(self.tenant, tgt.client_id)]
+                k = session_keys(self.tenant, tgt.client_id)
+                self.keys += [k[0], k[1], k[4]]
             sess.append(s)
             ids = tgt.sub_ids
             args += [s, f"{tgt.qos}r" if tgt.retain else tgt.qos,
@@ -102,13 +118,28 @@ def _token() -> str:
 
 async def q2_begin_many(r: Any, items: Sequence[tuple[str, str, int]]) -> list[tuple[int, str]]:
     """Record each ``(tenant, publisher session, packet id)`` of an inbound QoS 2 PUBLISH before it is routed
-    (one pipelined round trip): per item ``(duplicate, token)`` as ``lua/q2_begin.lua`` answers."""
+    (one pipelined round trip, one script call per publisher session): per item ``(duplicate, token)`` as
+    ``lua/q2_begin.lua`` answers, in the order of ``items``."""
     if not items:
         return []
-    batch = Batch(r)
-    for t, c, pid in items:
-        batch.script(_Q2_BEGIN, [keys.sess(t, c), keys.q2in(t, c)], [pid, _token()])
-    return [(int(res[0]), _s(res[1])) for res in await batch.execute()]
+    per: dict[tuple[str, str], list[int]] = {}  # publisher session -> positions of its items, in order
+    for pos, (t, c, _pid) in enumerate(items):
+        per.setdefault((t, c), []).append(pos)
+    batch = RawBatch(r)
+    calls: list[tuple[int, list[int]]] = []
+    for (t, c), positions in per.items():
+        k = session_keys(t, c)
+        args: list[Any] = []
+        for pos in positions:
+            args += [items[pos][2], _token()]
+        calls.append((batch.script(_Q2_BEGIN, [k[0], k[3]], args), positions))
+    results = await batch.execute()
+    out: list[tuple[int, str]] = [(0, "")] * len(items)
+    for at, positions in calls:
+        res = results[at]
+        for n, pos in enumerate(positions):
+            out[pos] = (int(res[2 * n]), _s(res[2 * n + 1]))
+    return out
 
 
 async def _q2_begin(r: Any, items: Sequence[InboxAppend]) -> dict[int, tuple[int, str]]:
@@ -149,7 +180,7 @@ def queue_appends(batch: Batch | RawBatch, items: Sequence[InboxAppend], *, clus
         if cluster:
             by_key: dict[tuple[Any, int, bool], list[int]] = {}
             for ti, tgt in enumerate(item.targets):
-                where = key_slot(keys.sess(item.tenant, tgt.client_id).encode())
+                where = key_slot(session_keys(item.tenant, tgt.client_id)[0].encode())
                 by_key.setdefault((where, item.limit, item.drop_oldest), []).append(ti)
             pairs = list(by_key.items())
         else:
@@ -267,7 +298,7 @@ async def inbox_read_raw_many(r: Any, items: Sequence[tuple[str, str, int, int]]
         return []
     batch = RawBatch(r)
     for t, c, after, count in items:
-        batch.command("XRANGE", keys.inbox(t, c), b"%d-0" % (after + 1), "+", "COUNT", count)
+        batch.command("XRANGE", session_keys(t, c)[1], b"%d-0" % (after + 1), "+", "COUNT", count)
     return [decode_entries(res) for res in await batch.execute()]
 
 
@@ -284,47 +315,39 @@ async def inbox_read(r: Any, t: str, c: str, after_seq: int = 0, count: int = 10
     return (await inbox_read_many(r, [(t, c, after_seq, count)]))[0]
 
 
-def queue_op(batch: RawBatch, op: InboxOp) -> None:
-    """Queue one delivery-state change on ``batch``."""
-    t, c = op.tenant, op.client_id
-    kind = op.kind
-    if kind == "ack":
-        batch.command("XDEL", keys.inbox(t, c), op.seq)
-    elif kind == "comp":
-        batch.command("SREM", keys.rel(t, c), op.pid)
-    elif kind == "q2del":
-        batch.command("SREM", keys.q2in(t, c), op.pid, f"d{op.pid}")
-        batch.command("HDEL", keys.sess(t, c), f"q2t:{op.pid}")
-    elif kind in ("rec", "sent", "q2add", "q2done"):
-        batch.script(_MARK, [keys.sess(t, c), keys.inbox(t, c), keys.rel(t, c), keys.q2in(t, c)],
-                     [kind, op.seq, op.pid])
-    else:
-        raise ValueError(f"unknown inbox op kind {kind!r}")
+MARK_KINDS = frozenset({"rec", "sent", "q2add", "q2done", "comp", "q2del"})
 
 
 async def inbox_apply_many(r: Any, ops: Sequence[InboxOp],
                            acks: dict[tuple[str, str], list[int]] | None = None) -> None:
-    """Apply delivery-state changes (ack, rec, comp, sent, q2add, q2del) in one pipelined round trip:
-    ``ops`` in order, then every ack (of ``ops`` and ``acks``: (tenant, session) -> acknowledged seqs) as
-    one XDEL per inbox."""
+    """Apply delivery-state changes (ack, rec, comp, sent, q2add, q2done, q2del) in one pipelined round trip:
+    per session, its ``ops`` but acks in order in one ``inbox_mark`` call; then every ack (of ``ops`` and of
+    ``acks``: (tenant, session) -> acknowledged seqs) as one XDEL per inbox."""
     if not ops and not acks:
         return
-    batch = RawBatch(r)
+    marks: dict[tuple[str, str], list[Any]] = {}  # session -> its (kind, seq, pid) triples, in order
     merged: dict[tuple[str, str], list[int]] = {}
     for op in ops:
-        if op.kind == "ack":
+        kind = op.kind
+        if kind == "ack":
             merged.setdefault((op.tenant, op.client_id), []).append(op.seq)
+        elif kind in MARK_KINDS:
+            marks.setdefault((op.tenant, op.client_id), []).extend((kind, op.seq, op.pid))
         else:
-            queue_op(batch, op)
+            raise ValueError(f"unknown inbox op kind {kind!r}")
     if acks:
         for key, seqs in acks.items():
             if key in merged:
                 merged[key] += seqs
             else:
                 merged[key] = seqs
+    batch = RawBatch(r)
+    for (t, c), args in marks.items():
+        k = session_keys(t, c)
+        batch.script(_MARK, [k[0], k[1], k[2], k[3]], args)
     for (t, c), seqs in merged.items():
         if seqs:
-            batch.command("XDEL", keys.inbox(t, c), *seqs)
+            batch.command("XDEL", session_keys(t, c)[1], *seqs)
     await batch.execute()
 
 

@@ -29,7 +29,9 @@ client carries a ``tidemq_observe_pipeline`` hook (``workers/metrics.py``).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import os
 import re
 import time
@@ -40,6 +42,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def _lua_dir() -> Path:
@@ -230,13 +233,21 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
 
 
 async def _round_trip(conn: Any, data: bytes, n: int) -> list[Any]:
+    """Send ``data`` and read its ``n`` replies, all within one ``socket_timeout`` (one timer per round
+    trip, not one per reply); a timeout closes the connection, as redis-py's own read does."""
     await conn.send_packed_command(data)
     results: list[Any] = []
-    for _ in range(n):
-        try:
-            results.append(await conn.read_response())
-        except ResponseError as exc:  # an error reply: the others are still read (the socket stays in sync)
-            results.append(exc)
+    timeout = conn.socket_timeout
+    try:
+        async with asyncio.timeout(timeout):
+            for _ in range(n):
+                try:
+                    results.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as exc:  # an error reply: the others are still read (the socket stays in sync)
+                    results.append(exc)
+    except TimeoutError:  # asyncio's (builtin): the cancelled read has disconnected already
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError(f"Timeout reading {n} replies from Redis") from None
     return results
 
 
