@@ -135,7 +135,7 @@ async def test_raw_round_trip_times_out_and_the_pool_recovers(redis_server: Any)
     """A reply that does not come within the connection's socket_timeout fails the round trip (and closes that
     connection); the next round trip works. Redis is held up by CLIENT PAUSE, not by a sleep of ours."""
     client = Redis.from_url(redis_server.url, socket_timeout=0.2)
-    admin = Redis.from_url(redis_server.url)
+    admin: Any = Redis.from_url(redis_server.url)
     assert raw_capable(client)
     try:
         await client.ping()
