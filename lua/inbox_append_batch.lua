@@ -12,7 +12,8 @@
 -- route's (a later session of the same client id: the route is stale), is counted missing.
 -- Exactly once for inbound QoS 2 (a token from q2_begin): the token is recorded in the target's q2seen
 -- set with the entry; an inbox that already has it (a resend routed again) is skipped, counted in
--- `seen`. q2seen keeps the tokens of the last 24 h, at most 10,000 per session.
+-- `seen`. q2seen keeps the tokens of the last 24 h, at most 10,000 per session (trimmed at the end of
+-- each call that added tokens: up to one call's messages more meanwhile).
 -- Policy (BifroMQ's QoS0DropOldest, which concerns QoS 0 only): an inbox holding `limit` entries is
 -- full. A queued QoS 1/2 entry is never trimmed: a new QoS 1/2 message for a full inbox is not queued
 -- (reason 1). A new QoS 0 message for a full inbox is dropped (reason 2), unless drop-oldest is on and
@@ -48,14 +49,10 @@ local function session(s)
 end
 
 local function seen_before(s, token)
-  local key = KEYS[3 * s]
-  if redis.call('ZADD', key, 'NX', now, token) == 0 then
+  if redis.call('ZADD', KEYS[3 * s], 'NX', now, token) == 0 then
     return true
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 86400000)
-  if redis.call('ZCARD', key) > 10000 then
-    redis.call('ZREMRANGEBYRANK', key, 0, -10001)
-  end
+  state[s].trim = true  -- trimmed once per call (below), not once per message
   return false
 end
 
@@ -130,6 +127,13 @@ end
 for s, st in pairs(state) do
   if not st.missing and st.seq ~= st.seq0 then
     redis.call('HSET', KEYS[3 * s - 2], 'seq', string.format('%d', st.seq))
+  end
+  if st.trim then
+    local key = KEYS[3 * s]
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 86400000)
+    if redis.call('ZCARD', key) > 10000 then
+      redis.call('ZREMRANGEBYRANK', key, 0, -10001)
+    end
   end
 end
 return out

@@ -148,3 +148,20 @@ async def test_raw_round_trip_times_out_and_the_pool_recovers(redis_server: Any)
         await admin.execute_command("CLIENT", "UNPAUSE")
         await close_redis(client)
         await close_redis(admin)
+
+
+async def test_q2seen_is_trimmed_once_per_call(r: Any) -> None:
+    """The tokens of the last 24 h, at most 10,000: what a call adds is trimmed at its end."""
+    await connect(r, T, "a")
+    now = 1_900_000_000_000
+    key = K.q2seen(T, "a")
+    await r.zadd(key, {f"old{i}": now - 86_400_001 for i in range(5)})
+    await r.zadd(key, {f"t{i:05}": now - 1000 + i for i in range(9_999)})
+    items = [InboxAppend(T, b"m%d" % i, [InboxTarget("a", 2)], 100, True, dedupe=("p", i)) for i in range(3)]
+    results = await inbox_append_many(r, items, now_ms=now, q2={i: (0, f"new{i}") for i in range(3)})
+    assert [x.queued for x in results] == [1, 1, 1]
+    assert await r.zcard(key) == 10_000
+    assert await r.zscore(key, "old0") is None and await r.zscore(key, "t00001") is None  # aged out, then oldest
+    assert await r.zscore(key, "new2") == now
+    again = await inbox_append_many(r, items[:1], now_ms=now, q2={0: (2, "new0")})  # a resend routed again
+    assert (again[0].queued, again[0].missing) == (0, 0) and len(await inbox_read(r, T, "a")) == 3
