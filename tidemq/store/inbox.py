@@ -318,33 +318,39 @@ async def inbox_read(r: Any, t: str, c: str, after_seq: int = 0, count: int = 10
 MARK_KINDS = frozenset({"rec", "sent", "q2add", "q2done", "comp", "q2del"})
 
 
-async def inbox_apply_many(r: Any, ops: Sequence[InboxOp],
-                           acks: dict[tuple[str, str], list[int]] | None = None) -> None:
-    """Apply delivery-state changes (ack, rec, comp, sent, q2add, q2done, q2del) in one pipelined round trip:
-    per session, its ``ops`` but acks in order in one ``inbox_mark`` call; then every ack (of ``ops`` and of
-    ``acks``: (tenant, session) -> acknowledged seqs) as one XDEL per inbox."""
-    if not ops and not acks:
+async def inbox_apply_many(r: Any, ops: Sequence[InboxOp], acks: dict[tuple[str, str], list[int]] | None = None,
+                           marks: dict[tuple[str, str], list[Any]] | None = None) -> None:
+    """Apply delivery-state changes (ack, rec, comp, sent, q2add, q2done, q2del) in one pipelined round trip.
+
+    Per session one ``inbox_mark`` call with its changes in order: those of ``ops`` (acks aside), then those
+    of ``marks`` ((tenant, session) -> flat ``kind, seq, pid`` triples, what the worker collects without an
+    object per change); then every ack, of ``ops`` and of ``acks`` ((tenant, session) -> seqs), as one XDEL
+    per inbox.
+    """
+    if not ops and not acks and not marks:
         return
-    marks: dict[tuple[str, str], list[Any]] = {}  # session -> its (kind, seq, pid) triples, in order
+    calls: dict[tuple[str, str], list[Any]] = {}  # session -> its (kind, seq, pid) triples, in order
     merged: dict[tuple[str, str], list[int]] = {}
     for op in ops:
         kind = op.kind
         if kind == "ack":
             merged.setdefault((op.tenant, op.client_id), []).append(op.seq)
         elif kind in MARK_KINDS:
-            marks.setdefault((op.tenant, op.client_id), []).extend((kind, op.seq, op.pid))
+            calls.setdefault((op.tenant, op.client_id), []).extend((kind, op.seq, op.pid))
         else:
             raise ValueError(f"unknown inbox op kind {kind!r}")
-    if acks:
-        for key, seqs in acks.items():
-            if key in merged:
-                merged[key] += seqs
-            else:
-                merged[key] = seqs
+    for src, dst in ((marks, calls), (acks, merged)):
+        if src:
+            for key, items in src.items():
+                if key in dst:
+                    dst[key] += items
+                else:
+                    dst[key] = items
     batch = RawBatch(r)
-    for (t, c), args in marks.items():
-        k = session_keys(t, c)
-        batch.script(_MARK, [k[0], k[1], k[2], k[3]], args)
+    for (t, c), args in calls.items():
+        if args:
+            k = session_keys(t, c)
+            batch.script(_MARK, [k[0], k[1], k[2], k[3]], args)
     for (t, c), seqs in merged.items():
         if seqs:
             batch.command("XDEL", session_keys(t, c)[1], *seqs)
