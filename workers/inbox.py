@@ -109,6 +109,11 @@ class InboxOps:
         self._mark(t, c, b"comp", 0, pid, None)
 
     def mark_sent(self, t: str, c: str, seq: int) -> None:
+        triples = self._marks.get((t, c))
+        if triples and triples[-3] == b"sent":  # the session's last change is a "sent" too: raise it instead
+            if seq > triples[-2]:
+                triples[-2] = seq
+            return
         self._mark(t, c, b"sent", seq, 0, None)
 
     def q2done(self, t: str, c: str, pid: int, then: Callable[[], None] | None = None) -> None:

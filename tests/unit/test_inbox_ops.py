@@ -42,7 +42,9 @@ async def test_one_write_per_turn_with_acks_per_inbox_and_triples_in_order(monke
     ops.ack(T, "b", 7)
     ops.comp(T, "a", 9)
     ops.ack_seq((T, "a"), 3)
-    ops.mark_sent(T, "a", 4)
+    ops.mark_sent(T, "a", 3)
+    ops.mark_sent(T, "a", 4)  # raises the "sent" just queued: one triple
+    ops.mark_sent(T, "a", 2)
     ops.q2done(T, "p", 11, then=lambda: done.append("pubrec 11"))
     ops.q2del(T, "p", 10)
     assert ops.busy and done == []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import math
 import os
 import re
@@ -218,6 +219,18 @@ def raw_capable(client: Any) -> bool:
             and client.connection_pool.connection_class in _RAW_CONNECTIONS)
 
 
+_OPTIONAL_COMMAND_NAME: dict[Any, bool] = {}
+
+
+def _optional_command_name(pool_class: Any) -> bool:
+    """Whether ``get_connection`` of this pool class takes no command name (redis-py >= 5.1; 5.0 needs one)."""
+    known = _OPTIONAL_COMMAND_NAME.get(pool_class)
+    if known is None:
+        param = inspect.signature(pool_class.get_connection).parameters.get("command_name")
+        known = _OPTIONAL_COMMAND_NAME[pool_class] = param is None or param.default is not inspect.Parameter.empty
+    return known
+
+
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     """The RESP encoding of ``commands`` (arguments: bytes, str, int or float), one buffer."""
     out: list[bytes] = []
@@ -264,7 +277,7 @@ async def run_commands(client: Any, commands: Sequence[Sequence[Any]]) -> list[A
     pool = client.connection_pool
     observe = getattr(client, "tidemq_observe_pipeline", None)
     start = time.perf_counter() if observe is not None else 0.0
-    conn = await pool.get_connection()
+    conn = await (pool.get_connection() if _optional_command_name(type(pool)) else pool.get_connection("PIPELINE"))
     try:
         async def disconnect(_error: Exception) -> None:
             await conn.disconnect()
