@@ -64,14 +64,15 @@ def expiry_deadline(now_ms: int, interval_s: int | None) -> int:
 
 
 def pack(msg: Message) -> bytes:
-    props = {k: v for k, v in msg.properties.items() if k in FORWARDED_PROPERTIES}
-    if "correlation_data" in props:
-        props["correlation_data"] = props["correlation_data"].hex()
     header: dict[str, Any] = {"t": msg.topic, "q": msg.qos}
     if msg.retain:
         header["r"] = 1
-    if props:
-        header["p"] = props
+    if msg.properties:
+        props = {k: v for k, v in msg.properties.items() if k in FORWARDED_PROPERTIES}
+        if "correlation_data" in props:
+            props["correlation_data"] = props["correlation_data"].hex()
+        if props:
+            header["p"] = props
     if msg.expire_at_ms:
         header["e"] = msg.expire_at_ms
     if msg.sender:
@@ -83,7 +84,7 @@ def pack(msg: Message) -> bytes:
     if msg.token:
         header["k"] = msg.token
     raw = orjson.dumps(header)
-    return MAGIC + _HDR.pack(len(raw)) + raw + msg.payload
+    return b"".join((MAGIC, _HDR.pack(len(raw)), raw, msg.payload))
 
 
 def unpack(blob: bytes) -> Message:

@@ -391,15 +391,16 @@ class InboxCursor:
         ack, key = self.ops.ack_seq, self.key
         now_ms = out.services.clock.wall_ms()
         sent = top = self.sent
-        blocked = False
         send = out.send
         machine = conn.machine
-        for seq, qos, retain, sub_ids, blob in entries:
-            if conn.backed_up():  # stop filling the socket buffer of a slow consumer
-                blocked = True
-                break
+        session = conn.session
+        reads = session.narrowed if session is not None else None  # conn.may_read, once per read
+        # sends only queue packets on the machine (written by the next flush), so the socket buffer cannot
+        # grow during this loop: a slow consumer is checked once per read
+        blocked = conn.backed_up()
+        for seq, qos, retain, sub_ids, blob in () if blocked else entries:
             msg = unpack(blob)
-            if (msg.expire_at_ms and msg.expire_at_ms <= now_ms) or not conn.may_read(msg.topic):
+            if (msg.expire_at_ms and msg.expire_at_ms <= now_ms) or (reads is not None and not reads.allows(msg.topic)):
                 ack(key, seq)  # expired, or a narrowed subscription's deny
                 self.read_after = seq
                 continue
