@@ -87,7 +87,7 @@ class _Group:
         self.last: list[InboxTarget] | None = None  # the previous message's targets, and their sessions
         self.last_sess: tuple[int, ...] = ()
 
-    def add(self, pos: int, item: InboxAppend, token: str, targets: list[int]) -> None:
+    def add(self, pos: int, item: InboxAppend, token: str | bytes, targets: list[int]) -> None:
         self.size += len(item.blob)
         tl = item.targets if len(targets) == len(item.targets) else [item.targets[ti] for ti in targets]
         if tl == self.last:
@@ -131,7 +131,7 @@ async def q2_begin_many(r: Any, items: Sequence[tuple[str, str, int]]) -> list[t
         k = session_keys(t, c)
         args: list[Any] = []
         for pos in positions:
-            args += [items[pos][2], _token()]
+            args += [items[pos][2], _token().encode()]  # bytes: a one-off value (scripts.pack_commands)
         calls.append((batch.script(_Q2_BEGIN, [k[0], k[3]], args), positions))
     results = await batch.execute()
     out: list[tuple[int, str]] = [(0, "")] * len(items)
@@ -177,6 +177,7 @@ def queue_appends(batch: Batch | RawBatch, items: Sequence[InboxAppend], *, clus
         dup, token = q2.get(pos, (0, "")) if q2 else (0, "")
         if dup == 1 or not item.targets:
             continue
+        arg: str | bytes = token.encode() if token else ""  # a one-off value: bytes (scripts.pack_commands)
         if cluster:
             by_key: dict[tuple[Any, int, bool], list[int]] = {}
             for ti, tgt in enumerate(item.targets):
@@ -189,7 +190,7 @@ def queue_appends(batch: Batch | RawBatch, items: Sequence[InboxAppend], *, clus
             group = groups.get(key)
             if group is None:
                 group = groups[key] = _Group(item.tenant, item.limit, item.drop_oldest, now_ms)
-            group.add(pos, item, token, targets)
+            group.add(pos, item, arg, targets)
             if len(group.parts) >= BATCH_MESSAGES or group.size >= BATCH_BYTES:
                 close(key)
     for key in list(groups):

@@ -231,17 +231,35 @@ def _optional_command_name(pool_class: Any) -> bool:
     return known
 
 
+# the RESP encoding of recent str arguments (key names, script SHAs, command names repeat on every round trip);
+# emptied when it reaches _SEGMENTS_MAX (one-off values are passed as bytes, never cached)
+_SEGMENTS: dict[str, bytes] = {}
+_SEGMENTS_MAX = 8192
+
+
 def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
     """The RESP encoding of ``commands`` (arguments: bytes, str, int or float), one buffer."""
     out: list[bytes] = []
     add = out.append
+    segments = _SEGMENTS
     for args in commands:
         add(b"*%d\r\n" % len(args))
         for a in args:
             t = type(a)
-            if t is not bytes:
-                a = a.encode() if t is str else b"%d" % a if t is int else repr(a).encode()
-            add(b"$%d\r\n%b\r\n" % (len(a), a))
+            if t is str:
+                seg = segments.get(a)
+                if seg is None:
+                    raw = a.encode()
+                    seg = b"$%d\r\n%b\r\n" % (len(raw), raw)
+                    if len(segments) >= _SEGMENTS_MAX:
+                        segments.clear()
+                    segments[a] = seg
+                add(seg)
+            elif t is bytes:
+                add(b"$%d\r\n%b\r\n" % (len(a), a))
+            else:
+                raw = b"%d" % a if t is int else repr(a).encode()
+                add(b"$%d\r\n%b\r\n" % (len(raw), raw))
     return b"".join(out)
 
 
