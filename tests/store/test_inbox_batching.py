@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -165,3 +166,23 @@ async def test_q2seen_is_trimmed_once_per_call(r: Any) -> None:
     assert await r.zscore(key, "new2") == now
     again = await inbox_append_many(r, items[:1], now_ms=now, q2={0: (2, "new0")})  # a resend routed again
     assert (again[0].queued, again[0].missing) == (0, 0) and len(await inbox_read(r, T, "a")) == 3
+
+
+async def test_raw_round_trip_on_a_connection_redis_closed(redis_server: Any) -> None:
+    """A pooled connection Redis closed meanwhile fails its round trip with a ConnectionError (nothing is
+    half-read) or is retried by the connection's own retry; the round trip after it works on a new one."""
+    client = Redis.from_url(redis_server.url, max_connections=1)
+    admin: Any = Redis.from_url(redis_server.url)
+    try:
+        [cid] = await run_commands(client, [("CLIENT", "ID")])
+        assert await admin.execute_command("CLIENT", "KILL", "ID", cid) == 1
+        try:
+            await run_commands(client, [("SET", "y", 1), ("GET", "y")])
+        except RedisConnectionError:
+            pass
+        assert await run_commands(client, [("SET", "y", 2), ("GET", "y")]) == [b"OK", b"2"]
+        [again] = await run_commands(client, [("CLIENT", "ID")])
+        assert again != cid
+    finally:
+        await close_redis(client)
+        await close_redis(admin)

@@ -42,6 +42,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -264,21 +265,36 @@ def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
 
 
 async def _round_trip(conn: Any, data: bytes, n: int) -> list[Any]:
-    """Send ``data`` and read its ``n`` replies, all within one ``socket_timeout`` (one timer per round
-    trip, not one per reply); a timeout closes the connection, as redis-py's own read does."""
-    await conn.send_packed_command(data)
-    results: list[Any] = []
+    """Send ``data`` and read its ``n`` replies within one ``socket_timeout`` (one timer per round trip, not
+    one per reply, and no task per write as redis-py's ``send_packed_command`` makes with a timeout). Any
+    failure on the way closes the connection, as redis-py does; error replies are returned in place."""
     timeout = conn.socket_timeout
+    if not conn.is_connected:
+        await conn.send_packed_command(data)  # connects first
+        data = b""
+    else:
+        await conn.check_health()  # a PING when idle for health_check_interval, as send_packed_command does
+    results: list[Any] = []
     try:
         async with asyncio.timeout(timeout):
+            if data:
+                writer = conn._writer
+                writer.write(data)
+                await writer.drain()
             for _ in range(n):
                 try:
                     results.append(await conn.read_response(timeout=math.inf))
                 except ResponseError as exc:  # an error reply: the others are still read (the socket stays in sync)
                     results.append(exc)
-    except TimeoutError:  # asyncio's (builtin): the cancelled read has disconnected already
+    except TimeoutError:  # asyncio's (builtin)
         await conn.disconnect(nowait=True)
-        raise RedisTimeoutError(f"Timeout reading {n} replies from Redis") from None
+        raise RedisTimeoutError(f"Timeout sending or reading {n} commands") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
     return results
 
 
