@@ -64,14 +64,15 @@ def expiry_deadline(now_ms: int, interval_s: int | None) -> int:
 
 
 def pack(msg: Message) -> bytes:
-    props = {k: v for k, v in msg.properties.items() if k in FORWARDED_PROPERTIES}
-    if "correlation_data" in props:
-        props["correlation_data"] = props["correlation_data"].hex()
     header: dict[str, Any] = {"t": msg.topic, "q": msg.qos}
     if msg.retain:
         header["r"] = 1
-    if props:
-        header["p"] = props
+    if msg.properties:
+        props = {k: v for k, v in msg.properties.items() if k in FORWARDED_PROPERTIES}
+        if "correlation_data" in props:
+            props["correlation_data"] = props["correlation_data"].hex()
+        if props:
+            header["p"] = props
     if msg.expire_at_ms:
         header["e"] = msg.expire_at_ms
     if msg.sender:
@@ -83,28 +84,26 @@ def pack(msg: Message) -> bytes:
     if msg.token:
         header["k"] = msg.token
     raw = orjson.dumps(header)
-    return MAGIC + _HDR.pack(len(raw)) + raw + msg.payload
+    return b"".join((MAGIC, _HDR.pack(len(raw)), raw, msg.payload))
 
 
 def unpack(blob: bytes) -> Message:
+    """The message of a blob (once per delivery of a queued message: kept to one header parse and one
+    positional construction)."""
     if blob[:2] != MAGIC:
         raise ValueError("not a TideMQ message blob")
-    (n,) = _HDR.unpack_from(blob, 2)
-    header = orjson.loads(blob[6 : 6 + n])
-    props = header.get("p") or {}
-    if "correlation_data" in props:
-        props["correlation_data"] = bytes.fromhex(props["correlation_data"])
-    if "user_property" in props:
-        props["user_property"] = [tuple(kv) for kv in props["user_property"]]
-    return Message(
-        topic=header["t"],
-        payload=bytes(blob[6 + n :]),
-        qos=header["q"],
-        retain=bool(header.get("r")),
-        properties=props,
-        expire_at_ms=header.get("e", 0),
-        sender=header.get("s", ""),
-        created_ms=header.get("c", 0),
-        origin=header.get("o") or {},
-        token=header.get("k", ""),
-    )
+    end = 6 + _HDR.unpack_from(blob, 2)[0]
+    header = orjson.loads(blob[6:end])
+    get = header.get
+    props = get("p")
+    if props:
+        if "correlation_data" in props:
+            props["correlation_data"] = bytes.fromhex(props["correlation_data"])
+        if "user_property" in props:
+            props["user_property"] = [tuple(kv) for kv in props["user_property"]]
+    else:
+        props = {}
+    # positional, in field order: topic, payload, qos, retain, properties, expire_at_ms, sender, created_ms,
+    # origin, token
+    return Message(header["t"], blob[end:], header["q"], bool(get("r")), props, get("e", 0), get("s", ""),
+                   get("c", 0), get("o") or {}, get("k", ""))

@@ -325,22 +325,24 @@ async def signal_all(r: Any, appends: list[InboxAppend], results: list[AppendRes
                      remote: dict[str, list[signals.Delivery]], *, local_worker: str | None = None
                      ) -> list[tuple[str, str]]:
     """One pipelined step: the per-worker ``D`` signals and an ``N`` signal to every other worker owning
-    an inbox that got entries. Returns the ``(tenant, client)`` inboxes owned by ``local_worker``."""
+    an inbox that got entries. Returns the ``(tenant, client)`` inboxes owned by ``local_worker``, each once."""
     outgoing = [(w, signals.encode_deliveries(items)) for w, items in remote.items() if items]
-    local: list[tuple[str, str]] = []
+    local: dict[tuple[str, str], None] = {}  # each local inbox once per call, in first-seen order
     notify: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for item, res in zip(appends, results, strict=True):
+        if not res.owners:
+            continue
         for owner in res.owners:
-            for cid in (tgt.client_id for tgt in item.targets):
-                if owner == local_worker:
-                    local.append((item.tenant, cid))
-                else:
-                    notify[owner][item.tenant].add(cid)
+            if owner == local_worker:
+                for tgt in item.targets:
+                    local[(item.tenant, tgt.client_id)] = None
+            else:
+                notify[owner][item.tenant].update(tgt.client_id for tgt in item.targets)
     outgoing += [(w, signals.encode(signals.Notify([(t, sorted(cs)) for t, cs in per_t.items()])))
                  for w, per_t in sorted(notify.items())]
     if outgoing:
         await signal_store.publish_signals_many(r, outgoing)
-    return local
+    return list(local)
 
 
 async def publish(

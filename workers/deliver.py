@@ -41,6 +41,8 @@ from tidemq.mqtt.reason_codes import RC
 from tidemq.mqtt.session import State
 
 if TYPE_CHECKING:
+    from tidemq.store.inbox import RawEntry
+
     from .connection import MQTTConnection
     from .inbox import InboxOps, InboxReader
     from .services import WorkerServices
@@ -52,11 +54,17 @@ CONNECTED = State.CONNECTED
 RATE_PERIOD = 5.0  # seconds: one MinSendPerSec comparison per period while QoS 1/2 messages are outstanding
 
 
-@dataclass(slots=True, frozen=True)
 class InboxFlow:
-    """The tag of an outbound QoS 1/2 flow of an inbox entry."""
+    """The tag of an outbound QoS 1/2 flow of an inbox entry (one per delivered message: a plain slotted
+    object, cheaper to create than a frozen dataclass; tags are compared by identity)."""
 
-    seq: int
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+    def __repr__(self) -> str:
+        return f"InboxFlow(seq={self.seq})"
 
 
 @dataclass(slots=True, frozen=True)
@@ -154,14 +162,19 @@ class Outbound:
     def send(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], now_ms: int, *,
              packet_id: int | None = None, dup: bool = False, tag: Any = None) -> int | None:
         """Queue one PUBLISH on the state machine; its packet id, or None (window full / too large)."""
-        pid = self.conn.machine.send_publish(
-            msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
+        conn = self.conn
+        machine = conn.machine
+        v5 = machine.protocol_level == 5
+        pid = machine.send_publish(
+            msg.topic, msg.payload, qos=qos, retain=retain, dup=dup,
+            properties=self.properties(msg, sub_ids, now_ms) if v5 else None,
             packet_id=packet_id, tag=tag if tag is not None else msg)
         if pid is not None:
-            self.services.metrics.sent(self.conn.tenant, qos, msg.created_ms, now_ms, retain or dup)
+            services = self.services
+            services.metrics.sent(conn.tenant, qos, msg.created_ms, now_ms, retain or dup)
             if pid:  # QoS 1/2: the resend and the MinSendPerSec period
-                now = self.services.clock.monotonic()
-                if self.conn.machine.protocol_level < 5:
+                now = services.clock.monotonic()
+                if not v5:
                     self._track(pid, tag if tag is not None else msg, msg, qos, retain, now)
                 if self.period_due is None:
                     self._start_period(now)
@@ -328,8 +341,8 @@ class Outbound:
 class InboxCursor:
     """Reads and acknowledges one persistent session's inbox (see module doc)."""
 
-    __slots__ = ("client_id", "conn", "ops", "outbound", "read_after", "reader", "reading", "sent", "stopped",
-                 "tenant", "want")
+    __slots__ = ("client_id", "conn", "key", "ops", "outbound", "read_after", "reader", "reading", "sent",
+                 "stopped", "tenant", "want")
 
     def __init__(self, conn: MQTTConnection, outbound: Outbound, reader: InboxReader, ops: InboxOps, *,
                  sent: int) -> None:
@@ -339,6 +352,7 @@ class InboxCursor:
         self.ops = ops
         self.tenant = conn.tenant
         self.client_id = conn.client_id
+        self.key = (self.tenant, self.client_id)  # the inbox, as InboxOps.ack_seq takes it
         self.read_after = 0
         self.sent = sent
         self.reading = False
@@ -367,44 +381,49 @@ class InboxCursor:
     def stop(self) -> None:
         self.stopped = True
 
-    def on_entries(self, entries: list[Any], asked: int) -> None:
+    def on_entries(self, entries: list[RawEntry], asked: int) -> None:
+        """Send what a read returned (``(seq, qos, retain, sub ids, blob)`` each), as far as the window
+        and the socket allow; entries with nothing to send are acknowledged at once."""
         self.reading = False
         if self.stopped:
             return
-        conn, ops, out = self.conn, self.ops, self.outbound
-        t, c = self.tenant, self.client_id
+        conn, out = self.conn, self.outbound
+        ack, key = self.ops.ack_seq, self.key
         now_ms = out.services.clock.wall_ms()
-        top = self.sent
-        blocked = False
-        for e in entries:
-            if conn.backed_up():  # stop filling the socket buffer of a slow consumer
-                blocked = True
-                break
-            seq = e.seq
-            msg = unpack(e.blob)
-            if msg.expired(now_ms) or not conn.may_read(msg.topic):  # expired, or a narrowed subscription's deny
-                ops.ack(t, c, seq)
+        sent = top = self.sent
+        send = out.send
+        machine = conn.machine
+        session = conn.session
+        reads = session.narrowed if session is not None else None  # conn.may_read, once per read
+        # sends only queue packets on the machine (written by the next flush), so the socket buffer cannot
+        # grow during this loop: a slow consumer is checked once per read
+        blocked = conn.backed_up()
+        for seq, qos, retain, sub_ids, blob in () if blocked else entries:
+            msg = unpack(blob)
+            if (msg.expire_at_ms and msg.expire_at_ms <= now_ms) or (reads is not None and not reads.allows(msg.topic)):
+                ack(key, seq)  # expired, or a narrowed subscription's deny
                 self.read_after = seq
                 continue
-            if e.qos == 0:
-                out.send(msg, 0, e.retain, tuple(e.sub_ids), now_ms)
-                ops.ack(t, c, seq)
+            if qos == 0:
+                send(msg, 0, retain, sub_ids, now_ms)
+                ack(key, seq)
                 self.read_after = seq
                 continue
-            pid = out.send(msg, e.qos, e.retain, tuple(e.sub_ids), now_ms, packet_id=seq_to_pid(seq),
-                           dup=seq <= self.sent, tag=InboxFlow(seq))
+            pid = send(msg, qos, retain, sub_ids, now_ms, packet_id=(seq - 1) % 65535 + 1, dup=seq <= sent,
+                       tag=InboxFlow(seq))
             if pid is None:
-                if conn.machine.last_drop_reason == "too_large":
-                    ops.ack(t, c, seq)
+                if machine.last_drop_reason == "too_large":
+                    ack(key, seq)
                     self.read_after = seq
                     continue
                 blocked = True
                 break
             self.read_after = seq
-            top = max(top, seq)
-        if top > self.sent:
+            if seq > top:
+                top = seq
+        if top > sent:
             self.sent = top
-            ops.mark_sent(t, c, top)
+            self.ops.mark_sent(self.tenant, self.client_id, top)
         conn.flush_soon()
         if not blocked and (len(entries) >= asked or self.want):
             self._request()
@@ -412,12 +431,13 @@ class InboxCursor:
             self.want = True
 
     def on_puback(self, tag: InboxFlow) -> None:
-        self.ops.ack(self.tenant, self.client_id, tag.seq)
-        self._after_ack()
+        self.ops.ack_seq(self.key, tag.seq)
+        if self.want and not self.reading and not self.stopped:
+            self._request()
 
     def on_pubrec(self, pid: int, tag: InboxFlow, reason_code: int) -> None:
         if reason_code >= 0x80:
-            self.ops.ack(self.tenant, self.client_id, tag.seq)
+            self.ops.ack_seq(self.key, tag.seq)
             self._after_ack()
         else:
             # the PUBREL goes out only after "rec" is written: were we to die in between, a resume

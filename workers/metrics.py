@@ -280,4 +280,5 @@ def instrument_redis(redis: Any, histograms: dict[str, LoopHistogram]) -> None:
 
     redis.execute_command = execute_command
     redis.pipeline = make_pipeline
+    redis.tidemq_observe_pipeline = pipeline.observe  # the store's own round trips (scripts.RawBatch)
     redis._tidemq_timed = True

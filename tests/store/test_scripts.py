@@ -68,14 +68,14 @@ async def test_noscript_recovery_in_a_pipeline(r: Any) -> None:
     batch = Batch(r)
     batch.pipe.set("plain", "1")
     from tidemq.store.inbox import queue_appends
-    [[(i1, k1, _)]] = queue_appends(batch, [InboxAppend(T, b"a", [InboxTarget("c1", 1, ())], 10, True)],
+    [[(i1, k1, _, _)]] = queue_appends(batch, [InboxAppend(T, b"a", [InboxTarget("c1", 1, ())], 10, True)],
                                     cluster=False, now_ms=1)
     batch.pipe.get("plain")
-    [[(i2, k2, _)]] = queue_appends(batch, [InboxAppend(T, b"b", [InboxTarget("c1", 1, ())], 10, True)],
+    [[(i2, k2, _, _)]] = queue_appends(batch, [InboxAppend(T, b"b", [InboxTarget("c1", 1, ())], 10, True)],
                                     cluster=False, now_ms=1)
     results = await batch.execute()
     assert results[1 + 1] == b"1"
-    assert [x[:2] for x in (results[i1][k1], results[i2][k2])] == [[0, 1], [0, 1]]  # (missing, queued)
+    assert [results[i1][k1], results[i2][k2]] == [1, 1]  # queued by every target (the compact reply)
     assert [e.blob for e in await inbox_read(r, T, "c1")] == [b"a", b"b"]
 
 

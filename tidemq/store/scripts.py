@@ -17,18 +17,34 @@ of its work.
 plain commands on one non-transactional pipeline, execute it, and re-run only
 the script calls that failed with NOSCRIPT (after loading them), in their
 original order. The first other error is raised after the whole batch ran.
+
+``RawBatch`` is the same for the per-message hot paths (inbox appends, reads, acks) with raw replies:
+on a plain single-node client (``raw_capable``) it packs the commands itself and makes the round trip on
+a pooled connection directly, with the connection's own retry on connection errors (as a redis-py
+pipeline does) and no response callbacks (an ``XRANGE`` is the nested list Redis sent); on any other
+client (cluster, Sentinel, the embedded store) it is a redis-py pipeline and replies go through its
+callbacks, so callers decode both shapes. Its round trips are timed by the worker's metrics when the
+client carries a ``tidemq_observe_pipeline`` hook (``workers/metrics.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import inspect
+import math
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 def _lua_dir() -> Path:
@@ -191,4 +207,174 @@ class Batch:
             for res in results:
                 if isinstance(res, Exception):
                     raise res
+        return results
+
+
+# connection classes whose round trip RawBatch makes itself (Sentinel's and fakeredis' connections are not)
+_RAW_CONNECTIONS = (Connection, SSLConnection, UnixDomainSocketConnection)
+
+
+def raw_capable(client: Any) -> bool:
+    """Whether ``client`` is a plain single-node ``redis.asyncio.Redis`` on TCP, TLS or a Unix socket."""
+    return (type(client) is Redis and client.connection is None
+            and client.connection_pool.connection_class in _RAW_CONNECTIONS)
+
+
+_OPTIONAL_COMMAND_NAME: dict[Any, bool] = {}
+
+
+def _optional_command_name(pool_class: Any) -> bool:
+    """Whether ``get_connection`` of this pool class takes no command name (redis-py >= 5.1; 5.0 needs one)."""
+    known = _OPTIONAL_COMMAND_NAME.get(pool_class)
+    if known is None:
+        param = inspect.signature(pool_class.get_connection).parameters.get("command_name")
+        known = _OPTIONAL_COMMAND_NAME[pool_class] = param is None or param.default is not inspect.Parameter.empty
+    return known
+
+
+# the RESP encoding of recent str arguments (key names, script SHAs, command names repeat on every round trip);
+# emptied when it reaches _SEGMENTS_MAX (one-off values are passed as bytes, never cached)
+_SEGMENTS: dict[str, bytes] = {}
+_SEGMENTS_MAX = 8192
+
+
+def pack_commands(commands: Sequence[Sequence[Any]]) -> bytes:
+    """The RESP encoding of ``commands`` (arguments: bytes, str, int or float), one buffer."""
+    out: list[bytes] = []
+    add = out.append
+    segments = _SEGMENTS
+    for args in commands:
+        add(b"*%d\r\n" % len(args))
+        for a in args:
+            t = type(a)
+            if t is str:
+                seg = segments.get(a)
+                if seg is None:
+                    raw = a.encode()
+                    seg = b"$%d\r\n%b\r\n" % (len(raw), raw)
+                    if len(segments) >= _SEGMENTS_MAX:
+                        segments.clear()
+                    segments[a] = seg
+                add(seg)
+            elif t is bytes:
+                add(b"$%d\r\n%b\r\n" % (len(a), a))
+            else:
+                raw = b"%d" % a if t is int else repr(a).encode()
+                add(b"$%d\r\n%b\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+async def _round_trip(conn: Any, data: bytes, n: int) -> list[Any]:
+    """Send ``data`` and read its ``n`` replies within one ``socket_timeout`` (one timer per round trip, not
+    one per reply, and no task per write as redis-py's ``send_packed_command`` makes with a timeout). Any
+    failure on the way closes the connection, as redis-py does; error replies are returned in place."""
+    timeout = conn.socket_timeout
+    if not conn.is_connected:
+        await conn.send_packed_command(data)  # connects first
+        data = b""
+    else:
+        await conn.check_health()  # a PING when idle for health_check_interval, as send_packed_command does
+    results: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            if data:
+                writer = conn._writer
+                writer.write(data)
+                await writer.drain()
+            for _ in range(n):
+                try:
+                    results.append(await conn.read_response(timeout=math.inf))
+                except ResponseError as exc:  # an error reply: the others are still read (the socket stays in sync)
+                    results.append(exc)
+    except TimeoutError:  # asyncio's (builtin)
+        await conn.disconnect(nowait=True)
+        raise RedisTimeoutError(f"Timeout sending or reading {n} commands") from None
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to Redis: {exc}") from exc
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    return results
+
+
+async def run_commands(client: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """One pipelined round trip of ``commands``; error replies are returned in place (see ``RawBatch``)."""
+    if not commands:
+        return []
+    if not raw_capable(client):
+        pipe = client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args)
+        return list(await pipe.execute(raise_on_error=False))
+    data = pack_commands(commands)
+    pool = client.connection_pool
+    observe = getattr(client, "tidemq_observe_pipeline", None)
+    start = time.perf_counter() if observe is not None else 0.0
+    conn = await (pool.get_connection() if _optional_command_name(type(pool)) else pool.get_connection("PIPELINE"))
+    try:
+        async def disconnect(_error: Exception) -> None:
+            await conn.disconnect()
+
+        # like a redis-py pipeline: a connection error closes the connection and sends everything again
+        return await conn.retry.call_with_retry(lambda: _round_trip(conn, data, len(commands)), disconnect)  # type: ignore[no-any-return]
+    finally:
+        await pool.release(conn)
+        if observe is not None:
+            observe(time.perf_counter() - start)
+
+
+class RawBatch:
+    """Script calls and plain commands for one round trip, replies raw where possible (module doc)."""
+
+    __slots__ = ("_client", "_pipe", "_scripts", "commands")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.commands: list[Sequence[Any]] = []
+        self._scripts: dict[int, Script] = {}
+        # not raw: everything is queued on a redis-py pipeline as well (replies through its callbacks)
+        self._pipe = None if raw_capable(client) else client.pipeline(transaction=False)
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def execute_command(self, *args: Any) -> None:
+        """Queue ``args`` (what ``Script.queue`` calls on a pipeline)."""
+        self.commands.append(args)
+        if self._pipe is not None:
+            self._pipe.execute_command(*args)
+
+    def command(self, *args: Any) -> int:
+        """Queue a plain command; returns its index in the results."""
+        self.execute_command(*args)
+        return len(self.commands) - 1
+
+    def script(self, script: Script, keys: Sequence[KeyArg], args: Sequence[Arg] = ()) -> int:
+        """Queue a script call; returns its index in the results."""
+        index = len(self.commands)
+        self._scripts[index] = script
+        if self._pipe is None:
+            script.queue(self, keys, args)
+        else:
+            self.commands.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+            script.queue(self._pipe, keys, args)
+        return index
+
+    async def execute(self) -> list[Any]:
+        """Every reply in order; raises the first error reply after a NOSCRIPT retry of the script calls."""
+        client = self._client
+        if self._pipe is None:
+            results = await run_commands(client, self.commands)
+        else:
+            results = list(await self._pipe.execute(raise_on_error=False)) if self.commands else []
+        retry = [i for i, res in enumerate(results) if isinstance(res, NoScriptError) and i in self._scripts]
+        if retry:
+            for script in {self._scripts[i].name: self._scripts[i] for i in retry}.values():
+                await script.load(client)
+            for i, res in zip(retry, await run_commands(client, [self.commands[i] for i in retry]), strict=True):
+                results[i] = res
+        for res in results:
+            if isinstance(res, Exception):
+                raise res
         return results
