@@ -21,8 +21,16 @@ from typing import Any
 from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
-from .packets import Connect, Packet, PacketType, Publish
-from .primitives import RULE_LENGTH, RULE_VARINT, Reader, decode_utf8, encode_utf8, encode_varint
+from .packets import Connect, Packet, PacketType, Puback, Pubcomp, Publish, Pubrec, Pubrel
+from .primitives import (
+    RULE_LENGTH,
+    RULE_UTF8,
+    RULE_UTF8_NULL,
+    RULE_VARINT,
+    Reader,
+    encode_utf8,
+    encode_varint,
+)
 from .properties import encode_properties
 
 __all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "encode_ack", "encode_publish", "packet_size"]
@@ -47,6 +55,8 @@ _FLAG_RULES: dict[int, str] = {
 _ALWAYS_VALID_AFTER_CONNECT = frozenset(
     {b for b in range(0x30, 0x40) if (b >> 1) & 0x03 != 3 and not (b & 0x08 and not (b >> 1) & 0x03)}
     | {0x40, 0x50, 0x62, 0x70, 0x82, 0xA2, 0xC0, 0xE0})
+# first byte -> packet class of the two-byte acknowledgements decoded without a ``Reader``
+_ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {0x40: Puback, 0x50: Pubrec, 0x62: Pubrel, 0x70: Pubcomp}
 
 
 class Decoder:
@@ -120,42 +130,82 @@ class Decoder:
         buf = self._buf
         pos = self._pos
         n = len(buf)
-        if pos >= n:
+        if pos + 1 >= n:
+            if pos < n:  # a lone first byte: checked at once (a bad packet type fails before its length)
+                b0 = buf[pos]
+                if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
+                    self._check_type(b0 >> 4, b0 & 0x0F)
             return None
         b0 = buf[pos]
         ptype = b0 >> 4
         flags = b0 & 0x0F
         if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
             self._check_type(ptype, flags)
-        i = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if i >= n:
-                return None
-            b = buf[i]
-            i += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift == 28:
-                raise MalformedPacket("remaining length is longer than four bytes", rule=RULE_VARINT)
-        if b == 0 and i - pos > 2:
-            raise MalformedPacket("remaining length is not minimally encoded", rule=RULE_VARINT)
-        total = i - pos + length
-        if total > self.max_packet_size:
+        length = buf[pos + 1]
+        i = pos + 2
+        if length & 0x80:  # a remaining length of more than one byte
+            length &= 0x7F
+            shift = 7
+            while True:
+                if i >= n:
+                    return None
+                b = buf[i]
+                i += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift == 28:
+                    raise MalformedPacket("remaining length is longer than four bytes", rule=RULE_VARINT)
+            if b == 0:
+                raise MalformedPacket("remaining length is not minimally encoded", rule=RULE_VARINT)
+        end = i + length
+        if end - pos > self.max_packet_size:
             raise PacketTooLarge(
-                f"packet of {total} bytes exceeds the maximum packet size {self.max_packet_size}",
+                f"packet of {end - pos} bytes exceeds the maximum packet size {self.max_packet_size}",
                 rule="MQTT-3.2.2-15" if self.server_side else "MQTT-3.1.2-24",
             )
-        end = i + length
         if end > n:
             return None
-        if ptype == _PUBLISH and self.protocol_level in (3, 4):  # the hot path: no properties, no Reader
-            fast = _publish_v3(buf, i, end, flags)
+        if ptype == _PUBLISH and self.protocol_level in (3, 4):
+            # the hot path, inline: an MQTT 3.1/3.1.1 PUBLISH (no properties), read straight from the buffer,
+            # with the checks and errors of ``decode_publish``
+            qos = (flags >> 1) & 0x03
+            if i + 2 > end:
+                raise _short("the topic name")
+            p = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            if p > end:
+                raise _short("the topic name")
+            if p == i + 2:
+                topic = ""
+            else:
+                try:
+                    topic = buf[i + 2 : p].decode()
+                except UnicodeDecodeError as exc:
+                    raise MalformedPacket(f"the topic name is not well-formed UTF-8: {exc.reason}",
+                                          rule=RULE_UTF8) from None
+                if "\x00" in topic:
+                    raise MalformedPacket("the topic name contains U+0000", rule=RULE_UTF8_NULL)
+            pid = None
+            if qos:
+                if p + 2 > end:
+                    raise _short("the packet identifier")
+                pid = (buf[p] << 8) | buf[p + 1]
+                if pid == 0:
+                    raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+                p += 2
+            if not topic:
+                raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
             self._pos = end
-            return fast
+            return Publish(topic, bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end]), qos,
+                           bool(flags & 0x01), bool(flags & 0x08), pid, {})
+        if length == 2 and b0 in _ACKS:
+            # PUBACK / PUBREC / PUBREL / PUBCOMP of two bytes (any level: MQTT 5 omits reason 0 and no properties)
+            pid = (buf[i] << 8) | buf[i + 1]
+            if pid == 0:
+                raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+            self._pos = end
+            return _ACKS[b0](pid, 0, {})
         r = Reader(buf, i, end)
         packet: Packet
         if ptype == _CONNECT:
@@ -175,32 +225,6 @@ class Decoder:
 
 def _short(what: str) -> MalformedPacket:
     return MalformedPacket(f"packet ends inside {what}", rule=RULE_LENGTH)
-
-
-def _publish_v3(buf: bytearray, i: int, end: int, flags: int) -> Publish:
-    """An MQTT 3.1/3.1.1 PUBLISH body ``buf[i:end]``: what ``decode_publish`` returns for it, with the same
-    checks and errors, read straight from the buffer."""
-    qos = (flags >> 1) & 0x03
-    if i + 2 > end:
-        raise _short("the topic name")
-    n = (buf[i] << 8) | buf[i + 1]
-    p = i + 2
-    if p + n > end:
-        raise _short("the topic name")
-    topic = decode_utf8(buf[p : p + n], "the topic name")
-    p += n
-    pid = None
-    if qos:
-        if p + 2 > end:
-            raise _short("the packet identifier")
-        pid = (buf[p] << 8) | buf[p + 1]
-        if pid == 0:
-            raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
-        p += 2
-    if not topic:
-        raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
-    payload = bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end])
-    return Publish(topic, payload, qos, bool(flags & 0x01), bool(flags & 0x08), pid, {})
 
 
 def encode(packet: Packet, protocol_level: int) -> bytes:

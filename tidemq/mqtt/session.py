@@ -244,9 +244,39 @@ class ServerConnection:
         decoder.feed(data)
         events: list[Event] = []
         handle = self._handle
+        next_packet = decoder.next_packet
         try:
+            if state is _CONNECTED and self.protocol_level != 5:
+                # the hot loop of an MQTT 3 connection: PUBLISH and PUBACK inline (what ``_handle`` and
+                # ``_on_publish`` do for them: an MQTT 3 PUBLISH has a non-empty topic and no properties)
+                pending = self._inbound_pending
+                inflight = self._inflight_out
+                while True:
+                    packet = next_packet()
+                    if packet is None:
+                        return events
+                    if type(packet) is Publish:
+                        pid = packet.packet_id
+                        if pid is None:
+                            events.append(PublishReceived(packet))
+                        elif packet.qos == 1:
+                            if pid not in pending:  # else a resend while we still route the first copy
+                                pending[pid] = None
+                                events.append(PublishReceived(packet))
+                        else:
+                            self._on_publish(packet, events)
+                    elif type(packet) is Puback:
+                        ack = packet.packet_id
+                        entry = inflight.get(ack)
+                        if entry is not None and entry.qos == 1:  # else unknown: ignored [MQTT-4.3.2]
+                            del inflight[ack]
+                            events.append(PubackReceived(ack, entry.tag))
+                    else:
+                        handle(packet, events)
+                        if self.state is _CLOSED:  # a packet may close the connection
+                            return events
             while self.state is not _CLOSED:  # a packet may close the connection
-                packet = decoder.next_packet()
+                packet = next_packet()
                 if packet is None:
                     break
                 handle(packet, events)
