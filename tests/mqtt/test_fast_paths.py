@@ -201,7 +201,8 @@ def test_encode_publish_is_encode(level: int, topic: str, payload: bytes, qos: i
 @pytest.mark.parametrize("level", [3, 4, 5])
 @pytest.mark.parametrize("cls,first", [(Puback, 0x40), (Pubrec, 0x50), (Pubrel, 0x62), (Pubcomp, 0x70)])
 @pytest.mark.parametrize("pid,rc", [(1, 0), (0xFFFF, 0), (300, 0x80), (7, 0x10)])
-def test_encode_ack_is_encode(level: int, cls: type[Puback], first: int, pid: int, rc: int) -> None:
+def test_encode_ack_is_encode(level: int, cls: type[Puback | Pubrec | Pubrel | Pubcomp], first: int, pid: int,
+                              rc: int) -> None:
     if cls in (Pubrel, Pubcomp) and rc not in (0, 0x92):
         rc = 0x92 if rc else 0
     want = codec.encode(cls(pid, rc if level == 5 else 0, {}), level)
