@@ -207,3 +207,21 @@ def test_encode_ack_is_encode(level: int, cls: type[Puback | Pubrec | Pubrel | P
         rc = 0x92 if rc else 0
     want = codec.encode(cls(pid, rc if level == 5 else 0, {}), level)
     assert codec.encode_ack(first, pid, rc if level == 5 else 0, level) == want
+
+
+@pytest.mark.parametrize("args", [
+    ("t", b"x", 3, False, False, 1, {}, 4),  # QoS 3
+    ("t", b"x", 0, False, True, None, {}, 4),  # DUP at QoS 0
+    ("t", "text", 0, False, False, None, {}, 4),  # not bytes
+    ("a\x00b", b"x", 0, False, False, None, {}, 4),  # U+0000 in the topic
+    ("t", b"x", 1, False, False, 0, {}, 4),  # packet id 0
+    ("t", b"x", 2, False, False, None, {}, 5),  # no packet id
+    ("t", b"x", 0, False, False, None, {}, 6),  # no such level
+])
+def test_encode_publish_errors_are_encode_errors(args: tuple[Any, ...]) -> None:
+    topic, payload, qos, retain, dup, pid, props, level = args
+    with pytest.raises(ValueError) as want:
+        codec.encode(Publish(topic, payload, qos, retain, dup, pid, props), level)
+    with pytest.raises(ValueError) as got:
+        codec.encode_publish(topic, payload, qos, retain, dup, pid, props, level)
+    assert str(got.value) == str(want.value)

@@ -245,6 +245,7 @@ def encode(packet: Packet, protocol_level: int) -> bytes:
 
 _BYTE = [bytes((i,)) for i in range(256)]
 _U16 = struct.Struct("!H")
+_BUFFERS = (bytes, bytearray, memoryview)
 _TOPICS: dict[str, bytes] = {}  # topic -> its encoded (length-prefixed) form, for the send paths
 _TOPICS_MAX = 4096  # bounded: cleared when full (a cache of recent topics, not of every topic seen)
 
@@ -263,27 +264,33 @@ def encode_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool
                    properties: dict[str, Any] | None, protocol_level: int) -> bytes:
     """``encode(Publish(topic, payload, qos, retain, dup, packet_id, properties), protocol_level)`` without
     building the packet: the same bytes and the same ``ValueError``s (the outbound hot path)."""
-    if qos not in (0, 1, 2):
-        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
-    if dup and not qos:
-        raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
-    if not isinstance(payload, bytes | bytearray | memoryview):
+    if type(payload) is not bytes and not isinstance(payload, _BUFFERS):
         raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
-    t = _topic(topic)
-    first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
-    if qos:
+    t = _TOPICS.get(topic)
+    if t is None:
+        t = _topic(topic)
+    if qos == 0:
+        if dup:
+            raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
+        first = _BYTE[0x31 if retain else 0x30]
+        pid = b""
+    elif qos == 1 or qos == 2:
+        first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
         if packet_id is None or not 1 <= packet_id <= 0xFFFF:
             raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
         pid = _U16.pack(packet_id)
     else:
-        pid = b""
-    if protocol_level == 5:
-        props = encode_properties(properties, PacketType.PUBLISH)
-    elif protocol_level in (3, 4):
+        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
+    if protocol_level == 4 or protocol_level == 3:
+        size = len(t) + len(pid) + len(payload)
+        if size < 0x80:
+            return b"".join((first, _BYTE[size], t, pid, payload))
         props = b""
+    elif protocol_level == 5:
+        props = encode_properties(properties, PacketType.PUBLISH)
+        size = len(t) + len(pid) + len(props) + len(payload)
     else:
         raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
-    size = len(t) + len(pid) + len(props) + len(payload)
     if size > 268_435_455:
         raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
     return b"".join((first, encode_varint(size), t, pid, props, payload))

@@ -581,6 +581,13 @@ class ServerConnection:
         self.last_drop_reason = ""
         if self.state is not _CONNECTED:
             return None
+        if qos == 0 and self.protocol_level != 5:  # the common case: no window, no properties, no alias
+            data = codec.encode_publish(topic, payload, 0, retain, False, None, None, self.protocol_level)
+            if len(data) > self.client_max_packet_size:
+                self.last_drop_reason = "too_large"
+                return None
+            self._out.append(data)
+            return 0
         props = properties or {}
         if qos > 0:
             if packet_id is None:
