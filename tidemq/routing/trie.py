@@ -179,6 +179,7 @@ def sticky_hash(key: str) -> int:
 
 _M64 = (1 << 64) - 1
 _PICK_CACHE = 4096  # publishers remembered per $oshare group (the cache is dropped when members change)
+_HITS_MAX = 4096  # topics whose matching nodes a trie remembers
 
 
 def member_seed(client_id: str) -> int:
@@ -207,12 +208,15 @@ def rendezvous_order(key: str, client_ids: Iterable[str]) -> list[str]:
 class TopicTrie:
     """The routes of one tenant, indexed by filter level. Not thread-safe (one event loop)."""
 
-    __slots__ = ("_groups", "_index", "_root")
+    __slots__ = ("_groups", "_hits", "_index", "_root")
 
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._root = _Node()
         self._index: dict[tuple[str, str], Route] = {}
         self._groups: dict[tuple[str, str, str], _Group] = {}
+        # topic -> its matching nodes: publishers repeat their topics, so most matches are one lookup. Dropped
+        # by every add and remove (the nodes and what they hold change only there); bounded: cleared when full
+        self._hits: dict[str, list[_Node]] = {}
         for r in routes:
             self.add(r)
 
@@ -231,6 +235,7 @@ class TopicTrie:
 
     def add(self, route: Route) -> None:
         """Store ``route``, replacing the route with the same ``(client_id, topic_filter)``."""
+        self._hits.clear()
         kind, group, real = parse_shared(route.topic_filter)
         node = self._root
         for level in real.split("/"):
@@ -270,6 +275,7 @@ class TopicTrie:
         """Remove the route ``(client_id, topic_filter)``; False if there was none."""
         if self._index.pop((client_id, topic_filter), None) is None:
             return False
+        self._hits.clear()
         kind, group, real = parse_shared(topic_filter)
         path: list[tuple[_Node, str]] = []
         node = self._root
@@ -319,6 +325,7 @@ class TopicTrie:
         self._root = _Node()
         self._index.clear()
         self._groups.clear()
+        self._hits.clear()
 
     def replace_all(self, routes: Iterable[Route]) -> None:
         """Replace the content with ``routes``; ``$share`` groups that survive keep their counters."""
@@ -332,7 +339,17 @@ class TopicTrie:
                 g.counter = c
 
     def _matching_nodes(self, topic: str) -> list[_Node]:
-        """Nodes whose filter matches ``topic`` (each at most once, never an empty one)."""
+        """Nodes whose filter matches ``topic`` (each at most once, never an empty one); the list is shared
+        (cached): never modify it."""
+        hit = self._hits.get(topic)
+        if hit is None:
+            hit = self._walk(topic)
+            if len(self._hits) >= _HITS_MAX:
+                self._hits.clear()
+            self._hits[topic] = hit
+        return hit
+
+    def _walk(self, topic: str) -> list[_Node]:
         levels = topic.split("/")
         root = self._root
         hit: list[_Node] = []
