@@ -154,14 +154,19 @@ class Outbound:
     def send(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], now_ms: int, *,
              packet_id: int | None = None, dup: bool = False, tag: Any = None) -> int | None:
         """Queue one PUBLISH on the state machine; its packet id, or None (window full / too large)."""
-        pid = self.conn.machine.send_publish(
-            msg.topic, msg.payload, qos=qos, retain=retain, dup=dup, properties=self.properties(msg, sub_ids, now_ms),
+        conn = self.conn
+        machine = conn.machine
+        pid = machine.send_publish(
+            msg.topic, msg.payload, qos=qos, retain=retain, dup=dup,
+            properties=self.properties(msg, sub_ids, now_ms) if machine.protocol_level == 5 else None,
             packet_id=packet_id, tag=tag if tag is not None else msg)
         if pid is not None:
-            self.services.metrics.sent(self.conn.tenant, qos, msg.created_ms, now_ms, retain or dup)
+            session = conn.session
+            self.services.metrics.sent(session.tenant if session is not None else "", qos, msg.created_ms, now_ms,
+                                       retain or dup)
             if pid:  # QoS 1/2: the resend and the MinSendPerSec period
                 now = self.services.clock.monotonic()
-                if self.conn.machine.protocol_level < 5:
+                if machine.protocol_level < 5:
                     self._track(pid, tag if tag is not None else msg, msg, qos, retain, now)
                 if self.period_due is None:
                     self._start_period(now)
