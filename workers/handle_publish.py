@@ -70,7 +70,8 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
     if len(p.payload) > ts.max_user_payload_bytes:
         _reject(conn, p, metrics.refuse("payload_too_large", tenant, RC.PACKET_TOO_LARGE))
         return
-    if session.limiter is not None and not session.limiter.allow_publish(svc.clock.monotonic()):
+    # the time the packet's bytes were read (``data_received``): no clock call per message
+    if session.limiter is not None and not session.limiter.allow_publish(conn.machine.last_received):
         _reject(conn, p, metrics.refuse("publish_rate", tenant, RC.MESSAGE_RATE_TOO_HIGH))
         return
     if ts.debug_mode_enabled:  # never the payload, only its size

@@ -556,6 +556,10 @@ class ServerConnection:
         return packet_id in self._inflight_out
 
     def _allocate_pid(self) -> int:
+        pid = self._next_pid  # the common case: the next id is free
+        if pid not in self._inflight_out:
+            self._next_pid = pid + 1 if pid < 65535 else 1
+            return pid
         for _ in range(65535):
             pid = self._next_pid
             self._next_pid = pid + 1 if pid < 65535 else 1
@@ -588,34 +592,35 @@ class ServerConnection:
                 return None
             self._out.append(data)
             return 0
-        props = properties or {}
         if qos > 0:
+            inflight = self._inflight_out
             if packet_id is None:
-                if len(self._inflight_out) >= self.client_receive_maximum:
+                if len(inflight) >= self.client_receive_maximum:
                     return None
                 packet_id = self._allocate_pid()
-            elif packet_id in self._inflight_out:
+            elif packet_id in inflight:
                 return None
-            elif len(self._inflight_out) >= self.client_receive_maximum and not dup:
+            elif len(inflight) >= self.client_receive_maximum and not dup:
                 return None
         else:
             packet_id = None
         new_alias = 0
         wire_topic = topic
-        if self.protocol_level != 5:
-            props = {}
-        elif self.client_topic_alias_maximum:
-            # server-assigned topic aliases: the first send of a topic carries topic + alias,
-            # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
-            if self._aliases_out is None:
-                self._aliases_out = {}
-            alias = self._aliases_out.get(topic)
-            if alias is not None:
-                props = {**props, "topic_alias": alias}
-                wire_topic = ""
-            elif len(self._aliases_out) < self.client_topic_alias_maximum:
-                new_alias = len(self._aliases_out) + 1
-                props = {**props, "topic_alias": new_alias}
+        props: dict[str, Any] | None = None  # MQTT 3: none
+        if self.protocol_level == 5:
+            props = properties or {}
+            if self.client_topic_alias_maximum:
+                # server-assigned topic aliases: the first send of a topic carries topic + alias,
+                # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
+                if self._aliases_out is None:
+                    self._aliases_out = {}
+                alias = self._aliases_out.get(topic)
+                if alias is not None:
+                    props = {**props, "topic_alias": alias}
+                    wire_topic = ""
+                elif len(self._aliases_out) < self.client_topic_alias_maximum:
+                    new_alias = len(self._aliases_out) + 1
+                    props = {**props, "topic_alias": new_alias}
         data = codec.encode_publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props,
                                     self.protocol_level)
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent
