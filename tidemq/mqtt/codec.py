@@ -11,6 +11,12 @@ for the body. Only ``MQTTError`` subclasses ever escape, and the first one
 is sticky: the decoder re-raises it on every later call (the connection is
 to be closed). ``encode`` raises ``ValueError`` for packets that cannot be
 put on the wire.
+
+Hot paths: an MQTT 3 PUBLISH and the two-byte PUBACK/PUBREC/PUBREL/PUBCOMP are
+decoded inline in ``Decoder._next`` (no ``Reader``), and ``encode_publish`` /
+``encode_ack`` encode from the values (no packet object). Each gives exactly
+the packet, bytes and error of the generic path it short-cuts
+(``tests/mqtt/test_fast_paths.py`` compares them).
 """
 
 from __future__ import annotations

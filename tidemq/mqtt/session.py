@@ -24,6 +24,10 @@ packet cap) and handed over by ``accept`` [MQTT-3.1.4-5]; a refused CONNECT
 discards them unprocessed. Until the client is accepted the decoder refuses,
 at the fixed header and before buffering a body, any packet larger than
 ``Limits.preauth_max_packet_size``.
+
+``receive_data`` handles PUBLISH and PUBACK of a connected MQTT 3 client in an
+inline loop (the per-message hot path); it yields exactly the events and
+output ``_handle`` would (``tests/mqtt/test_fast_paths.py``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ visits only the branches that can match (at most 2^L in the worst all-``+`` case
 handful in practice), never all N routes. Invariants: ``_index`` holds exactly the routes
 stored in the tree, keyed ``(client_id, topic_filter)``; empty nodes are pruned on removal;
 filters are assumed valid (``validate_topic_filter`` runs before a route is created).
+The matching nodes of recently published topics are cached (``_hits``, bounded); every
+``add``, ``remove`` and ``clear`` drops that cache, so a match never sees a stale tree.
 
 ``match`` applies MQTT 5 section 4.7/4.8: the ``$`` rule [MQTT-4.7.2-1], no-local
 [MQTT-3.8.3-3], one merged route per client for overlapping non-shared subscriptions
