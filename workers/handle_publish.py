@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING
 
 from tidemq.auth.checks import allowed_publish_now, check_publish
@@ -34,6 +35,7 @@ from . import debug_events
 
 if TYPE_CHECKING:
     from .connection import MQTTConnection
+    from .session import ClientSession
 
 log = logging.getLogger("tidemq.conn")
 
@@ -68,7 +70,8 @@ def on_publish(conn: MQTTConnection, ev: sm.PublishReceived) -> None:
     if len(p.payload) > ts.max_user_payload_bytes:
         _reject(conn, p, metrics.refuse("payload_too_large", tenant, RC.PACKET_TOO_LARGE))
         return
-    if session.limiter is not None and not session.limiter.allow_publish(svc.clock.monotonic()):
+    # the time the packet's bytes were read (``data_received``): no clock call per message
+    if session.limiter is not None and not session.limiter.allow_publish(conn.machine.last_received):
         _reject(conn, p, metrics.refuse("publish_rate", tenant, RC.MESSAGE_RATE_TOO_HIGH))
         return
     if ts.debug_mode_enabled:  # never the payload, only its size
@@ -112,56 +115,65 @@ def _route(conn: MQTTConnection, p: Publish) -> None:
     svc = conn.services
     session = conn.session
     assert session is not None
-    m = conn.machine
     now_ms = svc.clock.wall_ms()
-    msg = Message(p.topic, p.payload, p.qos, p.retain, p.properties,
-                  expiry_deadline(now_ms, p.properties.get("message_expiry_interval")), session.name, now_ms)
-    svc.metrics.received(session.tenant)
-    if p.qos == 0:
-        svc.dispatcher.submit(session.tenant, msg, origin=session)
+    props = p.properties
+    interval = props.get("message_expiry_interval") if props else None
+    msg = Message(p.topic, p.payload, p.qos, p.retain, props, expiry_deadline(now_ms, interval) if interval else 0,
+                  session.name, now_ms)
+    tenant = session.tenant
+    svc.metrics.received(tenant)
+    dispatcher = svc.dispatcher
+    qos = p.qos
+    if qos == 0:
+        dispatcher.submit(tenant, msg, origin=session)
     else:
         pid = p.packet_id
         assert pid is not None
-        qos = p.qos
-
-        def done(rc: int) -> None:
-            code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) else RC.UNSPECIFIED_ERROR
-            if dedupe is not None:
-                if code >= 0x80 and m.protocol_level == 5:
-                    # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
-                    # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
-                    svc.inbox_ops.q2del(session.tenant, session.name, pid, then=lambda: acknowledge(code))
-                    return
-                if code < 0x80 or code == RC.QUOTA_EXCEEDED:
-                    # routed everywhere (inboxes and clean sessions): marked "d<pid>" before the PUBREC, so
-                    # a resumed session answers a resend itself only for a message that went everywhere;
-                    # an unmarked id (a crash in between) is routed again, inboxes skipped (inbox_append)
-                    svc.inbox_ops.q2done(session.tenant, session.name, pid, then=lambda: acknowledge(code))
-                    return
-            acknowledge(code)
-
-        def acknowledge(code: int) -> None:
-            if code >= 0x80 and m.protocol_level < 5:
-                if code == RC.QUOTA_EXCEEDED:  # MQTT 3 has no failure PUBACK: acknowledged, counted and logged
-                    log.warning("inbox full: MQTT 3 publish acknowledged but queued nowhere tenant=%s client=%s",
-                                session.tenant, session.client_id, extra={
-                                    "event": "inbox_drop_acked", "tenant": session.tenant,
-                                    "client": session.client_id})
-                    code = RC.SUCCESS
-                else:
-                    session.publish_failed = True  # its later queued publishes are not routed either
-                    conn.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")
-                    return
-            m.ack_publish(pid, qos, code)
-            conn.flush_soon()
-
         # a persistent session's QoS 2 packet id is recorded by the routing step itself (atomically with the
         # inbox appends), so PUBREC follows a recorded id and a resend of a routed message is never routed again
-        dedupe = (session.name, pid) if session.persistent and qos == 2 else None
-        svc.dispatcher.submit(session.tenant, msg, done, origin=session, dedupe=dedupe)
-    if svc.dispatcher.overloaded and conn.transport is not None:
+        dedupe = (session.name, pid) if qos == 2 and session.persistent else None
+        dispatcher.submit(tenant, msg, partial(_routed, conn, session, pid, qos, dedupe is not None), origin=session,
+                          dedupe=dedupe)
+    if dispatcher.overloaded and conn.transport is not None:
         conn.transport.pause_reading()
-        svc.dispatcher.pause_until_drained(conn.resume_reading)
+        dispatcher.pause_until_drained(conn.resume_reading)
+
+
+def _routed(conn: MQTTConnection, session: ClientSession, pid: int, qos: int, recorded: bool, rc: int) -> None:
+    """The dispatcher routed a QoS 1/2 publish (``rc``): acknowledge it, after the stored QoS 2 packet id of a
+    persistent session (``recorded``) is marked done or dropped."""
+    code = rc if rc in (RC.NO_MATCHING_SUBSCRIBERS, RC.SUCCESS, RC.QUOTA_EXCEEDED) else RC.UNSPECIFIED_ERROR
+    if recorded:
+        ops = conn.services.inbox_ops
+        if code >= 0x80 and conn.machine.protocol_level == 5:
+            # a v5 PUBREC with a failure ends the flow: the id is free again before the client can
+            # reuse it (MQTT 3 is disconnected instead and resends with the same id: it stays recorded)
+            ops.q2del(session.tenant, session.name, pid, then=partial(_acknowledge, conn, session, pid, qos, code))
+            return
+        if code < 0x80 or code == RC.QUOTA_EXCEEDED:
+            # routed everywhere (inboxes and clean sessions): marked "d<pid>" before the PUBREC, so
+            # a resumed session answers a resend itself only for a message that went everywhere;
+            # an unmarked id (a crash in between) is routed again, inboxes skipped (inbox_append)
+            ops.q2done(session.tenant, session.name, pid, then=partial(_acknowledge, conn, session, pid, qos, code))
+            return
+    _acknowledge(conn, session, pid, qos, code)
+
+
+def _acknowledge(conn: MQTTConnection, session: ClientSession, pid: int, qos: int, code: int) -> None:
+    m = conn.machine
+    if code >= 0x80 and m.protocol_level < 5:
+        if code == RC.QUOTA_EXCEEDED:  # MQTT 3 has no failure PUBACK: acknowledged, counted and logged
+            log.warning("inbox full: MQTT 3 publish acknowledged but queued nowhere tenant=%s client=%s",
+                        session.tenant, session.client_id, extra={
+                            "event": "inbox_drop_acked", "tenant": session.tenant,
+                            "client": session.client_id})
+            code = RC.SUCCESS
+        else:
+            session.publish_failed = True  # its later queued publishes are not routed either
+            conn.close(RC.SERVER_UNAVAILABLE, "store unavailable: publish not acknowledged")
+            return
+    m.ack_publish(pid, qos, code)
+    conn.flush_soon()
 
 
 def _reject(conn: MQTTConnection, p: Publish, rc: int) -> None:

@@ -11,6 +11,12 @@ for the body. Only ``MQTTError`` subclasses ever escape, and the first one
 is sticky: the decoder re-raises it on every later call (the connection is
 to be closed). ``encode`` raises ``ValueError`` for packets that cannot be
 put on the wire.
+
+Hot paths: an MQTT 3 PUBLISH and the two-byte PUBACK/PUBREC/PUBREL/PUBCOMP are
+decoded inline in ``Decoder._next`` (no ``Reader``), and ``encode_publish`` /
+``encode_ack`` encode from the values (no packet object). Each gives exactly
+the packet, bytes and error of the generic path it short-cuts
+(``tests/mqtt/test_fast_paths.py`` compares them).
 """
 
 from __future__ import annotations
@@ -21,8 +27,16 @@ from typing import Any
 from .codec_decode import DECODERS, decode_connect, decode_publish
 from .codec_encode import ENCODERS
 from .errors import MalformedPacket, MQTTError, PacketTooLarge, ProtocolViolation
-from .packets import Connect, Packet, PacketType, Publish
-from .primitives import RULE_LENGTH, RULE_VARINT, Reader, decode_utf8, encode_utf8, encode_varint
+from .packets import Connect, Packet, PacketType, Puback, Pubcomp, Publish, Pubrec, Pubrel
+from .primitives import (
+    RULE_LENGTH,
+    RULE_UTF8,
+    RULE_UTF8_NULL,
+    RULE_VARINT,
+    Reader,
+    encode_utf8,
+    encode_varint,
+)
 from .properties import encode_properties
 
 __all__ = ["MAX_PACKET_SIZE", "Decoder", "encode", "encode_ack", "encode_publish", "packet_size"]
@@ -47,6 +61,8 @@ _FLAG_RULES: dict[int, str] = {
 _ALWAYS_VALID_AFTER_CONNECT = frozenset(
     {b for b in range(0x30, 0x40) if (b >> 1) & 0x03 != 3 and not (b & 0x08 and not (b >> 1) & 0x03)}
     | {0x40, 0x50, 0x62, 0x70, 0x82, 0xA2, 0xC0, 0xE0})
+# first byte -> packet class of the two-byte acknowledgements decoded without a ``Reader``
+_ACKS: dict[int, type[Puback | Pubrec | Pubrel | Pubcomp]] = {0x40: Puback, 0x50: Pubrec, 0x62: Pubrel, 0x70: Pubcomp}
 
 
 class Decoder:
@@ -120,42 +136,82 @@ class Decoder:
         buf = self._buf
         pos = self._pos
         n = len(buf)
-        if pos >= n:
+        if pos + 1 >= n:
+            if pos < n:  # a lone first byte: checked at once (a bad packet type fails before its length)
+                b0 = buf[pos]
+                if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
+                    self._check_type(b0 >> 4, b0 & 0x0F)
             return None
         b0 = buf[pos]
         ptype = b0 >> 4
         flags = b0 & 0x0F
         if not (self._connect_seen and b0 in _ALWAYS_VALID_AFTER_CONNECT):
             self._check_type(ptype, flags)
-        i = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if i >= n:
-                return None
-            b = buf[i]
-            i += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift == 28:
-                raise MalformedPacket("remaining length is longer than four bytes", rule=RULE_VARINT)
-        if b == 0 and i - pos > 2:
-            raise MalformedPacket("remaining length is not minimally encoded", rule=RULE_VARINT)
-        total = i - pos + length
-        if total > self.max_packet_size:
+        length = buf[pos + 1]
+        i = pos + 2
+        if length & 0x80:  # a remaining length of more than one byte
+            length &= 0x7F
+            shift = 7
+            while True:
+                if i >= n:
+                    return None
+                b = buf[i]
+                i += 1
+                length |= (b & 0x7F) << shift
+                if not b & 0x80:
+                    break
+                shift += 7
+                if shift == 28:
+                    raise MalformedPacket("remaining length is longer than four bytes", rule=RULE_VARINT)
+            if b == 0:
+                raise MalformedPacket("remaining length is not minimally encoded", rule=RULE_VARINT)
+        end = i + length
+        if end - pos > self.max_packet_size:
             raise PacketTooLarge(
-                f"packet of {total} bytes exceeds the maximum packet size {self.max_packet_size}",
+                f"packet of {end - pos} bytes exceeds the maximum packet size {self.max_packet_size}",
                 rule="MQTT-3.2.2-15" if self.server_side else "MQTT-3.1.2-24",
             )
-        end = i + length
         if end > n:
             return None
-        if ptype == _PUBLISH and self.protocol_level in (3, 4):  # the hot path: no properties, no Reader
-            fast = _publish_v3(buf, i, end, flags)
+        if ptype == _PUBLISH and self.protocol_level in (3, 4):
+            # the hot path, inline: an MQTT 3.1/3.1.1 PUBLISH (no properties), read straight from the buffer,
+            # with the checks and errors of ``decode_publish``
+            qos = (flags >> 1) & 0x03
+            if i + 2 > end:
+                raise _short("the topic name")
+            p = i + 2 + ((buf[i] << 8) | buf[i + 1])
+            if p > end:
+                raise _short("the topic name")
+            if p == i + 2:
+                topic = ""
+            else:
+                try:
+                    topic = buf[i + 2 : p].decode()
+                except UnicodeDecodeError as exc:
+                    raise MalformedPacket(f"the topic name is not well-formed UTF-8: {exc.reason}",
+                                          rule=RULE_UTF8) from None
+                if "\x00" in topic:
+                    raise MalformedPacket("the topic name contains U+0000", rule=RULE_UTF8_NULL)
+            pid = None
+            if qos:
+                if p + 2 > end:
+                    raise _short("the packet identifier")
+                pid = (buf[p] << 8) | buf[p + 1]
+                if pid == 0:
+                    raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+                p += 2
+            if not topic:
+                raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
             self._pos = end
-            return fast
+            return Publish(topic, bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end]), qos,
+                           bool(flags & 0x01), bool(flags & 0x08), pid, {})
+        if length == 2 and b0 in _ACKS:
+            # PUBACK / PUBREC / PUBREL / PUBCOMP of two bytes (any level: MQTT 5 omits reason 0 and no properties)
+            pid = (buf[i] << 8) | buf[i + 1]
+            if pid == 0:
+                raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
+            self._pos = end
+            return _ACKS[b0](pid, 0, {})
         r = Reader(buf, i, end)
         packet: Packet
         if ptype == _CONNECT:
@@ -177,32 +233,6 @@ def _short(what: str) -> MalformedPacket:
     return MalformedPacket(f"packet ends inside {what}", rule=RULE_LENGTH)
 
 
-def _publish_v3(buf: bytearray, i: int, end: int, flags: int) -> Publish:
-    """An MQTT 3.1/3.1.1 PUBLISH body ``buf[i:end]``: what ``decode_publish`` returns for it, with the same
-    checks and errors, read straight from the buffer."""
-    qos = (flags >> 1) & 0x03
-    if i + 2 > end:
-        raise _short("the topic name")
-    n = (buf[i] << 8) | buf[i + 1]
-    p = i + 2
-    if p + n > end:
-        raise _short("the topic name")
-    topic = decode_utf8(buf[p : p + n], "the topic name")
-    p += n
-    pid = None
-    if qos:
-        if p + 2 > end:
-            raise _short("the packet identifier")
-        pid = (buf[p] << 8) | buf[p + 1]
-        if pid == 0:
-            raise MalformedPacket("packet identifier is zero", rule="MQTT-2.2.1-3")
-        p += 2
-    if not topic:
-        raise ProtocolViolation("zero-length topic name without a topic alias", rule="MQTT-4.7.3-1")
-    payload = bytes(buf[p:end]) if end - p < 4096 else bytes(memoryview(buf)[p:end])
-    return Publish(topic, payload, qos, bool(flags & 0x01), bool(flags & 0x08), pid, {})
-
-
 def encode(packet: Packet, protocol_level: int) -> bytes:
     """Encode ``packet`` for ``protocol_level`` (3, 4 or 5); ``ValueError`` if it cannot be encoded."""
     if protocol_level not in (3, 4, 5):
@@ -221,6 +251,7 @@ def encode(packet: Packet, protocol_level: int) -> bytes:
 
 _BYTE = [bytes((i,)) for i in range(256)]
 _U16 = struct.Struct("!H")
+_BUFFERS = (bytes, bytearray, memoryview)
 _TOPICS: dict[str, bytes] = {}  # topic -> its encoded (length-prefixed) form, for the send paths
 _TOPICS_MAX = 4096  # bounded: cleared when full (a cache of recent topics, not of every topic seen)
 
@@ -239,27 +270,33 @@ def encode_publish(topic: str, payload: bytes, qos: int, retain: bool, dup: bool
                    properties: dict[str, Any] | None, protocol_level: int) -> bytes:
     """``encode(Publish(topic, payload, qos, retain, dup, packet_id, properties), protocol_level)`` without
     building the packet: the same bytes and the same ``ValueError``s (the outbound hot path)."""
-    if qos not in (0, 1, 2):
-        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
-    if dup and not qos:
-        raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
-    if not isinstance(payload, bytes | bytearray | memoryview):
+    if type(payload) is not bytes and not isinstance(payload, _BUFFERS):
         raise ValueError(f"payload must be bytes, not {type(payload).__name__}")
-    t = _topic(topic)
-    first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
-    if qos:
+    t = _TOPICS.get(topic)
+    if t is None:
+        t = _topic(topic)
+    if qos == 0:
+        if dup:
+            raise ValueError("DUP must be 0 for QoS 0 [MQTT-3.3.1-2]")
+        first = _BYTE[0x31 if retain else 0x30]
+        pid = b""
+    elif qos == 1 or qos == 2:
+        first = _BYTE[0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)]
         if packet_id is None or not 1 <= packet_id <= 0xFFFF:
             raise ValueError(f"packet identifier must be 1..65535, got {packet_id!r}")
         pid = _U16.pack(packet_id)
     else:
-        pid = b""
-    if protocol_level == 5:
-        props = encode_properties(properties, PacketType.PUBLISH)
-    elif protocol_level in (3, 4):
+        raise ValueError(f"QoS must be 0, 1 or 2, got {qos!r}")
+    if protocol_level == 4 or protocol_level == 3:
+        size = len(t) + len(pid) + len(payload)
+        if size < 0x80:
+            return b"".join((first, _BYTE[size], t, pid, payload))
         props = b""
+    elif protocol_level == 5:
+        props = encode_properties(properties, PacketType.PUBLISH)
+        size = len(t) + len(pid) + len(props) + len(payload)
     else:
         raise ValueError(f"protocol_level must be 3, 4 or 5, got {protocol_level!r}")
-    size = len(t) + len(pid) + len(props) + len(payload)
     if size > 268_435_455:
         raise ValueError(f"packet body of {size} bytes exceeds the MQTT maximum of 268435455")
     return b"".join((first, encode_varint(size), t, pid, props, payload))

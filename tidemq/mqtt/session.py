@@ -24,6 +24,10 @@ packet cap) and handed over by ``accept`` [MQTT-3.1.4-5]; a refused CONNECT
 discards them unprocessed. Until the client is accepted the decoder refuses,
 at the fixed header and before buffering a body, any packet larger than
 ``Limits.preauth_max_packet_size``.
+
+``receive_data`` handles PUBLISH and PUBACK of a connected MQTT 3 client in an
+inline loop (the per-message hot path); it yields exactly the events and
+output ``_handle`` would (``tests/mqtt/test_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -244,9 +248,39 @@ class ServerConnection:
         decoder.feed(data)
         events: list[Event] = []
         handle = self._handle
+        next_packet = decoder.next_packet
         try:
+            if state is _CONNECTED and self.protocol_level != 5:
+                # the hot loop of an MQTT 3 connection: PUBLISH and PUBACK inline (what ``_handle`` and
+                # ``_on_publish`` do for them: an MQTT 3 PUBLISH has a non-empty topic and no properties)
+                pending = self._inbound_pending
+                inflight = self._inflight_out
+                while True:
+                    packet = next_packet()
+                    if packet is None:
+                        return events
+                    if type(packet) is Publish:
+                        pid = packet.packet_id
+                        if pid is None:
+                            events.append(PublishReceived(packet))
+                        elif packet.qos == 1:
+                            if pid not in pending:  # else a resend while we still route the first copy
+                                pending[pid] = None
+                                events.append(PublishReceived(packet))
+                        else:
+                            self._on_publish(packet, events)
+                    elif type(packet) is Puback:
+                        ack = packet.packet_id
+                        entry = inflight.get(ack)
+                        if entry is not None and entry.qos == 1:  # else unknown: ignored [MQTT-4.3.2]
+                            del inflight[ack]
+                            events.append(PubackReceived(ack, entry.tag))
+                    else:
+                        handle(packet, events)
+                        if self.state is _CLOSED:  # a packet may close the connection
+                            return events
             while self.state is not _CLOSED:  # a packet may close the connection
-                packet = decoder.next_packet()
+                packet = next_packet()
                 if packet is None:
                     break
                 handle(packet, events)
@@ -526,6 +560,10 @@ class ServerConnection:
         return packet_id in self._inflight_out
 
     def _allocate_pid(self) -> int:
+        pid = self._next_pid  # the common case: the next id is free
+        if pid not in self._inflight_out:
+            self._next_pid = pid + 1 if pid < 65535 else 1
+            return pid
         for _ in range(65535):
             pid = self._next_pid
             self._next_pid = pid + 1 if pid < 65535 else 1
@@ -551,34 +589,42 @@ class ServerConnection:
         self.last_drop_reason = ""
         if self.state is not _CONNECTED:
             return None
-        props = properties or {}
+        if qos == 0 and self.protocol_level != 5:  # the common case: no window, no properties, no alias
+            data = codec.encode_publish(topic, payload, 0, retain, False, None, None, self.protocol_level)
+            if len(data) > self.client_max_packet_size:
+                self.last_drop_reason = "too_large"
+                return None
+            self._out.append(data)
+            return 0
         if qos > 0:
+            inflight = self._inflight_out
             if packet_id is None:
-                if len(self._inflight_out) >= self.client_receive_maximum:
+                if len(inflight) >= self.client_receive_maximum:
                     return None
                 packet_id = self._allocate_pid()
-            elif packet_id in self._inflight_out:
+            elif packet_id in inflight:
                 return None
-            elif len(self._inflight_out) >= self.client_receive_maximum and not dup:
+            elif len(inflight) >= self.client_receive_maximum and not dup:
                 return None
         else:
             packet_id = None
         new_alias = 0
         wire_topic = topic
-        if self.protocol_level != 5:
-            props = {}
-        elif self.client_topic_alias_maximum:
-            # server-assigned topic aliases: the first send of a topic carries topic + alias,
-            # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
-            if self._aliases_out is None:
-                self._aliases_out = {}
-            alias = self._aliases_out.get(topic)
-            if alias is not None:
-                props = {**props, "topic_alias": alias}
-                wire_topic = ""
-            elif len(self._aliases_out) < self.client_topic_alias_maximum:
-                new_alias = len(self._aliases_out) + 1
-                props = {**props, "topic_alias": new_alias}
+        props: dict[str, Any] | None = None  # MQTT 3: none
+        if self.protocol_level == 5:
+            props = properties or {}
+            if self.client_topic_alias_maximum:
+                # server-assigned topic aliases: the first send of a topic carries topic + alias,
+                # later ones an empty topic [MQTT-3.3.2-12]; aliases are never reassigned
+                if self._aliases_out is None:
+                    self._aliases_out = {}
+                alias = self._aliases_out.get(topic)
+                if alias is not None:
+                    props = {**props, "topic_alias": alias}
+                    wire_topic = ""
+                elif len(self._aliases_out) < self.client_topic_alias_maximum:
+                    new_alias = len(self._aliases_out) + 1
+                    props = {**props, "topic_alias": new_alias}
         data = codec.encode_publish(wire_topic, payload, qos, retain, dup and qos > 0, packet_id, props,
                                     self.protocol_level)
         if len(data) > self.client_max_packet_size:  # [MQTT-3.1.2-25]: drop, as if sent

@@ -8,6 +8,8 @@ visits only the branches that can match (at most 2^L in the worst all-``+`` case
 handful in practice), never all N routes. Invariants: ``_index`` holds exactly the routes
 stored in the tree, keyed ``(client_id, topic_filter)``; empty nodes are pruned on removal;
 filters are assumed valid (``validate_topic_filter`` runs before a route is created).
+The matching nodes of recently published topics are cached (``_hits``, bounded); every
+``add``, ``remove`` and ``clear`` drops that cache, so a match never sees a stale tree.
 
 ``match`` applies MQTT 5 section 4.7/4.8: the ``$`` rule [MQTT-4.7.2-1], no-local
 [MQTT-3.8.3-3], one merged route per client for overlapping non-shared subscriptions
@@ -179,6 +181,7 @@ def sticky_hash(key: str) -> int:
 
 _M64 = (1 << 64) - 1
 _PICK_CACHE = 4096  # publishers remembered per $oshare group (the cache is dropped when members change)
+_HITS_MAX = 4096  # topics whose matching nodes a trie remembers
 
 
 def member_seed(client_id: str) -> int:
@@ -207,12 +210,15 @@ def rendezvous_order(key: str, client_ids: Iterable[str]) -> list[str]:
 class TopicTrie:
     """The routes of one tenant, indexed by filter level. Not thread-safe (one event loop)."""
 
-    __slots__ = ("_groups", "_index", "_root")
+    __slots__ = ("_groups", "_hits", "_index", "_root")
 
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         self._root = _Node()
         self._index: dict[tuple[str, str], Route] = {}
         self._groups: dict[tuple[str, str, str], _Group] = {}
+        # topic -> its matching nodes: publishers repeat their topics, so most matches are one lookup. Dropped
+        # by every add and remove (the nodes and what they hold change only there); bounded: cleared when full
+        self._hits: dict[str, list[_Node]] = {}
         for r in routes:
             self.add(r)
 
@@ -231,6 +237,7 @@ class TopicTrie:
 
     def add(self, route: Route) -> None:
         """Store ``route``, replacing the route with the same ``(client_id, topic_filter)``."""
+        self._hits.clear()
         kind, group, real = parse_shared(route.topic_filter)
         node = self._root
         for level in real.split("/"):
@@ -270,6 +277,7 @@ class TopicTrie:
         """Remove the route ``(client_id, topic_filter)``; False if there was none."""
         if self._index.pop((client_id, topic_filter), None) is None:
             return False
+        self._hits.clear()
         kind, group, real = parse_shared(topic_filter)
         path: list[tuple[_Node, str]] = []
         node = self._root
@@ -319,6 +327,7 @@ class TopicTrie:
         self._root = _Node()
         self._index.clear()
         self._groups.clear()
+        self._hits.clear()
 
     def replace_all(self, routes: Iterable[Route]) -> None:
         """Replace the content with ``routes``; ``$share`` groups that survive keep their counters."""
@@ -332,7 +341,17 @@ class TopicTrie:
                 g.counter = c
 
     def _matching_nodes(self, topic: str) -> list[_Node]:
-        """Nodes whose filter matches ``topic`` (each at most once, never an empty one)."""
+        """Nodes whose filter matches ``topic`` (each at most once, never an empty one); the list is shared
+        (cached): never modify it."""
+        hit = self._hits.get(topic)
+        if hit is None:
+            hit = self._walk(topic)
+            if len(self._hits) >= _HITS_MAX:
+                self._hits.clear()
+            self._hits[topic] = hit
+        return hit
+
+    def _walk(self, topic: str) -> list[_Node]:
         levels = topic.split("/")
         root = self._root
         hit: list[_Node] = []
