@@ -38,6 +38,21 @@ from typing import Any
 
 from . import codec
 from .errors import MQTTError, PacketTooLarge, ProtocolViolation
+from .events import (
+    AuthReceived,
+    ConnectionFailed,
+    ConnectReceived,
+    DisconnectReceived,
+    Event,
+    PubackReceived,
+    PubcompReceived,
+    PublishReceived,
+    PubrecReceived,
+    PubrelReceived,
+    PubrelUnknown,
+    SubscribeReceived,
+    UnsubscribeReceived,
+)
 from .packets import (
     Auth,
     Connack,
@@ -57,6 +72,12 @@ from .packets import (
     Unsubscribe,
 )
 from .reason_codes import RC, v5_to_v3_connack
+
+__all__ = [  # the events are re-exported: the worker reads them as ``session.X``
+    "AuthReceived", "ConnectReceived", "ConnectionFailed", "DisconnectReceived", "Event", "Limits",
+    "PubackReceived", "PubcompReceived", "PublishReceived", "PubrecReceived", "PubrelReceived", "PubrelUnknown",
+    "ServerConnection", "State", "SubscribeReceived", "UnsubscribeReceived",
+]
 
 
 class State(Enum):
@@ -88,91 +109,6 @@ _RULE_NOT_ADMITTED: dict[State, tuple[str, str]] = {
     State.CONNECTED: ("second CONNECT", "MQTT-3.1.0-2"),
 }
 HELD_MAX_PACKETS = 64  # packets a client may send between CONNECT and our CONNACK
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(slots=True)
-class ConnectReceived:
-    packet: Connect
-
-
-@dataclass(slots=True)
-class PublishReceived:
-    """An inbound application message; for QoS 1/2 the worker must call ``ack_publish``."""
-
-    packet: Publish  # topic already resolved from a topic alias
-
-
-@dataclass(slots=True)
-class PubackReceived:
-    packet_id: int
-    tag: Any  # what the worker attached at send time
-
-
-@dataclass(slots=True)
-class PubrecReceived:
-    packet_id: int
-    tag: Any
-    reason_code: int = 0
-
-
-@dataclass(slots=True)
-class PubcompReceived:
-    packet_id: int
-    tag: Any
-
-
-@dataclass(slots=True)
-class PubrelReceived:
-    """Inbound QoS 2 released: the packet id is free again (PUBCOMP already queued)."""
-
-    packet_id: int
-
-
-@dataclass(slots=True)
-class PubrelUnknown:
-    """PUBREL for a packet id this connection does not hold: PUBCOMP (v5: 0x92) is already queued; the
-    worker may drop a stored record of the id."""
-
-    packet_id: int
-
-
-@dataclass(slots=True)
-class SubscribeReceived:
-    packet: Subscribe
-
-
-@dataclass(slots=True)
-class UnsubscribeReceived:
-    packet: Unsubscribe
-
-
-@dataclass(slots=True)
-class AuthReceived:
-    packet: Auth
-
-
-@dataclass(slots=True)
-class DisconnectReceived:
-    reason_code: int
-    session_expiry: int | None  # v5 may change it at DISCONNECT
-    publish_will: bool  # v5 reason 0x04
-
-
-@dataclass(slots=True)
-class ConnectionFailed:
-    """A protocol error: DISCONNECT (v5, when allowed) is queued; the worker closes the transport."""
-
-    error: MQTTError
-
-
-Event = (
-    ConnectReceived | PublishReceived | PubackReceived | PubrecReceived | PubcompReceived
-    | PubrelReceived | PubrelUnknown | SubscribeReceived | UnsubscribeReceived | AuthReceived
-    | DisconnectReceived | ConnectionFailed
-)
 
 
 @dataclass(slots=True)
