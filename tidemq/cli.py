@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import importlib
 import logging
 import os
@@ -352,6 +353,7 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False, en
                 log.warning("admin API not available in this build")
             else:
                 api = await start_api(settings, redis)
+        tune_gc()
         await stop.wait()
         log.info("stopping")
     finally:
@@ -360,6 +362,19 @@ async def _run(command: str, settings: Settings, *, reuse_port: bool = False, en
         if api is not None:
             await api.stop()
         await close_redis(redis)
+
+
+GC_THRESHOLD = 50_000  # allocations between two generation-0 collections (CPython's default: 700)
+
+
+def tune_gc() -> None:
+    """Once the process is up: what start-up built lives as long as the process (frozen out of every
+    collection), and generation-0 collections run every 50,000 allocations instead of 700 — a message
+    allocates a handful of short-lived containers, so the default ran a collection every few hundred
+    messages (~8 % of a worker's CPU under load). Objects are freed by reference counting as before; only
+    cycles wait a little longer."""
+    gc.set_threshold(GC_THRESHOLD, 20, 100)
+    gc.freeze()
 
 
 if __name__ == "__main__":

@@ -122,7 +122,6 @@ class RouteWatch:
         self.on_change: Callable[[str, int, list[list[str]]], bool] | None = None
         self._ack_channel = keys.route_acks(node_id).encode()
         self._route_channel = keys.route_channel().encode()
-        _WATCHES[r] = self  # every route change written through ``r`` waits for the watchers (TenantOps.settle)
 
     # ---------------------------------------------------------------- the cache's side
 
@@ -256,6 +255,8 @@ class RouteWatch:
                 await asyncio.sleep(RETRY_S)
         finally:
             self._untrust()
+            if _WATCHES.get(self.r) is self:
+                del _WATCHES[self.r]
             if self.member:
                 with contextlib.suppress(Exception):
                     await _LEASE(self.r, [keys.route_watchers()], [self.node_id, LEASE_MS, "1"])
@@ -297,6 +298,9 @@ class RouteWatch:
                     ping = None
                     if msg["data"] >= 2:
                         self.ready.set()
+                        # from now on every route change written through our client waits for the
+                        # watchers' acknowledgements, which can reach us (TenantOps.settle)
+                        _WATCHES[self.r] = self
                         next_renew = 0.0
         finally:
             with contextlib.suppress(Exception):
