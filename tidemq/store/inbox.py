@@ -45,7 +45,7 @@ _Q2_BEGIN = get("q2_begin")
 # a session's inbox keys (escaping a tenant and client id is not free, and the hot paths name the same
 # sessions over and over): (tenant, session) -> (sess, inbox, rel, q2in, q2seen); cleared when it grows large
 _KEYS: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
-_KEYS_MAX = 65536
+_KEYS_MAX = 1024  # sessions whose key names are kept (hot ones: a cache, not a copy per idle session)
 
 
 def session_keys(t: str, c: str) -> tuple[str, str, str, str, str]:
