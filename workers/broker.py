@@ -231,7 +231,7 @@ class Broker:
     def stats(self) -> dict[str, int]:
         """Counters and gauges for /metrics (published to Redis with the lease)."""
         svc = self.services
-        out = dict(svc.metrics.counters)
+        out = svc.metrics.counter_values()
         out.update(svc.registry.counts())
         for qos, n in enumerate(svc.dispatcher.stats_in):
             out[f"messages_in_qos{qos}"] = n

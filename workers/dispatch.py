@@ -111,11 +111,12 @@ class Dispatcher:
         self.stats_in = [0, 0, 0]
         self.stats_routed = 0
         self.queued_bytes = 0  # payload bytes submitted and not yet routed
+        # publishers should pause reading: too many messages or payload bytes waiting (kept up to date where
+        # the queue grows and shrinks: read once per publish, so a plain attribute)
+        self.overloaded = False
 
-    @property
-    def overloaded(self) -> bool:
-        """Publishers should pause reading (too many messages or too many payload bytes waiting)."""
-        return len(self._queue) > self.HIGH_WATER or self.queued_bytes > self.HIGH_WATER_BYTES
+    def _update_overloaded(self) -> None:
+        self.overloaded = len(self._queue) > self.HIGH_WATER or self.queued_bytes > self.HIGH_WATER_BYTES
 
     @property
     def backlog(self) -> int:
@@ -125,9 +126,12 @@ class Dispatcher:
                dedupe: tuple[str, int] | None = None) -> None:
         """Queue a publish; ``dedupe`` (publisher client id, packet id) records a persistent publisher's QoS 2
         packet id atomically with the routing, so a resend of a routed message is never routed again."""
-        self._queue.append(Pending(tenant, msg, done, origin=origin, dedupe=dedupe))
+        queue = self._queue
+        queue.append(Pending(tenant, msg, done, origin=origin, dedupe=dedupe))
         self.queued_bytes += len(msg.payload)
         self.stats_in[msg.qos] += 1
+        if len(queue) > self.HIGH_WATER or self.queued_bytes > self.HIGH_WATER_BYTES:
+            self.overloaded = True
         self._kick()
 
     def submit_to(self, tenant: str, client_id: str, msg: Message, qos: int,
@@ -136,6 +140,7 @@ class Dispatcher:
         ``done`` is called once the entry is appended (or failed)."""
         self._queue.append(Pending(tenant, msg, done, client_id, qos, only_sids=sub_ids))
         self.queued_bytes += len(msg.payload)
+        self._update_overloaded()
         self._kick()
 
     def pause_until_drained(self, resume: Callable[[], None]) -> None:
@@ -152,6 +157,7 @@ class Dispatcher:
                 del self._queue[:self.BATCH_MAX]
             else:
                 batch, self._queue = self._queue, []
+            self._update_overloaded()  # the batch's bytes still count until it is routed
             size = sum(len(p.msg.payload) for p in batch)
             if any(p.origin is not None and p.origin.publish_failed for p in batch):
                 batch = self._without_failed_publishers(batch)
@@ -163,6 +169,7 @@ class Dispatcher:
                     if p.done:
                         p.done(RC.UNSPECIFIED_ERROR)
             self.queued_bytes -= size
+            self._update_overloaded()
             if self._paused and len(self._queue) < self.LOW_WATER and self.queued_bytes < self.LOW_WATER_BYTES:
                 resumes, self._paused = self._paused, set()
                 for resume in resumes:

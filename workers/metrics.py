@@ -60,6 +60,7 @@ class WorkerMetrics:
     def __init__(self, events: EventBus | None = None, tenant_top: int = 0) -> None:
         """``events``: the sinks (none by default); ``tenant_top``: ``Settings.metrics_tenant_top``."""
         self.counters: Counter[str] = Counter()
+        self.out = [0, 0, 0]  # messages_out_qos0..2: counted once per copy sent, so a plain list (``counter_values``)
         # per-tenant totals for $SYS and the opt-in tenant labels (at most MAX_TENANTS keys each)
         self.received_by: Counter[str] = Counter()
         self.sent_by: Counter[str] = Counter()
@@ -71,7 +72,7 @@ class WorkerMetrics:
         self.latency = [LoopHistogram(LATENCY_BUCKETS) for _q in range(3)]
         self.connect_seconds = {"accepted": LoopHistogram(CONNECT_BUCKETS), "refused": LoopHistogram(CONNECT_BUCKETS)}
         self.redis_seconds = {op: LoopHistogram(RTT_BUCKETS) for op in ("command", "script", "pipeline")}
-        self.stats: Callable[[], dict[str, int]] = lambda: dict(self.counters)
+        self.stats: Callable[[], dict[str, int]] = self.counter_values
         self.lease_renewed_at: Callable[[], float] = lambda: 0.0
         self.worker_id = ""
         self.registry = CollectorRegistry(auto_describe=False)  # collectors are not run at registration
@@ -82,6 +83,12 @@ class WorkerMetrics:
 
     # ------------------------------------------------------------ hot-path counting
 
+    def counter_values(self) -> dict[str, int]:
+        """Every counter by name (``messages_out_qos*`` included)."""
+        values = dict(self.counters)
+        values.update(zip(_OUT, self.out, strict=True))
+        return values
+
     def inc(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
@@ -91,7 +98,7 @@ class WorkerMetrics:
 
     def sent(self, tenant: str, qos: int, created_ms: int, now_ms: int, retain: bool) -> None:
         """A PUBLISH queued to a subscriber: counted, and its latency observed (not for replays or resends)."""
-        self.counters[_OUT[qos]] += 1
+        self.out[qos] += 1
         self.sent_by[tenant] += 1  # bounded by the sweep (``_fold``)
         if created_ms and not retain and now_ms >= created_ms:
             self.latency[qos].observe((now_ms - created_ms) / 1000.0)
