@@ -14,16 +14,17 @@
 --   x client at             expiry hint removal, only when its score is still at ("" = always)
 --   W client at             will hint: wills[client] = at (ms)
 --   w client at             will hint removal, only when its score is still at ("" = always)
---   N channel tenant writer when the routes change: PUBLISH the JSON array [tenant, version, writer, changes] on
---                           channel, changes being this call's route writes in order (["P", client, filter,
---                           value] or ["D", client, filter]; false past MAX_DELTA), so every worker's route
+--   N channel tenant writer when the routes change: PUBLISH the JSON array [tenant, stamp, writer, changes,
+--                           version] on channel (stamp: "version.clock-us", the change's identity), changes being
+--                           this call's route writes in order (["P", client, filter, value] or ["D", client,
+--                           filter]; false past MAX_DELTA), so every worker's route
 --                           cache moves to the version or drops the tenant (tidemq/store/route_watch.py), and
 --                           return the watchers whose lease (KEYS[8]: watcher -> lease end, ms) is still
 --                           running, so the writer can wait for their acknowledgements before it acknowledges
 -- Returns: {changed, {filter, value, ...}, {filter, ...}}: changed is 1 when the routes changed (rver was
 -- bumped), else 0; then the filter and former value of every route a D dropped (to put back if the step
 -- that followed failed); then the filters a G refused; with N and a change, then the new version, the
--- server clock (ms) and {watcher, lease end, ...} (expired watchers are removed). Conditional removals make a late step of an older
+-- server clock (ms), {watcher, lease end, ...} (expired watchers are removed) and the stamp. Conditional removals make a late step of an older
 -- session harmless to a newer one.
 -- shcount (filter -> routes of that shared filter, i.e. its members) is kept by every P, G and D here,
 -- the only writer of routes; it is counted from the routes once (field "\0built" marks it complete), the
@@ -171,9 +172,11 @@ end
 if changed then
   local version = redis.call('INCR', KEYS[2])
   if notify and KEYS[8] then
-    redis.call('PUBLISH', notify[1], cjson.encode({notify[2], version, notify[3], delta}))
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    -- the change's identity for acknowledgements: its version and the clock (a version repeats after a flush)
+    local stamp = version .. '.' .. t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('PUBLISH', notify[1], cjson.encode({notify[2], stamp, notify[3], delta, version}))
     local live = {}
     local all = redis.call('HGETALL', KEYS[8])
     for j = 1, #all, 2 do
@@ -184,7 +187,7 @@ if changed then
         redis.call('HDEL', KEYS[8], all[j])
       end
     end
-    return {1, dropped, refused, version, now, live}
+    return {1, dropped, refused, version, now, live, stamp}
   end
   return {1, dropped, refused}
 end

@@ -235,3 +235,20 @@ async def test_a_cache_that_missed_a_version_reads_the_tenant_again(
     await cache.refresh(r, [TENANT])
     assert sorted(rt.client_id for rt in cache.match(TENANT, "a/b")) == ["c7", "c8"]
     assert TENANT in a.fresh
+
+
+async def test_a_version_repeated_after_a_flush_is_not_taken_for_acknowledged(r: Any, watches: Watches) -> None:
+    """Acknowledgements name the change (version and Redis clock), not the version alone: after a FLUSHALL
+    (or a restart without persistence) versions start again at 1, and an acknowledgement of the old version 1
+    must not let a writer skip a watcher for the new one."""
+    a, b = await watches("w-a"), await watches("w-b")
+    await until(lambda: a.trusted() and b.trusted(), a, b)
+    first = await put_route(a, "c9")  # version 1, acknowledged by w-a and w-b
+    assert first.notice is not None and first.notice.version == 1 and set(first.notice.watchers) == {"w-a", "w-b"}
+    await b.close()  # w-b stops answering ...
+    await r.flushall()
+    # ... but a watcher of that name holds a lease again (as a worker restarted under the same id would)
+    end = await route_watch._LEASE(r, [keys.route_watchers()], ["w-b", 600, ""])
+    again = await put_route(a, "c9")
+    assert again.notice is not None and again.notice.version == 1 and "w-b" in again.notice.watchers
+    assert await redis_ms(r) >= end  # the writer waited for w-b's lease, not for a stale acknowledgement

@@ -6,9 +6,10 @@ was trusted only after a ``GET`` of the tenant's route version in the
 publish's own round trip. On a single Redis (or Sentinel) a worker now skips
 that ``GET`` while its cache of the tenant is *fresh*, under this protocol:
 
-1. ``tenant_apply`` (the only writer of routes) publishes ``[tenant, version,
-   writer, changes]`` on ``keys.route_channel()`` in the same script that bumps
-   the version, and returns the *watchers* whose lease is running
+1. ``tenant_apply`` (the only writer of routes) publishes ``[tenant, stamp,
+   writer, changes, version]`` on ``keys.route_channel()`` in the same script
+   that bumps the version (the stamp, version and Redis clock, is what watchers
+   acknowledge), and returns the *watchers* whose lease is running
    (``keys.route_watchers()``: watcher -> lease end on the Redis clock).
 2. A watcher (every worker) holds one pub/sub connection subscribed to that
    channel and to its own acknowledgement channel. On a route message its
@@ -83,19 +84,21 @@ def watch_of(r: Any) -> RouteWatch | None:
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """What a route change's ``tenant_apply`` answered: the new version, the Redis clock (ms) and the
-    watchers whose lease ran then (id -> lease end, ms)."""
+    """What a route change's ``tenant_apply`` answered: the new version, the Redis clock (ms), the
+    watchers whose lease ran then (id -> lease end, ms) and the change's stamp (``version.clock-us``: what
+    the watchers acknowledge; a version alone repeats after a flush or a restart without persistence)."""
 
     tenant: str
     version: int
     now_ms: int
     watchers: dict[str, int]
+    stamp: str
 
     @classmethod
     def parse(cls, tenant: str, reply: list[Any]) -> Notice:
         flat = reply[2]
         watchers = {text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
-        return cls(tenant, int(reply[0]), int(reply[1]), watchers)
+        return cls(tenant, int(reply[0]), int(reply[1]), watchers, text(reply[3]))
 
 
 class RouteWatch:
@@ -113,10 +116,10 @@ class RouteWatch:
         self._seq = 0  # route messages seen
         self._changed: dict[str, int] = {}  # tenant -> seq of its last route message
         self._trust_until = 0.0  # loop time
-        self._acks: dict[str, list[str]] = defaultdict(list)  # writer -> "tenant \0 version" to acknowledge
+        self._acks: dict[str, list[list[str]]] = defaultdict(list)  # writer -> [me, tenant, stamp] to acknowledge
         self._ack_task: asyncio.Task[None] | None = None
-        self._acked: dict[tuple[str, str], int] = {}  # (tenant, watcher) -> highest version acknowledged
-        self._waiters: dict[str, list[_Waiter]] = defaultdict(list)
+        self._acked: dict[tuple[str, str], set[str]] = {}  # (tenant, stamp) -> the watchers that acknowledged
+        self._waiters: dict[tuple[str, str], _Waiter] = {}  # (tenant, stamp) -> the writer waiting for it
         # the route cache's hook: apply a change (tenant, version, [["P", client, filter, value] | ["D", client,
         # filter], ...]); True when the cache now holds that version, so a fresh tenant stays fresh
         self.on_change: Callable[[str, int, list[list[str]]], bool] | None = None
@@ -146,51 +149,50 @@ class RouteWatch:
     # ---------------------------------------------------------------- the writer's side
 
     async def settle(self, notice: Notice | None) -> None:
-        """Return once every watcher of ``notice`` dropped its stale routes (acknowledged), or its lease
+        """Return once every watcher of ``notice`` applied or dropped the change (acknowledged), or its lease
         (and so its trust) ran out. Called by a route writer before it acknowledges its client."""
         if notice is None:
             return
-        t, v = notice.tenant, notice.version
-        left = {w: end for w, end in notice.watchers.items() if self._acked.get((t, w), 0) < v}
+        key = (notice.tenant, notice.stamp)
+        done = self._acked.pop(key, set())  # acknowledgements may come before the script's own reply
+        left = {w: end for w, end in notice.watchers.items() if w not in done}
         if not left:
             return
-        waiter = _Waiter(v, set(left), asyncio.get_running_loop().create_future())
-        self._waiters[t].append(waiter)
+        waiter = _Waiter(set(left), asyncio.get_running_loop().create_future())
+        self._waiters[key] = waiter
         timeout = (max(left.values()) - notice.now_ms + MARGIN_MS) / 1000
         try:
             await asyncio.wait_for(asyncio.shield(waiter.done), timeout=max(0.0, timeout))
         except TimeoutError:
             log.warning("route change of tenant %r: watchers %s did not acknowledge within their lease",
-                        t, sorted(waiter.left))
+                        notice.tenant, sorted(waiter.left))
         finally:
-            waiters = self._waiters.get(t)
-            if waiters is not None:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[t]
+            self._waiters.pop(key, None)
 
     def _on_ack(self, payload: bytes) -> None:
-        for line in payload.split(b"\n"):
-            watcher, t_b, v_b = line.split(b"\0")
-            w, t, v = watcher.decode(), t_b.decode(), int(v_b)
-            if len(self._acked) >= ACKED_KEEP:
-                self._acked.clear()
-            key = (t, w)
-            if self._acked.get(key, 0) < v:
-                self._acked[key] = v
-            for waiter in self._waiters.get(t, ()):
-                if waiter.version <= v:
-                    waiter.left.discard(w)
-                    if not waiter.left and not waiter.done.done():
-                        waiter.done.set_result(None)
+        try:
+            acks = orjson.loads(payload)
+        except orjson.JSONDecodeError:  # never expected: the writer waits for the lease instead
+            log.error("route watch: unreadable acknowledgement %r", payload[:200])
+            return
+        for w, t, stamp in acks:
+            key = (t, stamp)
+            waiter = self._waiters.get(key)
+            if waiter is None:  # before the writer's own reply (or after it gave up): kept for a while
+                if len(self._acked) >= ACKED_KEEP:
+                    self._acked.clear()
+                self._acked.setdefault(key, set()).add(w)
+                continue
+            waiter.left.discard(w)
+            if not waiter.left and not waiter.done.done():
+                waiter.done.set_result(None)
 
     # ---------------------------------------------------------------- the listener
 
     def _on_route(self, payload: bytes) -> None:
         try:
-            t, v, writer, changes = orjson.loads(payload)
-            t, v, writer = str(t), int(v), str(writer)
+            t, stamp, writer, changes, v = orjson.loads(payload)
+            t, stamp, writer, v = str(t), str(stamp), str(writer), int(v)
         except (orjson.JSONDecodeError, TypeError, ValueError):  # never expected: trust nothing rather than guess
             log.error("route watch: unreadable route change %r: every tenant is read again", payload[:200])
             self._untrust_tenants()
@@ -205,20 +207,19 @@ class RouteWatch:
             self.fresh.discard(t)
         if writer and self.member:
             if writer == self.node_id:  # our own change: no round trip through Redis
-                self._on_ack(f"{writer}\0{t}\0{v}".encode())
+                self._on_ack(orjson.dumps([[writer, t, stamp]]))
                 return
-            self._acks[writer].append(f"{t}\0{v}")
+            self._acks[writer].append([self.node_id, t, stamp])
             if self._ack_task is None or self._ack_task.done():
                 self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
 
     async def _send_acks(self) -> None:
         await asyncio.sleep(0)  # every route message of this read first: one PUBLISH per writer
-        me = self.node_id
         while self._acks:
             acks, self._acks = self._acks, defaultdict(list)
             pipe = self.r.pipeline(transaction=False)
             for writer, items in acks.items():
-                pipe.publish(keys.route_acks(writer), "\n".join(f"{me}\0{item}" for item in items))
+                pipe.publish(keys.route_acks(writer), orjson.dumps(items))
             try:
                 await pipe.execute()
             except Exception as exc:  # the writers wait for our lease to end instead
@@ -309,6 +310,5 @@ class RouteWatch:
 
 @dataclass(slots=True)
 class _Waiter:
-    version: int
     left: set[str]
     done: asyncio.Future[None]
