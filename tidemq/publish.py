@@ -171,12 +171,18 @@ class RouteCache:
         self.watch = watch
         if watch is not None:
             watch.on_change = self.apply_change
+            watch.on_reset = self.forget_versions
 
     def apply_change(self, tenant: str, version: int, changes: list[list[str]]) -> bool:
         """A route change published with the version it made (``tenant_apply``): applied in order when the
-        replica holds the version before it, so it stays current without a reload; False otherwise."""
+        replica holds the version before it, so it stays current without a reload; False otherwise, and then
+        the replica is read again whatever version it holds (after a flush, versions start again and could
+        meet the replica's old number)."""
         tr = self.tenants.get(tenant)
-        if tr is None or tr.version != version - 1:
+        if tr is None:
+            return False
+        if tr.version != version - 1:
+            tr.version = -1
             return False
         trie = tr.trie
         for change in changes:
@@ -186,6 +192,11 @@ class RouteCache:
                 trie.remove(change[1], change[2])
         tr.version = version
         return True
+
+    def forget_versions(self) -> None:
+        """The watch may have missed changes (its connection dropped): every replica is read again."""
+        for tr in self.tenants.values():
+            tr.version = -1
 
     async def refresh(self, r: Any, tenants: list[str]) -> None:
         """Make the replicas of ``tenants`` current: no round trip for fresh ones, else one pipelined

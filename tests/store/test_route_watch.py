@@ -252,3 +252,21 @@ async def test_a_version_repeated_after_a_flush_is_not_taken_for_acknowledged(r:
     again = await put_route(a, "c9")
     assert again.notice is not None and again.notice.version == 1 and "w-b" in again.notice.watchers
     assert await redis_ms(r) >= end  # the writer waited for w-b's lease, not for a stale acknowledgement
+
+
+async def test_after_a_flush_the_cache_is_read_again_even_when_versions_meet(r: Any, watches: Watches) -> None:
+    """Versions start again after a FLUSHALL: a replica at version 2 (old routes) must not pass for current when
+    the new routes reach version 2 too."""
+    a = await watches("w-a")
+    await until(a.trusted, a)
+    cache = RouteCache(watch=a)
+    await put_route(a, "c10")
+    await cache.refresh(a.r, [TENANT])
+    await put_route(a, "c11")  # applied as a delta: the replica is at version 2
+    assert cache.tenants[TENANT].version == 2
+    await r.flushall()
+    await until(a.trusted, a)
+    await put_route(a, "c12")
+    await put_route(a, "c13")  # version 2 again, other routes
+    await cache.refresh(a.r, [TENANT])
+    assert sorted(rt.client_id for rt in cache.match(TENANT, "a/b")) == ["c12", "c13"]

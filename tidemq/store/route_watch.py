@@ -123,6 +123,7 @@ class RouteWatch:
         # the route cache's hook: apply a change (tenant, version, [["P", client, filter, value] | ["D", client,
         # filter], ...]); True when the cache now holds that version, so a fresh tenant stays fresh
         self.on_change: Callable[[str, int, list[list[str]]], bool] | None = None
+        self.on_reset: Callable[[], None] | None = None  # changes may have been missed: read everything again
         self._ack_channel = keys.route_acks(node_id).encode()
         self._route_channel = keys.route_channel().encode()
 
@@ -233,6 +234,8 @@ class RouteWatch:
     def _untrust_tenants(self) -> None:
         self._epoch += 1  # a version read under way confirms nothing
         self.fresh.clear()
+        if self.on_reset is not None:
+            self.on_reset()
 
     async def close(self) -> None:
         """End the lease now (a graceful stop): writers stop waiting for this node at once."""
