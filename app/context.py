@@ -44,7 +44,7 @@ class ApiState:
     store_timeout: float = DEFAULT_STORE_TIMEOUT
     retained_topic_limit: int | None = None  # overrides the tenant setting RetainedTopicLimit when set
     routes: RouteCache = field(default_factory=RouteCache)
-    watch: RouteWatch | None = None  # set by start_api: PUT /sub and DELETE /unsub wait for route caches
+    watch: RouteWatch | None = None  # set by start_api; while it runs, route writes wait for the workers
     metrics: Metrics = field(default_factory=Metrics)
     openapi: bytes = b""
 
